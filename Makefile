@@ -1,0 +1,266 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# eventbuf - a Kbuild-style, non-recursive build.
+#
+# Each directory lists its goals in a Kbuild file (obj-y, tests-y, bench-y,
+# examples-y, ccflags-y); this Makefile includes them and owns every rule.
+# Run "make help" for the targets and switches.
+
+MAKEFLAGS += -rR --no-print-directory
+.SUFFIXES:
+.DELETE_ON_ERROR:
+
+srctree := $(CURDIR)
+
+version_field = $(shell sed -n 's/^\#define EVENTBUF_VERSION_$(1) \([0-9]*\)$$/\1/p' \
+	$(srctree)/include/eventbuf/version.h)
+VERSION_MAJOR := $(call version_field,MAJOR)
+VERSION := $(VERSION_MAJOR).$(call version_field,MINOR).$(call version_field,PATCH)
+
+# ---------------------------------------------------------------------------
+# Beautify output, as the kernel does: V=1 prints whole commands, make -s
+# prints nothing.
+ifeq ("$(origin V)", "command line")
+  KBUILD_VERBOSE := $(V)
+endif
+ifeq ($(KBUILD_VERBOSE),1)
+  quiet :=
+  Q :=
+else
+  quiet := quiet_
+  Q := @
+endif
+ifneq ($(findstring s,$(firstword -$(MAKEFLAGS))),)
+  quiet := silent_
+endif
+
+# ---------------------------------------------------------------------------
+# Configuration switches (y to enable).
+CONFIG_ASAN ?= n
+CONFIG_TSAN ?= n
+CONFIG_VALGRIND ?= n
+CONFIG_EVENTBUF_DEBUG ?= n
+QUICK ?= 0
+
+ifeq ($(CONFIG_ASAN)$(CONFIG_TSAN),yy)
+  $(error CONFIG_ASAN and CONFIG_TSAN cannot be combined)
+endif
+
+# The output directory: O=dir, else one per sanitizer so builds never mix.
+ifneq ($(O),)
+  objtree := $(abspath $(O))
+else ifeq ($(CONFIG_ASAN),y)
+  objtree := $(srctree)/build-asan
+else ifeq ($(CONFIG_TSAN),y)
+  objtree := $(srctree)/build-tsan
+else
+  objtree := $(srctree)/build
+endif
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+ifeq ($(origin CC),default)
+  CC := gcc
+endif
+CC ?= gcc
+AR := ar
+PKG_CONFIG ?= pkg-config
+
+include $(srctree)/scripts/Kbuild.include
+
+# ---------------------------------------------------------------------------
+# Flags. Recursive (=) on purpose: pkg-config runs after scripts/deps.sh.
+URCU_CFLAGS = $(shell $(PKG_CONFIG) --cflags liburcu-bp)
+URCU_LIBS = $(shell $(PKG_CONFIG) --libs liburcu-bp)
+CMOCKA_CFLAGS = $(shell $(PKG_CONFIG) --cflags cmocka)
+CMOCKA_LIBS = $(shell $(PKG_CONFIG) --libs cmocka)
+
+WARNINGS := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+	-Wmissing-prototypes -Wundef
+OPTFLAGS := -O2 -g
+SANFLAGS :=
+ifeq ($(CONFIG_ASAN),y)
+  OPTFLAGS := -O1 -g
+  SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+endif
+ifeq ($(CONFIG_TSAN),y)
+  OPTFLAGS := -O1 -g
+  SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer -DEVENTBUF_TSAN
+endif
+
+base_flags = -std=c11 $(WARNINGS) $(OPTFLAGS) $(SANFLAGS) -fPIC \
+	-fvisibility=hidden -I$(srctree)/include $(URCU_CFLAGS) $(CFLAGS)
+c_flags = $(base_flags) $(ccflags) $(extra_cflags) -MMD -MP
+ld_flags = $(SANFLAGS) $(LDFLAGS)
+
+so_flags := -Wl,-soname,libeventbuf.so.$(VERSION_MAJOR) \
+	-Wl,--version-script=$(srctree)/src/eventbuf.map
+ifeq ($(SANFLAGS),)
+  so_flags += -Wl,-z,defs
+endif
+so_libs = $(URCU_LIBS) -lpthread
+
+# ---------------------------------------------------------------------------
+# Goals from the Kbuild files.
+obj-y :=
+ccflags-y :=
+include $(srctree)/src/Kbuild
+lib-objs := $(addprefix $(objtree)/src/,$(obj-y))
+$(lib-objs): ccflags := $(ccflags-y)
+
+tests-y :=
+ccflags-y :=
+include $(srctree)/tests/Kbuild
+test-bins := $(addprefix $(objtree)/tests/,$(tests-y))
+test-objs := $(sort $(addprefix $(objtree)/tests/,\
+	$(foreach t,$(tests-y),$($(t)-objs))))
+$(test-objs): ccflags := $(ccflags-y)
+$(test-objs): extra_cflags = $(CMOCKA_CFLAGS)
+
+bench-y :=
+ccflags-y :=
+include $(srctree)/bench/Kbuild
+bench-bins := $(addprefix $(objtree)/bench/,$(bench-y))
+bench-objs := $(sort $(addprefix $(objtree)/bench/,\
+	$(foreach b,$(bench-y),$($(b)-objs))))
+$(bench-objs): ccflags := $(ccflags-y)
+
+examples-y :=
+ccflags-y :=
+include $(srctree)/examples/Kbuild
+example-bins := $(addprefix $(objtree)/examples/,$(examples-y))
+example-objs := $(sort $(addprefix $(objtree)/examples/,\
+	$(foreach e,$(examples-y),$($(e)-objs))))
+$(example-objs): ccflags := $(ccflags-y)
+
+static-lib := $(objtree)/libeventbuf.a
+shared-lib := $(objtree)/libeventbuf.so.$(VERSION)
+shared-links := $(objtree)/libeventbuf.so.$(VERSION_MAJOR) $(objtree)/libeventbuf.so
+pc-file := $(objtree)/eventbuf.pc
+
+# ---------------------------------------------------------------------------
+PHONY := all
+all: $(static-lib) $(shared-lib) $(shared-links) $(pc-file) $(example-bins)
+
+# Install missing build dependencies (liburcu, cmocka, pkg-config) once.
+PHONY += deps
+deps:
+	$(Q)$(PKG_CONFIG) --exists liburcu-bp cmocka 2>/dev/null || \
+		$(srctree)/scripts/deps.sh
+
+# Everything the compiler sees; objects rebuild when it changes.
+track-flags = $(CC) $(base_flags) $(ld_flags) CONFIG_EVENTBUF_DEBUG=$(CONFIG_EVENTBUF_DEBUG)
+$(objtree)/.cflags: deps FORCE
+	$(call filechk,$(track-flags))
+
+$(objtree)/%.o: $(srctree)/%.c $(objtree)/.cflags
+	$(call cmd,cc_o_c)
+
+$(static-lib): $(lib-objs)
+	$(call cmd,ar)
+
+$(shared-lib): $(lib-objs) $(srctree)/src/eventbuf.map
+	$(call cmd,link_so)
+
+$(objtree)/libeventbuf.so.$(VERSION_MAJOR): $(shared-lib)
+	$(call cmd,ln)
+$(objtree)/libeventbuf.so: $(objtree)/libeventbuf.so.$(VERSION_MAJOR)
+	$(call cmd,ln)
+
+$(pc-file): $(srctree)/src/eventbuf.pc.in $(objtree)/.cflags
+	$(call cmd,gen_pc)
+
+# Programs link the static library: tests reach hidden internals and may
+# wrap malloc (<test>-ldflags); the installed shared library is checked on
+# its own by check-install.
+define program-rule
+$(objtree)/$(1)/$(2): $(addprefix $(objtree)/$(1)/,$($(2)-objs)) $(static-lib)
+	$$(call cmd,link)
+$(objtree)/$(1)/$(2): link_libs = $($(2)-ldflags) $(3)
+endef
+$(foreach t,$(tests-y),$(eval $(call program-rule,tests,$(t),$$(URCU_LIBS) $$(CMOCKA_LIBS) -lpthread)))
+$(foreach b,$(bench-y),$(eval $(call program-rule,bench,$(b),$$(URCU_LIBS) -lpthread -lm)))
+$(foreach e,$(examples-y),$(eval $(call program-rule,examples,$(e),$$(URCU_LIBS) -lpthread)))
+
+# ---------------------------------------------------------------------------
+PHONY += tests check check-abi check-install
+tests: $(test-bins)
+
+check: all tests
+	$(Q)$(srctree)/scripts/run-tests.sh \
+		"$(if $(filter y,$(CONFIG_VALGRIND)),valgrind)" \
+		"$(if $(filter y,$(CONFIG_TSAN)),$(srctree)/tests/tsan.supp)" \
+		$(test-bins)
+ifeq ($(SANFLAGS),)
+	$(Q)$(MAKE) check-abi check-install
+endif
+
+check-abi: $(shared-lib)
+	$(Q)$(srctree)/scripts/check-abi.sh $(shared-lib) \
+		$(srctree)/include/eventbuf/eventbuf.h
+
+check-install: all
+	$(Q)$(srctree)/scripts/check-install.sh "$(MAKE)" $(objtree)
+
+PHONY += bench
+BENCH_ARGS ?=
+bench: $(bench-bins)
+	$(Q)$(srctree)/scripts/deps.sh gnuplot-nox
+	$(Q)$(objtree)/bench/bench $(if $(filter 1,$(QUICK)),--quick) \
+		--out $(objtree)/bench $(BENCH_ARGS)
+
+PHONY += install uninstall
+install: all
+	$(Q)install -d $(DESTDIR)$(INCLUDEDIR)/eventbuf $(DESTDIR)$(LIBDIR) \
+		$(DESTDIR)$(PKGCONFIGDIR)
+	$(Q)install -m 644 $(srctree)/include/eventbuf/*.h $(DESTDIR)$(INCLUDEDIR)/eventbuf/
+	$(Q)install -m 644 $(static-lib) $(DESTDIR)$(LIBDIR)/
+	$(Q)install -m 755 $(shared-lib) $(DESTDIR)$(LIBDIR)/
+	$(Q)ln -sf libeventbuf.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libeventbuf.so.$(VERSION_MAJOR)
+	$(Q)ln -sf libeventbuf.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR)/libeventbuf.so
+	$(Q)install -m 644 $(pc-file) $(DESTDIR)$(PKGCONFIGDIR)/
+	@echo '  INSTALL $(DESTDIR)$(PREFIX)'
+
+uninstall:
+	$(Q)rm -rf $(DESTDIR)$(INCLUDEDIR)/eventbuf
+	$(Q)rm -f $(DESTDIR)$(LIBDIR)/libeventbuf.a \
+		$(DESTDIR)$(LIBDIR)/libeventbuf.so* \
+		$(DESTDIR)$(PKGCONFIGDIR)/eventbuf.pc
+	@echo '  UNINST  $(DESTDIR)$(PREFIX)'
+
+PHONY += clean
+clean:
+	$(Q)rm -rf $(srctree)/build $(srctree)/build-asan $(srctree)/build-tsan \
+		$(if $(O),$(objtree))
+	@echo '  CLEAN'
+
+PHONY += help
+help:
+	@echo 'Targets:'
+	@echo '  all           - libeventbuf.a, libeventbuf.so.$(VERSION), eventbuf.pc, examples'
+	@echo '  check         - build and run the cmocka suite (installs deps if missing),'
+	@echo '                  then the ABI and install checks'
+	@echo '  bench         - run the benchmark against the mutex variants (QUICK=1: smoke run)'
+	@echo '  install       - install to $$(DESTDIR)$$(PREFIX) (PREFIX=$(PREFIX))'
+	@echo '  uninstall     - remove what install put there'
+	@echo '  clean         - remove build, build-asan, build-tsan (and O=)'
+	@echo ''
+	@echo 'Switches:'
+	@echo '  V=1                    - print whole commands; make -s prints nothing'
+	@echo '  O=dir                  - build in dir'
+	@echo '  CONFIG_ASAN=y          - AddressSanitizer + UBSan build in build-asan/'
+	@echo '  CONFIG_TSAN=y          - ThreadSanitizer build in build-tsan/'
+	@echo '  CONFIG_VALGRIND=y      - run the tests under valgrind memcheck'
+	@echo '  CONFIG_EVENTBUF_DEBUG=y - abort when two threads append to one buffer'
+	@echo '  QUICK=1                - short benchmark run'
+
+PHONY += FORCE
+FORCE:
+
+-include $(shell find $(objtree) -name '*.d' 2>/dev/null)
+
+.PHONY: $(PHONY)

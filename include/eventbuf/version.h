@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef _EVENTBUF_VERSION_H
+#define _EVENTBUF_VERSION_H
+
+#define EVENTBUF_VERSION_MAJOR 0
+#define EVENTBUF_VERSION_MINOR 1
+#define EVENTBUF_VERSION_PATCH 0
+
+#define EVENTBUF_VERSION_STRING "0.1.0"
+
+#endif /* _EVENTBUF_VERSION_H */

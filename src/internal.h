@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef _EVENTBUF_INTERNAL_H
+#define _EVENTBUF_INTERNAL_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <eventbuf/eventbuf.h>
+
+#include "rcu.h"
+
+#define __hidden __attribute__((visibility("hidden")))
+
+/*
+ * struct eventbuf_item - one batch, and the link to the next one
+ *
+ * 40 bytes of header; with one event the allocation is 72 bytes, which
+ * glibc serves from an 80-byte chunk.
+ *
+ * @next:  the next item, published once by the writer with
+ *         rcu_assign_pointer() and read with rcu_dereference().
+ * @state: reference count and wait-fd state, see the ST_* bits below. Once
+ *         the item is unreferenced and queued for reclamation, the word
+ *         becomes @reclaim_next (nothing else can reach the item then).
+ * @nevents, @kind, @flags: set before publication, immutable after.
+ * @u:     BATCH: release callback; FOLLOWER: the item whose link it shares
+ *         (a counted reference); ERROR: code and message.
+ */
+struct eventbuf_item {
+	struct eventbuf_item *next;
+	union {
+		_Atomic uint64_t state;
+		struct eventbuf_item *reclaim_next;
+	};
+	uint32_t nevents;
+	uint8_t kind;
+	uint8_t flags;
+	uint16_t reserved;
+	union {
+		struct {
+			eventbuf_release_fn release;
+			void *arg;
+		} batch;
+		struct eventbuf_item *target;
+		struct {
+			int code;
+			const char *msg;
+		} err;
+	} u;
+	struct eventbuf_event events[];
+};
+
+enum {
+	KIND_BATCH = 0,		/* events (none for sentinels and empty items) */
+	KIND_FOLLOWER = 1,	/* no events; shares u.target's link */
+	KIND_ERROR = 2,		/* terminal; no link */
+};
+
+/* @next was linked by eventbuf_append_item(): the edge holds a reference. */
+#define ITEM_NEXT_COUNTED 0x01
+
+#define EVENTBUF_MAX_EVENTS 0xffffffu
+
+/*
+ * The state word.
+ *
+ *  bit  0      ST_ROOT: nothing before this item in its owner chain is
+ *              alive (it is a chain start: a sentinel, a follower, or the
+ *              item a reclamation walk stopped at). Whoever drops the last
+ *              reference of a ROOT item reclaims it and walks on.
+ *  bits 1..31  reference count, in units of ST_REF.
+ *  bits 32..61 the link's eventfd + 1 (0: none yet).
+ *  bit 62      ST_SIGNALED: the writer has written the eventfd.
+ *  bit 63      ST_CLOSED: the eventfd has been closed.
+ */
+#define ST_ROOT		(1ull << 0)
+#define ST_REF		(1ull << 1)
+#define ST_REF_MASK	0xfffffffeull
+#define ST_REF_LIMIT	(1ull << 30)
+#define ST_FD_SHIFT	32
+#define ST_FD_MASK	(0x3fffffffull << ST_FD_SHIFT)
+#define ST_SIGNALED	(1ull << 62)
+#define ST_CLOSED	(1ull << 63)
+
+static inline uint64_t st_refs(uint64_t w)
+{
+	return (w & ST_REF_MASK) >> 1;
+}
+
+/* The eventfd recorded in @w, or -1. */
+static inline int st_fd(uint64_t w)
+{
+	return (int)((w & ST_FD_MASK) >> ST_FD_SHIFT) - 1;
+}
+
+static inline uint64_t st_with_fd(uint64_t w, int fd)
+{
+	return w | ((uint64_t)(fd + 1) << ST_FD_SHIFT);
+}
+
+/* The item whose link (next pointer and eventfd) @item uses. */
+static inline struct eventbuf_item *link_of(const struct eventbuf_item *item)
+{
+	if (item->kind == KIND_FOLLOWER)
+		return item->u.target;
+	return (struct eventbuf_item *)item;
+}
+
+static inline bool item_is_error(const struct eventbuf_item *item)
+{
+	return item->kind == KIND_ERROR;
+}
+
+/* Reserved result codes a terminal error may not use (see eventbuf.h). */
+static inline bool code_is_reserved(int code)
+{
+	switch (-code) {
+	case EAGAIN: case ETIMEDOUT: case ECANCELED: case ENOMEM:
+	case EMFILE: case ENFILE: case EINVAL: case EOVERFLOW: case EDEADLK:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * struct eventbuf - the writer's handle
+ *
+ * @head:     the newest item; written by the writer with
+ *            rcu_assign_pointer(), read by eventbuf_head() with
+ *            rcu_dereference() under rcu_read_lock().
+ * @pin:      the item the buffer holds a counted reference on (at or
+ *            before @head); writer only. See reclaim.c.
+ * @pin_old:  the pin being released by the queued pin_release().
+ * @pin_busy: a pin_release() is queued; the writer waits for it to run
+ *            before it moves the pin again (one callback in flight).
+ * @ended:    0, -EPIPE after an error item, -EISCONN after a join.
+ * @users:    the owner plus queued callbacks; the last frees the struct.
+ * @appended_items, @appended_bytes: what this writer allocated (stats.c).
+ * @writer:   CONFIG_EVENTBUF_DEBUG's appender-in-progress flag.
+ */
+struct eventbuf {
+	struct eventbuf_item *head;
+	struct eventbuf_item *pin;
+	struct eventbuf_item *pin_old;
+	_Atomic bool pin_busy;
+	int ended;
+	_Atomic uint32_t users;
+	_Atomic uint64_t appended_items;
+	_Atomic uint64_t appended_bytes;
+	struct rcu_head pin_rcu;
+	struct rcu_head drop_rcu;
+	struct eventbuf *stats_prev, *stats_next;
+	_Atomic int writer;
+};
+
+#ifdef CONFIG_EVENTBUF_DEBUG
+__hidden void __eventbuf_writer_enter(struct eventbuf *buf, const char *fn);
+__hidden void __eventbuf_writer_exit(struct eventbuf *buf);
+#else
+static inline void __eventbuf_writer_enter(struct eventbuf *buf,
+					   const char *fn)
+{
+	(void)buf;
+	(void)fn;
+}
+
+static inline void __eventbuf_writer_exit(struct eventbuf *buf)
+{
+	(void)buf;
+}
+#endif
+
+/* item.c */
+__hidden struct eventbuf_item *__eventbuf_item_alloc(uint8_t kind, size_t n,
+						     size_t extra);
+__hidden size_t __eventbuf_item_size(const struct eventbuf_item *item);
+__hidden int __eventbuf_item_ref(struct eventbuf_item *item);
+__hidden struct eventbuf_item *
+__eventbuf_scan(const struct eventbuf_item *from, struct eventbuf_item **tipp);
+
+/* reclaim.c */
+__hidden void __eventbuf_put_deferred(struct eventbuf_item *item);
+__hidden void __eventbuf_put_in_callback(struct eventbuf_item *item);
+__hidden void __eventbuf_close_if_idle(struct eventbuf_item *link);
+
+/* wait.c */
+__hidden int __eventbuf_arm(struct eventbuf_item *link, int *fdp);
+__hidden void __eventbuf_signal(struct eventbuf_item *link);
+__hidden int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline_ns);
+__hidden int64_t __eventbuf_deadline(int timeout_ms);
+__hidden void __eventbuf_fence_writer(void);
+
+/* stats.c: counters kept off the append path (see stats.c). */
+struct eventbuf_counters {
+	_Atomic uint64_t items;		/* allocated outside any buffer's writer */
+	_Atomic uint64_t bytes;
+	_Atomic uint64_t freed_items;
+	_Atomic uint64_t freed_bytes;
+	_Atomic uint64_t eventfds;
+	_Atomic uint64_t readers;
+	_Atomic uint64_t reclaim_passes;
+};
+__hidden extern struct eventbuf_counters __eventbuf_counters;
+__hidden void __eventbuf_stats_add_buffer(struct eventbuf *buf);
+__hidden void __eventbuf_stats_del_buffer(struct eventbuf *buf);
+
+static inline void counter_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+static inline void counter_sub(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
+}
+
+#endif /* _EVENTBUF_INTERNAL_H */

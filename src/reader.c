@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * DOC: Theory of operation - readers
+ *
+ * A reader holds exactly one reference, on its *anchor*; its position @pos
+ * (the last item it returned, or where it started) is at or after the
+ * anchor in the chain, so the anchor keeps @pos and everything after it
+ * alive (reclaim.c). Walking forward is rcu_dereference() of ->next under
+ * rcu_read_lock() (__eventbuf_scan(), paired with the writer's
+ * rcu_assign_pointer()) and writes nothing to the items passed: N readers
+ * streaming the same items share their cache lines read-only.
+ *
+ * The anchor moves (a reference taken on the new item, then the old one
+ * dropped, so the reader is never without one) only
+ *  - when the reader parks: a link's eventfd lives as long as references on
+ *    the link's item (wait.c), so the waiter must hold the item it waits
+ *    after, and holding nothing older lets the writer's reclamation free
+ *    everything behind it while it sleeps;
+ *  - every ANCHOR_STRIDE returned batches, so that a reader that never
+ *    catches up does not pin everything it has read.
+ * A terminal error item is remembered (@error) and returned again by every
+ * later call; it sits after @pos, so the anchor keeps it alive too.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define ANCHOR_STRIDE 64
+
+struct eventbuf_reader {
+	struct eventbuf_item *anchor;
+	struct eventbuf_item *pos;
+	struct eventbuf_item *error;
+	unsigned int since_move;
+};
+
+int eventbuf_reader_new(struct eventbuf_item *start,
+			struct eventbuf_reader **readerp)
+{
+	struct eventbuf_reader *r;
+	int ret;
+
+	if (!start || !readerp)
+		return -EINVAL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	ret = __eventbuf_item_ref(start);
+	if (ret) {
+		free(r);
+		return ret;
+	}
+	r->anchor = start;
+	r->pos = start;
+	counter_add(&__eventbuf_counters.readers, 1);
+	*readerp = r;
+	return 0;
+}
+
+void eventbuf_reader_free(struct eventbuf_reader *reader)
+{
+	if (!reader)
+		return;
+	__eventbuf_put_deferred(reader->anchor);
+	counter_sub(&__eventbuf_counters.readers, 1);
+	free(reader);
+}
+
+/* Move the reference to @pos (taken before the old one is dropped). */
+static int move_anchor(struct eventbuf_reader *r)
+{
+	struct eventbuf_item *old = r->anchor;
+	int ret;
+
+	r->since_move = 0;
+	if (old == r->pos)
+		return 0;
+	ret = __eventbuf_item_ref(r->pos);
+	if (ret)
+		return ret;
+	r->anchor = r->pos;
+	__eventbuf_put_deferred(old);
+	return 0;
+}
+
+int eventbuf_reader_next_nonblock(struct eventbuf_reader *reader,
+				  const struct eventbuf_item **itemp)
+{
+	struct eventbuf_item *found, *tip = NULL;
+
+	if (!reader || !itemp)
+		return -EINVAL;
+	if (reader->error)
+		return reader->error->u.err.code;
+	rcu_read_lock();
+	found = __eventbuf_scan(reader->pos, &tip);
+	rcu_read_unlock();
+	if (!found) {
+		reader->pos = tip;	/* skip the empty items for good */
+		return -EAGAIN;
+	}
+	if (item_is_error(found)) {
+		reader->error = found;
+		return found->u.err.code;
+	}
+	reader->pos = found;
+	*itemp = found;
+	/* On overflow the old anchor still covers @found: move later. */
+	if (++reader->since_move >= ANCHOR_STRIDE)
+		(void)move_anchor(reader);
+	return 0;
+}
+
+int eventbuf_reader_wait_fd(struct eventbuf_reader *reader, int *fdp)
+{
+	struct eventbuf_item *found, *tip = NULL;
+	int ret;
+
+	if (!reader || !fdp)
+		return -EINVAL;
+	*fdp = -1;
+	if (reader->error)
+		return -EALREADY;
+	rcu_read_lock();
+	found = __eventbuf_scan(reader->pos, &tip);
+	rcu_read_unlock();
+	if (found)
+		return -EALREADY;
+	reader->pos = tip;
+	ret = move_anchor(reader);
+	if (ret)
+		return ret;
+	return __eventbuf_arm(link_of(tip), fdp);
+}
+
+int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
+			 int cancel_fd, const struct eventbuf_item **itemp)
+{
+	int64_t deadline = __eventbuf_deadline(timeout_ms);
+	int ret, fd;
+
+	for (;;) {
+		ret = eventbuf_reader_next_nonblock(reader, itemp);
+		if (ret != -EAGAIN)
+			return ret;
+		if (timeout_ms == 0)
+			return -ETIMEDOUT;
+		ret = eventbuf_reader_wait_fd(reader, &fd);
+		if (ret == -EALREADY)
+			continue;
+		if (ret)
+			return ret;
+		ret = __eventbuf_wait(fd, cancel_fd, deadline);
+		if (ret)
+			return ret;
+	}
+}
+
+int eventbuf_reader_error(const struct eventbuf_reader *reader,
+			  const char **msg)
+{
+	if (msg)
+		*msg = NULL;
+	if (!reader || !reader->error)
+		return 0;
+	if (msg)
+		*msg = reader->error->u.err.msg;
+	return reader->error->u.err.code;
+}

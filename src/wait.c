@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * DOC: Theory of operation - the lazy eventfd and why no wake-up is lost
+ *
+ * Each link (an item's ->next) may get one eventfd. It is created by the
+ * first reader about to wait on that link (__eventbuf_arm()), installed into
+ * the item's ->state with a compare-and-swap (the loser closes its own),
+ * and written once by the writer after it publishes ->next
+ * (__eventbuf_signal()). Nobody ever reads it, so it stays readable for
+ * every waiter, present and future: one write wakes them all, like closing
+ * a Go channel. With nobody waiting, the writer sees no eventfd and makes
+ * no system call.
+ *
+ * No lost wake-up. It is a Dekker pattern between two threads:
+ *
+ *   writer (publish, signal)             reader (arm)
+ *   W1 store link->next = item           R1 CAS: link->state gets the fd
+ *   W2 fence_writer()                    R2 fence_reader()
+ *   W3 load link->state: fd?             R3 load link->next: NULL?
+ *   W4 if fd: write(fd)                  R4 if NULL: poll(fd)
+ *
+ * The two fences order each thread's store before its load, so at least one
+ * load sees the other's store: either W3 sees the fd and W4 writes it, or R3
+ * sees the item and the reader does not wait. (If W3 misses an fd that R1
+ * installs a moment later, R3 sees ->next and returns -EALREADY; that fd
+ * stays unsignalled and is closed when the item is reclaimed.)
+ *
+ * The fences are asymmetric, so that the writer, which runs for every item,
+ * pays nothing: when sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) is
+ * available, fence_writer() is a compiler barrier and fence_reader() is the
+ * membarrier system call, which makes every running thread of the process
+ * execute a full memory barrier before it returns - the "slave/master"
+ * barrier pair liburcu itself uses. A reader is about to sleep anyway when
+ * it pays for it. Without membarrier both are full fences
+ * (atomic_thread_fence(memory_order_seq_cst)).
+ *
+ * The eventfd's lifetime is tied to references on the link's item
+ * (reclaim.c): a waiter holds one, so its fd stays open while it waits; the
+ * writer's signal sets ST_SIGNALED after the write, and only a signalled
+ * link with no references is closed eagerly, so the writer never writes a
+ * closed (or reused) descriptor. The writer itself needs no reference: the
+ * link it signals is its previous head, which the buffer's pin keeps alive.
+ */
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static bool use_membarrier;
+
+__attribute__((constructor)) static void wait_init(void)
+{
+	long cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+
+	if (cmds < 0 || !(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED))
+		return;
+	if (syscall(__NR_membarrier,
+		    MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0))
+		return;
+	use_membarrier = true;
+}
+
+/* W2: pairs with fence_reader() (R2). */
+void __eventbuf_fence_writer(void)
+{
+	if (use_membarrier)
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* R2: pairs with __eventbuf_fence_writer() (W2). */
+static void fence_reader(void)
+{
+	if (!use_membarrier) {
+		atomic_thread_fence(memory_order_seq_cst);
+		return;
+	}
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0))
+		abort();	/* registered at load time: cannot fail */
+}
+
+/* R1: make sure @link has an eventfd; return it, or -EALREADY, -errno. */
+static int install_fd(struct eventbuf_item *link)
+{
+	uint64_t w = atomic_load_explicit(&link->state, memory_order_acquire);
+	int fd;
+
+	if (w & ST_CLOSED)
+		return -EALREADY;	/* closed => signalled => published */
+	if (st_fd(w) >= 0)
+		return st_fd(w);
+	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	if (fd >= (int)(ST_FD_MASK >> ST_FD_SHIFT) - 1) {
+		close(fd);
+		return -EMFILE;
+	}
+	do {
+		if (st_fd(w) >= 0) {
+			close(fd);	/* another waiter won */
+			return (w & ST_CLOSED) ? -EALREADY : st_fd(w);
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&link->state, &w,
+			st_with_fd(w, fd), memory_order_acq_rel,
+			memory_order_acquire));
+	counter_add(&__eventbuf_counters.eventfds, 1);
+	return fd;
+}
+
+int __eventbuf_arm(struct eventbuf_item *link, int *fdp)
+{
+	int fd = install_fd(link);
+
+	if (fd < 0)
+		return fd;
+	fence_reader();
+	/* R3: acquire pairs with the writer's release store W1. */
+	if (__atomic_load_n(&link->next, __ATOMIC_ACQUIRE))
+		return -EALREADY;
+	*fdp = fd;
+	return 0;
+}
+
+void __eventbuf_signal(struct eventbuf_item *link)
+{
+	static const uint64_t one = 1;
+	uint64_t old, new;
+	int fd;
+
+	__eventbuf_fence_writer();
+	old = atomic_load_explicit(&link->state, memory_order_relaxed);
+	fd = st_fd(old);
+	if (fd < 0)
+		return;		/* W3: nobody armed this link */
+	while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+	/* Set SIGNALED; close now if nobody holds the link any more. */
+	do {
+		new = old | ST_SIGNALED;
+		if (st_refs(old) == 0)
+			new |= ST_CLOSED;
+	} while (!atomic_compare_exchange_weak_explicit(&link->state, &old,
+			new, memory_order_release, memory_order_relaxed));
+	if (new & ST_CLOSED) {
+		close(fd);
+		counter_sub(&__eventbuf_counters.eventfds, 1);
+	}
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t __eventbuf_deadline(int timeout_ms)
+{
+	if (timeout_ms < 0)
+		return -1;
+	return now_ns() + (int64_t)timeout_ms * 1000000;
+}
+
+/*
+ * Wait until @fd or @cancel_fd is readable, or the deadline passes.
+ * Return 0 when @fd is readable (checked first: data wins over a
+ * simultaneous cancel), -ECANCELED, -ETIMEDOUT, or -errno.
+ */
+int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline)
+{
+	struct pollfd pfd[2] = {
+		{ .fd = fd, .events = POLLIN },
+		{ .fd = cancel_fd, .events = POLLIN },
+	};
+	struct timespec ts, *tsp = NULL;
+	int ret;
+
+	/* Sleeping here would stall every grace period, hence reclamation. */
+	if (rcu_read_ongoing())
+		return -EDEADLK;
+	for (;;) {
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ns();
+
+			if (left < 0)
+				left = 0;
+			ts.tv_sec = left / 1000000000;
+			ts.tv_nsec = left % 1000000000;
+			tsp = &ts;
+		}
+		ret = ppoll(pfd, cancel_fd >= 0 ? 2 : 1, tsp, NULL);
+		if (ret < 0 && errno == EINTR)
+			continue;
+		if (ret < 0)
+			return -errno;
+		if (pfd[0].revents & POLLIN)
+			return 0;
+		if (pfd[1].revents & POLLNVAL)
+			return -EINVAL;
+		if (pfd[1].revents)
+			return -ECANCELED;
+		if (ret == 0)
+			return -ETIMEDOUT;
+		return -EIO;	/* POLLERR/POLLNVAL on our own eventfd */
+	}
+}

@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+void release_log_init(struct release_log *log, size_t n)
+{
+	log->n = n;
+	log->count = calloc(n ? n : 1, sizeof(*log->count));
+	atomic_init(&log->total, 0);
+	atomic_init(&log->bad, 0);
+	if (!log->count)
+		abort();
+}
+
+void release_log_free(struct release_log *log)
+{
+	free((void *)log->count);
+	log->count = NULL;
+}
+
+void release_log_cb(struct eventbuf_event *events, size_t n, void *arg)
+{
+	struct release_log *log = arg;
+
+	for (size_t i = 0; i < n; i++) {
+		if (events[i].index >= log->n) {
+			atomic_fetch_add(&log->bad, 1);
+			continue;
+		}
+		atomic_fetch_add(&log->count[events[i].index], 1);
+	}
+	atomic_fetch_add(&log->total, 1);
+}
+
+size_t release_log_count(struct release_log *log, size_t from, size_t to,
+			 unsigned int times)
+{
+	size_t hits = 0;
+
+	for (size_t i = from; i < to && i < log->n; i++)
+		hits += atomic_load(&log->count[i]) == times;
+	return hits;
+}
+
+int append_batch(struct eventbuf *buf, uint64_t idx, size_t n,
+		 struct release_log *log)
+{
+	struct eventbuf_event ev[16];
+
+	if (n > 16)
+		return -E2BIG;
+	for (size_t i = 0; i < n; i++) {
+		ev[i].index = idx + i;
+		ev[i].topic = "topic";
+		ev[i].key = "key";
+		ev[i].payload = NULL;
+	}
+	return eventbuf_append(buf, ev, n, log ? release_log_cb : NULL, log);
+}
+
+void reader_result_init(struct reader_result *r, uint64_t first)
+{
+	memset(r, 0, sizeof(*r));
+	r->next_expected = first;
+}
+
+void reader_result_see(struct reader_result *r, const struct eventbuf_item *item)
+{
+	const struct eventbuf_event *ev = eventbuf_item_events(item);
+	size_t n = eventbuf_item_count(item);
+
+	for (size_t i = 0; i < n; i++) {
+		if (ev[i].index != r->next_expected) {
+			if (!r->out_of_order)
+				r->first_bad = ev[i].index;
+			r->out_of_order++;
+		}
+		r->next_expected = ev[i].index + 1;
+		r->count++;
+	}
+}
+
+int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int count_eventfds(void)
+{
+	char path[PATH_MAX], target[64];
+	struct dirent *de;
+	int n = 0;
+	DIR *dir = opendir("/proc/self/fd");
+
+	if (!dir)
+		return -1;
+	while ((de = readdir(dir))) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len < 0)
+			continue;
+		target[len] = '\0';
+		n += strcmp(target, "anon_inode:[eventfd]") == 0;
+	}
+	closedir(dir);
+	return n;
+}
+
+unsigned int test_seed(void)
+{
+	const char *env = getenv("EVENTBUF_TEST_SEED");
+	unsigned int seed = env ? (unsigned int)strtoul(env, NULL, 0)
+				: (unsigned int)time(NULL);
+
+	printf("# seed %u (EVENTBUF_TEST_SEED=%u reproduces)\n", seed, seed);
+	return seed;
+}
+
+uint64_t scaled(uint64_t n, uint64_t min)
+{
+	const char *env = getenv("EVENTBUF_TEST_SCALE");
+	uint64_t scale = env ? strtoull(env, NULL, 0) : 1;
+
+	if (scale < 1)
+		scale = 1;
+	return n / scale < min ? min : n / scale;
+}
+
+bool wait_until(bool (*pred)(void *arg), void *arg, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	const struct timespec tick = { 0, 100000 };
+
+	while (!pred(arg)) {
+		if (now_ms() > deadline)
+			return false;
+		nanosleep(&tick, NULL);
+	}
+	return true;
+}

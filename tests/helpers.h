@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef _EVENTBUF_TESTS_HELPERS_H
+#define _EVENTBUF_TESTS_HELPERS_H
+
+/* cmocka 1.1.5 needs these before <cmocka.h>. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <eventbuf/eventbuf.h>
+
+/*
+ * Release accounting: every appended item gets a release callback that
+ * bumps a per-index counter, so a test can check "released exactly once",
+ * "not while held" and "all after eventbuf_barrier()".
+ */
+struct release_log {
+	size_t n;
+	_Atomic unsigned int *count;	/* [n], indexed by event index */
+	_Atomic uint64_t total;
+	_Atomic uint64_t bad;		/* index out of range */
+};
+
+void release_log_init(struct release_log *log, size_t n);
+void release_log_free(struct release_log *log);
+void release_log_cb(struct eventbuf_event *events, size_t n, void *arg);
+/* How many indexes in [from, to) were released exactly @times times. */
+size_t release_log_count(struct release_log *log, size_t from, size_t to,
+			 unsigned int times);
+
+/* Append one batch of @n events with indexes idx, idx+1, ... */
+int append_batch(struct eventbuf *buf, uint64_t idx, size_t n,
+		 struct release_log *log);
+
+/*
+ * What a reader thread saw. Workers never call assert_*(): they fill this
+ * and the test thread asserts after joining.
+ */
+struct reader_result {
+	uint64_t count;		/* events received */
+	uint64_t next_expected;	/* index expected next */
+	uint64_t out_of_order;	/* events whose index was not the expected */
+	uint64_t first_bad;	/* first unexpected index (if any) */
+	int error;		/* first unexpected return code, 0 if none */
+};
+
+void reader_result_init(struct reader_result *r, uint64_t first);
+void reader_result_see(struct reader_result *r, const struct eventbuf_item *item);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t now_ms(void);
+
+/* Number of eventfds this process holds (/proc/self/fd). */
+int count_eventfds(void);
+
+/* Seed from EVENTBUF_TEST_SEED or the clock; printed for reruns. */
+unsigned int test_seed(void);
+
+/* Scale factor for heavy tests (EVENTBUF_TEST_SCALE, default 1; valgrind
+ * runs set it lower). Returns @n / scale, at least @min. */
+uint64_t scaled(uint64_t n, uint64_t min);
+
+/* Wait (bounded, polling every 100 us) until @pred(@arg) is true. */
+bool wait_until(bool (*pred)(void *arg), void *arg, int timeout_ms);
+
+#endif /* _EVENTBUF_TESTS_HELPERS_H */

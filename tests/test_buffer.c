@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The buffer and the seed's rules: sentinel, order, empty items skipped,
+ * error items terminal, splicing, refusals.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "helpers.h"
+
+struct fixture {
+	struct eventbuf *buf;
+	struct release_log log;
+};
+
+static int setup(void **state)
+{
+	static struct fixture f;
+
+	memset(&f, 0, sizeof(f));
+	release_log_init(&f.log, 1024);
+	if (eventbuf_new(&f.buf))
+		return -1;
+	*state = &f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	eventbuf_drop(f->buf);
+	eventbuf_barrier();
+	release_log_free(&f->log);
+	return 0;
+}
+
+/* Read every batch currently published after @from into @idx. */
+static size_t drain(struct eventbuf_item *from, uint64_t *idx, size_t max)
+{
+	struct eventbuf_item *it = from, *next;
+	size_t n = 0;
+
+	assert_int_equal(eventbuf_item_get(it), 0);
+	while (eventbuf_item_next_nonblock(it, &next) == 0) {
+		const struct eventbuf_event *ev = eventbuf_item_events(next);
+
+		for (size_t i = 0; i < eventbuf_item_count(next) && n < max; i++)
+			idx[n++] = ev[i].index;
+		eventbuf_item_put(it);
+		it = next;
+	}
+	eventbuf_item_put(it);
+	return n;
+}
+
+static void test_buffer_new_has_sentinel(void **state)
+{
+	struct fixture *f = *state;
+	struct eventbuf_item *head, *next = NULL;
+
+	assert_int_equal(eventbuf_head(f->buf, &head), 0);
+	assert_int_equal(eventbuf_item_count(head), 0);
+	assert_null(eventbuf_item_events(head));
+	assert_int_equal(eventbuf_item_error(head, NULL), 0);
+	assert_int_equal(eventbuf_item_next_nonblock(head, &next), -EAGAIN);
+	assert_null(next);
+	eventbuf_item_put(head);
+}
+
+static void test_buffer_append_in_order(void **state)
+{
+	struct fixture *f = *state;
+	struct eventbuf_item *start;
+	uint64_t idx[16];
+
+	assert_int_equal(eventbuf_head(f->buf, &start), 0);
+	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
+	assert_int_equal(append_batch(f->buf, 2, 3, &f->log), 0);
+	assert_int_equal(append_batch(f->buf, 5, 1, &f->log), 0);
+	assert_int_equal(drain(start, idx, 16), 5);
+	for (uint64_t i = 0; i < 5; i++)
+		assert_int_equal(idx[i], i + 1);
+	eventbuf_item_put(start);
+}
+
+static void test_buffer_events_are_copied(void **state)
+{
+	struct fixture *f = *state;
+	struct eventbuf_event ev = { .index = 7, .topic = "t", .key = "k",
+				     .payload = &ev };
+	struct eventbuf_item *start, *next;
+
+	assert_int_equal(eventbuf_head(f->buf, &start), 0);
+	assert_int_equal(eventbuf_append(f->buf, &ev, 1, NULL, NULL), 0);
+	ev.index = 99;
+	ev.key = "changed";
+	assert_int_equal(eventbuf_item_next_nonblock(start, &next), 0);
+	assert_int_equal(eventbuf_item_events(next)[0].index, 7);
+	assert_string_equal(eventbuf_item_events(next)[0].key, "k");
+	assert_ptr_equal(eventbuf_item_events(next)[0].payload, &ev);
+	eventbuf_item_put(next);
+	eventbuf_item_put(start);
+}
+
+static void test_buffer_empty_items_skipped(void **state)
+{
+	struct fixture *f = *state;
+	struct eventbuf_item *start, *next, *head;
+
+	assert_int_equal(eventbuf_head(f->buf, &start), 0);
+	assert_int_equal(eventbuf_append(f->buf, NULL, 0, NULL, NULL), 0);
+	assert_int_equal(eventbuf_item_next_nonblock(start, &next), -EAGAIN);
+	/* The head may be an empty item. */
+	assert_int_equal(eventbuf_head(f->buf, &head), 0);
+	assert_int_equal(eventbuf_item_count(head), 0);
+	assert_ptr_not_equal(head, start);
+	assert_int_equal(eventbuf_append(f->buf, NULL, 0, NULL, NULL), 0);
+	assert_int_equal(append_batch(f->buf, 3, 1, &f->log), 0);
+	assert_int_equal(eventbuf_item_next_nonblock(start, &next), 0);
+	assert_int_equal(eventbuf_item_events(next)[0].index, 3);
+	eventbuf_item_put(next);
+	eventbuf_item_put(head);
+	eventbuf_item_put(start);
+}
+
+static void test_buffer_error_is_terminal(void **state)
+{
+	struct fixture *f = *state;
+	struct eventbuf_item *start, *next, *head;
+	const char *msg;
+
+	assert_int_equal(eventbuf_head(f->buf, &start), 0);
+	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
+	assert_int_equal(eventbuf_append_error(f->buf, -EIO, "snapshot failed"), 0);
+	assert_int_equal(eventbuf_item_next_nonblock(start, &next), 0);
+	assert_int_equal(eventbuf_item_events(next)[0].index, 1);
+	eventbuf_item_put(start);
+	start = next;
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(eventbuf_item_next_nonblock(start, &next), -EIO);
+		assert_int_equal(eventbuf_item_next(start, -1, -1, &next), -EIO);
+	}
+	assert_int_equal(eventbuf_item_error(start, &msg), -EIO);
+	assert_string_equal(msg, "snapshot failed");
+	/* The head is the error item itself. */
+	assert_int_equal(eventbuf_head(f->buf, &head), 0);
+	assert_int_equal(eventbuf_item_error(head, &msg), -EIO);
+	assert_int_equal(eventbuf_item_next_nonblock(head, &next), -EIO);
+	eventbuf_item_put(head);
+	eventbuf_item_put(start);
+}
+
+static void test_buffer_append_after_error_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct eventbuf_item *head, *again;
+
+	assert_int_equal(eventbuf_append_error(f->buf, -EIO, NULL), 0);
+	assert_int_equal(eventbuf_head(f->buf, &head), 0);
+	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), -EPIPE);
+	assert_int_equal(eventbuf_append_error(f->buf, -EIO, "x"), -EPIPE);
+	assert_int_equal(eventbuf_append_item(f->buf, head), -EPIPE);
+	assert_int_equal(eventbuf_head(f->buf, &again), 0);
+	assert_ptr_equal(head, again);
+	/* Nothing was retained from the refused batch. */
+	assert_int_equal(atomic_load(&f->log.count[1]), 0);
+	eventbuf_item_put(again);
+	eventbuf_item_put(head);
+}
+
+static void test_buffer_bad_input(void **state)
+{
+	struct fixture *f = *state;
+	struct eventbuf_item *head, *out = NULL;
+	struct eventbuf_reader *r = NULL;
+	const struct eventbuf_item *bi;
+	int fd;
+
+	assert_int_equal(eventbuf_new(NULL), -EINVAL);
+	assert_int_equal(eventbuf_append(NULL, NULL, 0, NULL, NULL), -EINVAL);
+	assert_int_equal(eventbuf_append(f->buf, NULL, 1, NULL, NULL), -EINVAL);
+	assert_int_equal(eventbuf_append(f->buf, (void *)&fd, 0x1000000, NULL,
+					 NULL), -EINVAL);
+	assert_int_equal(eventbuf_append_item(NULL, NULL), -EINVAL);
+	assert_int_equal(eventbuf_append_item(f->buf, NULL), -EINVAL);
+	assert_int_equal(eventbuf_append_error(NULL, -EIO, NULL), -EINVAL);
+	assert_int_equal(eventbuf_append_error(f->buf, 0, NULL), -EINVAL);
+	assert_int_equal(eventbuf_append_error(f->buf, 5, NULL), -EINVAL);
+	assert_int_equal(eventbuf_append_error(f->buf, -EAGAIN, NULL), -EINVAL);
+	assert_int_equal(eventbuf_append_error(f->buf, -ETIMEDOUT, NULL), -EINVAL);
+	assert_int_equal(eventbuf_append_error(f->buf, -ECANCELED, NULL), -EINVAL);
+	assert_int_equal(eventbuf_head(NULL, &head), -EINVAL);
+	assert_int_equal(eventbuf_head(f->buf, NULL), -EINVAL);
+	assert_int_equal(eventbuf_item_get(NULL), -EINVAL);
+	eventbuf_item_put(NULL);
+	eventbuf_drop(NULL);
+	assert_int_equal(eventbuf_item_next_nonblock(NULL, &out), -EINVAL);
+	assert_int_equal(eventbuf_item_next(NULL, 0, -1, &out), -EINVAL);
+	assert_int_equal(eventbuf_item_follow_after(NULL, &out), -EINVAL);
+	assert_int_equal(eventbuf_item_wait_fd(NULL, &fd), -EINVAL);
+	assert_int_equal(eventbuf_reader_new(NULL, &r), -EINVAL);
+	assert_int_equal(eventbuf_reader_next_nonblock(NULL, &bi), -EINVAL);
+	assert_int_equal(eventbuf_reader_next(NULL, 0, -1, &bi), -EINVAL);
+	assert_int_equal(eventbuf_reader_wait_fd(NULL, &fd), -EINVAL);
+	assert_int_equal(eventbuf_reader_error(NULL, NULL), 0);
+	eventbuf_reader_free(NULL);
+	assert_int_equal(eventbuf_head(f->buf, &head), 0);
+	assert_int_equal(eventbuf_item_next_nonblock(head, NULL), -EINVAL);
+	assert_int_equal(eventbuf_item_follow_after(head, NULL), -EINVAL);
+	assert_int_equal(eventbuf_item_wait_fd(head, NULL), -EINVAL);
+	assert_int_equal(eventbuf_reader_new(head, NULL), -EINVAL);
+	/* An invalid cancellation descriptor is reported, not waited on. */
+	assert_int_equal(eventbuf_item_next(head, 1000, 1 << 29, &out), -EINVAL);
+	assert_null(out);
+	assert_int_equal(eventbuf_item_count(NULL), 0);
+	assert_null(eventbuf_item_events(NULL));
+	assert_int_equal(eventbuf_item_error(NULL, NULL), 0);
+	/* The buffer still works after all of that. */
+	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
+	assert_int_equal(eventbuf_item_next_nonblock(head, &out), 0);
+	eventbuf_item_put(out);
+	eventbuf_item_put(head);
+}
+
+/*
+ * The seed's splice: a snapshot buffer, once its events are in, joins the
+ * live topic buffer right after the topic's current head; its readers see
+ * the snapshot, then only the topic items published after the join.
+ */
+static void test_buffer_splice_mid_stream(void **state)
+{
+	struct fixture *f = *state;
+	struct eventbuf *snap;
+	struct eventbuf_item *snap_start, *topic_head, *follow;
+	uint64_t idx[32];
+	size_t n;
+
+	assert_int_equal(append_batch(f->buf, 10, 1, &f->log), 0);
+	assert_int_equal(append_batch(f->buf, 11, 1, &f->log), 0);
+	assert_int_equal(eventbuf_new(&snap), 0);
+	assert_int_equal(eventbuf_head(snap, &snap_start), 0);
+	assert_int_equal(append_batch(snap, 1, 2, &f->log), 0);
+	assert_int_equal(append_batch(snap, 3, 1, &f->log), 0);
+	assert_int_equal(eventbuf_head(f->buf, &topic_head), 0);
+	assert_int_equal(eventbuf_item_follow_after(topic_head, &follow), 0);
+	assert_int_equal(eventbuf_append_item(snap, follow), 0);
+	eventbuf_item_put(follow);
+	eventbuf_drop(snap);
+	assert_int_equal(append_batch(f->buf, 12, 1, &f->log), 0);
+	assert_int_equal(append_batch(f->buf, 13, 2, &f->log), 0);
+
+	n = drain(snap_start, idx, 32);
+	assert_int_equal(n, 6);
+	assert_int_equal(idx[0], 1);
+	assert_int_equal(idx[1], 2);
+	assert_int_equal(idx[2], 3);
+	assert_int_equal(idx[3], 12);	/* never 10 or 11: they precede */
+	assert_int_equal(idx[4], 13);
+	assert_int_equal(idx[5], 14);
+	eventbuf_item_put(topic_head);
+	eventbuf_item_put(snap_start);
+}
+
+/* Joining at an item in the middle of another chain, as the publisher's
+ * splice does with the first topic item newer than the snapshot. */
+static void test_buffer_splice_at_middle_item(void **state)
+{
+	struct fixture *f = *state;
+	struct eventbuf *snap;
+	struct eventbuf_item *topic_start, *mid, *snap_start;
+	uint64_t idx[32];
+
+	assert_int_equal(eventbuf_head(f->buf, &topic_start), 0);
+	for (uint64_t i = 1; i <= 4; i++)
+		assert_int_equal(append_batch(f->buf, i, 1, &f->log), 0);
+	assert_int_equal(eventbuf_item_next_nonblock(topic_start, &mid), 0);
+	eventbuf_item_put(topic_start);
+	assert_int_equal(eventbuf_new(&snap), 0);
+	assert_int_equal(eventbuf_head(snap, &snap_start), 0);
+	assert_int_equal(append_batch(snap, 100, 1, &f->log), 0);
+	assert_int_equal(eventbuf_append_item(snap, mid), 0);
+	eventbuf_item_put(mid);
+	eventbuf_drop(snap);
+	assert_int_equal(drain(snap_start, idx, 32), 5);
+	assert_int_equal(idx[0], 100);
+	for (uint64_t i = 1; i <= 4; i++)
+		assert_int_equal(idx[i], i);
+	eventbuf_item_put(snap_start);
+}
+
+static void test_buffer_splice_cycle_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct eventbuf_item *start, *head, *follow;
+	uint64_t idx[8];
+
+	assert_int_equal(eventbuf_head(f->buf, &start), 0);
+	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
+	assert_int_equal(eventbuf_head(f->buf, &head), 0);
+	assert_int_equal(eventbuf_append_item(f->buf, head), -ELOOP);
+	assert_int_equal(eventbuf_append_item(f->buf, start), -ELOOP);
+	assert_int_equal(eventbuf_item_follow_after(head, &follow), 0);
+	assert_int_equal(eventbuf_append_item(f->buf, follow), -ELOOP);
+	/* The list is intact and still takes appends. */
+	assert_int_equal(append_batch(f->buf, 2, 1, &f->log), 0);
+	assert_int_equal(drain(start, idx, 8), 2);
+	assert_int_equal(idx[0], 1);
+	assert_int_equal(idx[1], 2);
+	eventbuf_item_put(follow);
+	eventbuf_item_put(head);
+	eventbuf_item_put(start);
+}
+
+static void test_buffer_append_after_join_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct eventbuf *other;
+	struct eventbuf_item *other_head;
+
+	assert_int_equal(eventbuf_new(&other), 0);
+	assert_int_equal(eventbuf_head(other, &other_head), 0);
+	assert_int_equal(eventbuf_append_item(f->buf, other_head), 0);
+	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), -EISCONN);
+	assert_int_equal(eventbuf_append_error(f->buf, -EIO, NULL), -EISCONN);
+	assert_int_equal(eventbuf_append_item(f->buf, other_head), -EISCONN);
+	/* The joined buffer's readers follow the other buffer. */
+	assert_int_equal(append_batch(other, 5, 1, &f->log), 0);
+	{
+		struct eventbuf_item *head, *next;
+
+		assert_int_equal(eventbuf_head(f->buf, &head), 0);
+		assert_ptr_equal(head, other_head);
+		assert_int_equal(eventbuf_item_next_nonblock(head, &next), 0);
+		assert_int_equal(eventbuf_item_events(next)[0].index, 5);
+		eventbuf_item_put(next);
+		eventbuf_item_put(head);
+	}
+	eventbuf_item_put(other_head);
+	eventbuf_drop(other);
+}
+
+static void test_buffer_head_holds_newest(void **state)
+{
+	struct fixture *f = *state;
+	struct eventbuf_item *head;
+
+	for (uint64_t i = 0; i < 200; i++)
+		assert_int_equal(append_batch(f->buf, i, 1, &f->log), 0);
+	assert_int_equal(eventbuf_head(f->buf, &head), 0);
+	assert_int_equal(eventbuf_item_events(head)[0].index, 199);
+	eventbuf_drop(f->buf);
+	eventbuf_barrier();
+	/* Dropping the buffer freed everything but what we hold. */
+	assert_int_equal(release_log_count(&f->log, 0, 199, 1), 199);
+	assert_int_equal(atomic_load(&f->log.count[199]), 0);
+	assert_int_equal(eventbuf_item_events(head)[0].index, 199);
+	eventbuf_item_put(head);
+	eventbuf_barrier();
+	assert_int_equal(atomic_load(&f->log.count[199]), 1);
+	assert_int_equal(eventbuf_new(&f->buf), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_buffer_new_has_sentinel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_append_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_events_are_copied, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_empty_items_skipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_error_is_terminal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_append_after_error_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_bad_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_splice_mid_stream, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_splice_at_middle_item, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_splice_cycle_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_append_after_join_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_head_holds_newest, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("buffer", tests, NULL, NULL);
+}
