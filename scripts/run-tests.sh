@@ -19,6 +19,7 @@ if [ "$runner" = valgrind ]; then
 	set -- "$@"
 	wrap="valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --fair-sched=yes"
 	export EVENTBUF_TEST_SCALE=${EVENTBUF_TEST_SCALE:-20}
+	export EVENTBUF_UNDER_VALGRIND=1
 else
 	wrap=""
 fi

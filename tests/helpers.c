@@ -151,3 +151,20 @@ bool wait_until(bool (*pred)(void *arg), void *arg, int timeout_ms)
 	}
 	return true;
 }
+
+int expect_nothing_left(void)
+{
+	struct eventbuf_stats st;
+
+	eventbuf_barrier();
+	eventbuf_stats(&st);
+	if (!st.live_items && !st.buffers && !st.readers && !st.open_eventfds &&
+	    count_eventfds() == 0)
+		return 0;
+	fprintf(stderr, "leak: %llu items (%llu bytes), %llu buffers, %llu readers, %llu eventfds (%d in /proc)\n",
+		(unsigned long long)st.live_items,
+		(unsigned long long)st.live_bytes,
+		(unsigned long long)st.buffers, (unsigned long long)st.readers,
+		(unsigned long long)st.open_eventfds, count_eventfds());
+	return -1;
+}

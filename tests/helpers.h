@@ -66,6 +66,13 @@ unsigned int test_seed(void);
  * runs set it lower). Returns @n / scale, at least @min. */
 uint64_t scaled(uint64_t n, uint64_t min);
 
+/*
+ * Teardown check: after eventbuf_barrier(), nothing may be left - no live
+ * item, buffer, reader or eventfd. Returns 0, or -1 after printing what
+ * leaked (a fixture's teardown returns it, which fails the test).
+ */
+int expect_nothing_left(void);
+
 /* Wait (bounded, polling every 100 us) until @pred(@arg) is true. */
 bool wait_until(bool (*pred)(void *arg), void *arg, int timeout_ms);
 

@@ -28,11 +28,14 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
+	int ret;
 
 	eventbuf_drop(f->buf);
-	eventbuf_barrier();
+	ret = expect_nothing_left();
+	if (atomic_load(&f->log.bad))
+		ret = -1;
 	release_log_free(&f->log);
-	return 0;
+	return ret;
 }
 
 /* Read every batch currently published after @from into @idx. */

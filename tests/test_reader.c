@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Readers: borrowed items in order, sticky errors, timeouts that are not
+ * terminal, and the one reference that moves only when the reader parks or
+ * every 64 batches.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "helpers.h"
+
+struct fixture {
+	struct eventbuf *buf;
+	struct release_log log;
+	struct eventbuf_item *start;
+};
+
+static int setup(void **state)
+{
+	static struct fixture f;
+
+	memset(&f, 0, sizeof(f));
+	release_log_init(&f.log, 100000);
+	if (eventbuf_new(&f.buf) || eventbuf_head(f.buf, &f.start))
+		return -1;
+	*state = &f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	int ret;
+
+	eventbuf_item_put(f->start);
+	eventbuf_drop(f->buf);
+	ret = expect_nothing_left();
+	if (atomic_load(&f->log.bad))
+		ret = -1;
+	release_log_free(&f->log);
+	return ret;
+}
+
+static void test_reader_reads_in_order(void **state)
+{
+	struct fixture *f = *state;
+	const struct eventbuf_item *it = NULL;
+	struct eventbuf_reader *r;
+	struct reader_result res;
+
+	assert_int_equal(eventbuf_reader_new(f->start, &r), 0);
+	assert_int_equal(eventbuf_reader_next_nonblock(r, &it), -EAGAIN);
+	for (uint64_t i = 0; i < 10; i++)
+		assert_int_equal(append_batch(f->buf, 2 * i, 2, &f->log), 0);
+	assert_int_equal(eventbuf_append(f->buf, NULL, 0, NULL, NULL), 0);
+	reader_result_init(&res, 0);
+	while (eventbuf_reader_next_nonblock(r, &it) == 0)
+		reader_result_see(&res, it);
+	assert_int_equal(res.count, 20);
+	assert_int_equal(res.out_of_order, 0);
+	assert_int_equal(eventbuf_reader_error(r, NULL), 0);
+	eventbuf_reader_free(r);
+}
+
+static void test_reader_error_is_sticky(void **state)
+{
+	struct fixture *f = *state;
+	const struct eventbuf_item *it;
+	struct eventbuf_reader *r;
+	const char *msg;
+	int fd;
+
+	assert_int_equal(eventbuf_reader_new(f->start, &r), 0);
+	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
+	assert_int_equal(eventbuf_append_error(f->buf, -ECONNRESET, "reset"), 0);
+	assert_int_equal(eventbuf_reader_next(r, -1, -1, &it), 0);
+	assert_int_equal(eventbuf_item_events(it)[0].index, 1);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(eventbuf_reader_next(r, -1, -1, &it), -ECONNRESET);
+		assert_int_equal(eventbuf_reader_next_nonblock(r, &it), -ECONNRESET);
+	}
+	assert_int_equal(eventbuf_reader_wait_fd(r, &fd), -EALREADY);
+	assert_int_equal(eventbuf_reader_error(r, &msg), -ECONNRESET);
+	assert_string_equal(msg, "reset");
+	eventbuf_reader_free(r);
+}
+
+static void test_reader_timeout_not_terminal(void **state)
+{
+	struct fixture *f = *state;
+	const struct eventbuf_item *it;
+	struct eventbuf_reader *r;
+	int64_t t0 = now_ms();
+
+	assert_int_equal(eventbuf_reader_new(f->start, &r), 0);
+	assert_int_equal(eventbuf_reader_next(r, 0, -1, &it), -ETIMEDOUT);
+	assert_int_equal(eventbuf_reader_next(r, 20, -1, &it), -ETIMEDOUT);
+	assert_true(now_ms() - t0 >= 20);
+	assert_int_equal(append_batch(f->buf, 5, 1, &f->log), 0);
+	assert_int_equal(eventbuf_reader_next(r, 20, -1, &it), 0);
+	assert_int_equal(eventbuf_item_events(it)[0].index, 5);
+	eventbuf_reader_free(r);
+}
+
+static void test_reader_wait_fd_moves_with_reader(void **state)
+{
+	struct fixture *f = *state;
+	const struct eventbuf_item *it;
+	struct eventbuf_reader *r;
+	int fd1, fd2;
+
+	assert_int_equal(eventbuf_reader_new(f->start, &r), 0);
+	eventbuf_item_put(f->start);	/* the reader is the only holder */
+	f->start = NULL;
+	assert_int_equal(eventbuf_reader_wait_fd(r, &fd1), 0);
+	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
+	assert_int_equal(eventbuf_reader_wait_fd(r, &fd2), -EALREADY);
+	assert_int_equal(eventbuf_reader_next_nonblock(r, &it), 0);
+	assert_int_equal(eventbuf_reader_wait_fd(r, &fd2), 0);
+	/* Parked on the new tip: the old link is signalled and let go. */
+	eventbuf_barrier();
+	{
+		struct eventbuf_stats st;
+
+		eventbuf_stats(&st);
+		assert_int_equal(st.open_eventfds, 1);
+		assert_int_equal(count_eventfds(), 1);
+	}
+	assert_int_equal(eventbuf_reader_wait_fd(r, &fd1), 0);
+	assert_int_equal(fd1, fd2);	/* same link, same descriptor */
+	eventbuf_reader_free(r);
+}
+
+/*
+ * A reader that has read 1000 items holds only its anchor: everything
+ * before the anchor is reclaimed, so it retains at most one stride.
+ */
+static void test_reader_releases_what_it_read(void **state)
+{
+	struct fixture *f = *state;
+	const struct eventbuf_item *it;
+	struct eventbuf_reader *r;
+	struct eventbuf_stats st;
+	uint64_t seen = 0;
+
+	assert_int_equal(eventbuf_reader_new(f->start, &r), 0);
+	eventbuf_item_put(f->start);
+	f->start = NULL;
+	for (uint64_t i = 0; i < 1000; i++)
+		assert_int_equal(append_batch(f->buf, i, 1, &f->log), 0);
+	while (eventbuf_reader_next_nonblock(r, &it) == 0)
+		seen++;
+	assert_int_equal(seen, 1000);
+	/* Let the writer's pin pass the items (one more grace period). */
+	eventbuf_barrier();
+	assert_int_equal(append_batch(f->buf, 1000, 1, &f->log), 0);
+	eventbuf_barrier();
+	eventbuf_stats(&st);
+	/*
+	 * The anchor moved with every 64th batch: it sits on index 959 (the
+	 * 960th). Everything before it was released once, nothing after.
+	 */
+	assert_int_equal(release_log_count(&f->log, 0, 959, 1), 959);
+	assert_int_equal(release_log_count(&f->log, 959, 1001, 0), 42);
+	assert_int_equal(st.live_items, 42);
+	eventbuf_reader_free(r);
+}
+
+static void test_reader_starts_after_its_item(void **state)
+{
+	struct fixture *f = *state;
+	const struct eventbuf_item *it;
+	struct eventbuf_reader *r;
+	struct eventbuf_item *head;
+
+	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
+	assert_int_equal(eventbuf_head(f->buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r), 0);
+	eventbuf_item_put(head);
+	assert_int_equal(eventbuf_reader_next_nonblock(r, &it), -EAGAIN);
+	assert_int_equal(append_batch(f->buf, 2, 1, &f->log), 0);
+	assert_int_equal(eventbuf_reader_next_nonblock(r, &it), 0);
+	assert_int_equal(eventbuf_item_events(it)[0].index, 2);
+	eventbuf_reader_free(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_reader_reads_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_error_is_sticky, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_timeout_not_terminal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_wait_fd_moves_with_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_releases_what_it_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_starts_after_its_item, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("reader", tests, NULL, NULL);
+}
