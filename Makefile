@@ -112,6 +112,11 @@ include $(srctree)/src/Kbuild
 lib-objs := $(addprefix $(objtree)/src/,$(obj-y))
 $(lib-objs): ccflags := $(ccflags-y)
 
+# The same library with CONFIG_EVENTBUF_DEBUG, for the tests that check it.
+debug-lib := $(objtree)/libeventbuf-debug.a
+debug-objs := $(addprefix $(objtree)/debug/src/,$(sort $(obj-y) debug.o))
+$(debug-objs): ccflags := $(ccflags-y) -DCONFIG_EVENTBUF_DEBUG
+
 tests-y :=
 ccflags-y :=
 include $(srctree)/tests/Kbuild
@@ -160,7 +165,13 @@ $(objtree)/.cflags: deps FORCE
 $(objtree)/%.o: $(srctree)/%.c $(objtree)/.cflags
 	$(call cmd,cc_o_c)
 
+$(objtree)/debug/%.o: $(srctree)/%.c $(objtree)/.cflags
+	$(call cmd,cc_o_c)
+
 $(static-lib): $(lib-objs)
+	$(call cmd,ar)
+
+$(debug-lib): $(debug-objs)
 	$(call cmd,ar)
 
 $(shared-lib): $(lib-objs) $(srctree)/src/eventbuf.map
@@ -174,11 +185,12 @@ $(objtree)/libeventbuf.so: $(objtree)/libeventbuf.so.$(VERSION_MAJOR)
 $(pc-file): $(srctree)/src/eventbuf.pc.in $(objtree)/.cflags
 	$(call cmd,gen_pc)
 
-# Programs link the static library: tests reach hidden internals and may
-# wrap malloc (<test>-ldflags); the installed shared library is checked on
-# its own by check-install.
+# Programs link the static library (<prog>-lib names another build of it):
+# tests reach hidden internals and may wrap malloc (<prog>-ldflags); the
+# installed shared library is checked on its own by check-install.
 define program-rule
-$(objtree)/$(1)/$(2): $(addprefix $(objtree)/$(1)/,$($(2)-objs)) $(static-lib)
+$(objtree)/$(1)/$(2): $(addprefix $(objtree)/$(1)/,$($(2)-objs)) \
+		$(if $($(2)-lib),$(objtree)/$($(2)-lib),$(static-lib))
 	$$(call cmd,link)
 $(objtree)/$(1)/$(2): link_libs = $($(2)-ldflags) $(3)
 endef

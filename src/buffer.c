@@ -16,12 +16,11 @@
  *      reader finds ->next set (wait.c argues that no wake-up is lost).
  * With nobody waiting, step 3 is a compiler barrier and one load.
  *
- * Reclamation (reclaim.c has the full argument): the buffer holds a counted
- * reference on its *pin*. When no pin release is in flight, the next
- * appended item becomes the pin - its count starts at one reference, a
- * plain store before publication - and the old pin's reference is dropped
- * by pin_release() after a grace period, which frees everything before the
- * new pin that nobody holds. So an append makes no atomic read-modify-write
+ * Reclamation (reclaim.c has the full argument): the buffer keeps its *pin*
+ * alive. When no pin release is in flight, the next appended item becomes
+ * the pin - ST_PINNED in its initial state, a plain store before
+ * publication - and the old pin is released by pin_release() after a grace
+ * period, which frees everything before the new pin that nobody holds. So an append makes no atomic read-modify-write
  * and no call_rcu() of its own: one call_rcu() per grace period (liburcu
  * runs callbacks about every 10 ms) and per buffer, however fast the writer.
  * pin_busy's release store in pin_release() pairs with the writer's acquire
@@ -77,8 +76,8 @@ int eventbuf_new(struct eventbuf **bufp)
 		free(buf);
 		return -ENOMEM;
 	}
-	/* Nothing before it; the buffer's pin reference. */
-	atomic_init(&sentinel->state, ST_ROOT | ST_REF);
+	/* Nothing before it; the buffer's pin. */
+	atomic_init(&sentinel->state, ST_ROOT | ST_PINNED);
 	buf->head = sentinel;
 	buf->pin = sentinel;
 	atomic_init(&buf->users, 1);
@@ -97,7 +96,7 @@ static void pin_release(struct rcu_head *head)
 	old = buf->pin_old;
 	/* Pairs with the acquire load in link_new(). */
 	atomic_store_explicit(&buf->pin_busy, false, memory_order_release);
-	__eventbuf_put_in_callback(old);
+	__eventbuf_unpin(old);
 	buffer_unuse(buf);
 }
 
@@ -106,7 +105,7 @@ static void drop_release(struct rcu_head *head)
 	struct eventbuf *buf = container_of(head, struct eventbuf, drop_rcu);
 
 	rcu_callback_enter(head);
-	__eventbuf_put_in_callback(buf->pin);
+	__eventbuf_unpin(buf->pin);
 	buffer_unuse(buf);
 }
 
@@ -134,7 +133,7 @@ static void link_new(struct eventbuf *buf, struct eventbuf_item *item)
 	bool move_pin = !atomic_load_explicit(&buf->pin_busy,
 					      memory_order_acquire);
 
-	atomic_init(&item->state, move_pin ? ST_REF : 0);
+	atomic_init(&item->state, move_pin ? ST_PINNED : 0);
 	count_appended(buf, __eventbuf_item_size(item));
 	publish(buf, item);
 	if (!move_pin)

@@ -26,6 +26,9 @@
  *         the item is unreferenced and queued for reclamation, the word
  *         becomes @reclaim_next (nothing else can reach the item then).
  * @nevents, @kind, @flags: set before publication, immutable after.
+ * @signal_done: set by the writer once it has finished signalling this
+ *         link (wait.c); lets a late waiter close an eventfd the writer
+ *         never saw.
  * @u:     BATCH: release callback; FOLLOWER: the item whose link it shares
  *         (a counted reference); ERROR: code and message.
  */
@@ -38,7 +41,8 @@ struct eventbuf_item {
 	uint32_t nevents;
 	uint8_t kind;
 	uint8_t flags;
-	uint16_t reserved;
+	uint8_t signal_done;
+	uint8_t reserved;
 	union {
 		struct {
 			eventbuf_release_fn release;
@@ -69,17 +73,22 @@ enum {
  *
  *  bit  0      ST_ROOT: nothing before this item in its owner chain is
  *              alive (it is a chain start: a sentinel, a follower, or the
- *              item a reclamation walk stopped at). Whoever drops the last
- *              reference of a ROOT item reclaims it and walks on.
- *  bits 1..31  reference count, in units of ST_REF.
+ *              item a reclamation walk stopped at).
+ *  bit  1      ST_PINNED: a buffer's pin (reclaim.c). Keeps the item, not
+ *              its eventfd: the pin never waits.
+ *  bits 2..31  reference count, in units of ST_REF.
  *  bits 32..61 the link's eventfd + 1 (0: none yet).
  *  bit 62      ST_SIGNALED: the writer has written the eventfd.
  *  bit 63      ST_CLOSED: the eventfd has been closed.
+ *
+ * Whoever makes "no references, ROOT, not PINNED" true owns the item and
+ * reclaims it (st_owned()).
  */
 #define ST_ROOT		(1ull << 0)
-#define ST_REF		(1ull << 1)
-#define ST_REF_MASK	0xfffffffeull
-#define ST_REF_LIMIT	(1ull << 30)
+#define ST_PINNED	(1ull << 1)
+#define ST_REF		(1ull << 2)
+#define ST_REF_MASK	0xfffffffcull
+#define ST_REF_LIMIT	(1ull << 29)
 #define ST_FD_SHIFT	32
 #define ST_FD_MASK	(0x3fffffffull << ST_FD_SHIFT)
 #define ST_SIGNALED	(1ull << 62)
@@ -87,7 +96,12 @@ enum {
 
 static inline uint64_t st_refs(uint64_t w)
 {
-	return (w & ST_REF_MASK) >> 1;
+	return (w & ST_REF_MASK) >> 2;
+}
+
+static inline bool st_owned(uint64_t w)
+{
+	return st_refs(w) == 0 && (w & (ST_ROOT | ST_PINNED)) == ST_ROOT;
 }
 
 /* The eventfd recorded in @w, or -1. */
@@ -132,8 +146,8 @@ static inline bool code_is_reserved(int code)
  * @head:     the newest item; written by the writer with
  *            rcu_assign_pointer(), read by eventbuf_head() with
  *            rcu_dereference() under rcu_read_lock().
- * @pin:      the item the buffer holds a counted reference on (at or
- *            before @head); writer only. See reclaim.c.
+ * @pin:      the item the buffer keeps alive (ST_PINNED), at or before
+ *            @head; writer only. See reclaim.c.
  * @pin_old:  the pin being released by the queued pin_release().
  * @pin_busy: a pin_release() is queued; the writer waits for it to run
  *            before it moves the pin again (one callback in flight).
@@ -184,8 +198,7 @@ __eventbuf_scan(const struct eventbuf_item *from, struct eventbuf_item **tipp);
 
 /* reclaim.c */
 __hidden void __eventbuf_put_deferred(struct eventbuf_item *item);
-__hidden void __eventbuf_put_in_callback(struct eventbuf_item *item);
-__hidden void __eventbuf_close_if_idle(struct eventbuf_item *link);
+__hidden void __eventbuf_unpin(struct eventbuf_item *item);
 
 /* wait.c */
 __hidden int __eventbuf_arm(struct eventbuf_item *link, int *fdp);

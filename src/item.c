@@ -40,6 +40,7 @@ struct eventbuf_item *__eventbuf_item_alloc(uint8_t kind, size_t n,
 	item->nevents = (uint32_t)n;
 	item->kind = kind;
 	item->flags = 0;
+	item->signal_done = 0;
 	item->reserved = 0;
 	memset(&item->u, 0, sizeof(item->u));
 	return item;
@@ -248,7 +249,7 @@ static int make_follower(struct eventbuf_item *tip, struct eventbuf_item **outp)
 		return ret;
 	}
 	f->u.target = target;
-	atomic_init(&f->state, ST_ROOT | ST_REF);
+	atomic_init(&f->state, ST_ROOT | ST_REF);	/* the caller's */
 	counter_add(&__eventbuf_counters.items, 1);
 	counter_add(&__eventbuf_counters.bytes, sizeof(*f));
 	*outp = f;

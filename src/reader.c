@@ -18,6 +18,11 @@
  *    everything behind it while it sleeps;
  *  - every ANCHOR_STRIDE returned batches, so that a reader that never
  *    catches up does not pin everything it has read.
+ * @armed remembers the link whose eventfd was handed out last, so that
+ * eventbuf_reader_wait_fd() can tell an epoll caller whether the descriptor
+ * is a new one to add: comparing numbers would not do, since a closed
+ * descriptor's number is reused by the next eventfd.
+ *
  * A terminal error item is remembered (@error) and returned again by every
  * later call; it sits after @pos, so the anchor keeps it alive too.
  */
@@ -32,6 +37,7 @@ struct eventbuf_reader {
 	struct eventbuf_item *anchor;
 	struct eventbuf_item *pos;
 	struct eventbuf_item *error;
+	struct eventbuf_item *armed;	/* link of the last fd handed out */
 	unsigned int since_move;
 };
 
@@ -131,7 +137,18 @@ int eventbuf_reader_wait_fd(struct eventbuf_reader *reader, int *fdp)
 	ret = move_anchor(reader);
 	if (ret)
 		return ret;
-	return __eventbuf_arm(link_of(tip), fdp);
+	ret = __eventbuf_arm(link_of(tip), fdp);
+	if (ret)
+		return ret;
+	/*
+	 * The anchor has held this link since it was last armed, so the same
+	 * link means the same open file; a new link may reuse the number of
+	 * a descriptor closed meanwhile, so only the link tells them apart.
+	 */
+	if (reader->armed == link_of(tip))
+		return 0;
+	reader->armed = link_of(tip);
+	return 1;
 }
 
 int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
@@ -149,7 +166,7 @@ int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
 		ret = eventbuf_reader_wait_fd(reader, &fd);
 		if (ret == -EALREADY)
 			continue;
-		if (ret)
+		if (ret < 0)
 			return ret;
 		ret = __eventbuf_wait(fd, cancel_fd, deadline);
 		if (ret)

@@ -3,20 +3,22 @@
  * DOC: Theory of operation - who holds what, and when an item is freed
  *
  * Holders. An item is kept alive by
- *  (a) counted references in its ->state: readers, caches, the buffer's
- *      *pin* (below), and ->next edges made by eventbuf_append_item() and
- *      follower targets (ITEM_NEXT_COUNTED, KIND_FOLLOWER);
- *  (b) its *owner predecessor*: the item that was head when eventbuf_append()
+ *  (a) counted references in its ->state: readers, caches, ->next edges
+ *      made by eventbuf_append_item() and follower targets
+ *      (ITEM_NEXT_COUNTED, KIND_FOLLOWER);
+ *  (b) ST_PINNED: its buffer's *pin* (below);
+ *  (c) its *owner predecessor*: the item that was head when eventbuf_append()
  *      linked it. This edge is not counted, so an append touches no count.
  * Holding an item therefore keeps every later item of its chain alive: the
  * chain can only be freed from its oldest end.
  *
  * ST_ROOT marks an item with no live owner predecessor: a sentinel, a
  * follower, or the item a reclamation walk stopped at. The one who makes
- * "count == 0 && ST_ROOT" true - by dropping the last reference of a ROOT
- * item (unref()), or by making an unreferenced item ROOT (inherit_root()) -
- * owns the item from then on and reclaims it; both transitions are single
- * atomic operations on ->state, so exactly one party sees them.
+ * "no references, ROOT, not PINNED" true - by dropping the last reference
+ * (unref()), making the item ROOT (inherit_root()) or clearing the pin
+ * (__eventbuf_unpin()) - owns the item from then on and reclaims it; each
+ * transition is one atomic operation on ->state, so exactly one party sees
+ * it.
  *
  * The walk. The owner frees the item and follows its ->next: an owned edge
  * passes ROOT on (inherit_root()), a counted edge or a follower's target is
@@ -27,12 +29,12 @@
  *
  * The pin and the head. Readers may load buf->head under rcu_read_lock()
  * and then take a reference (eventbuf_head()): a count of zero does not mean
- * "unreachable" for a head. So the buffer holds a counted reference on its
- * *pin*, an item at or before the head, and only moves it in buffer.c:
- * the new pin gets its reference at initialisation (a plain store before
- * publication), and the old pin's reference is dropped by a call_rcu()
- * callback (pin_release() there), i.e. after a grace period that began
- * after every item before the new pin stopped being the head. Any reader
+ * "unreachable" for a head. So the buffer keeps its *pin*, an item at or
+ * before the head, with ST_PINNED, and only moves it in buffer.c: the new
+ * pin gets the bit at initialisation (a plain store before publication),
+ * and the old pin loses it in a call_rcu() callback (pin_release() there),
+ * i.e. after a grace period that began after every item before the new pin
+ * stopped being the head. Any reader
  * that loaded one of those items as head has finished taking its reference
  * by then; walks stop at the pin, so they never reach an item that is, or
  * was within the current grace period, a head. With no readers at all the
@@ -52,11 +54,13 @@
  * eventbuf_barrier() loops until the drain is idle.
  *
  * Eventfds. A link's eventfd lives as long as references on the link's
- * item: once the writer has signalled it (ST_SIGNALED) nobody needs it
- * except holders still registered on it, so the put that drops the last
+ * item (the pin is not a reference: it never waits): once the writer has
+ * signalled it (ST_SIGNALED) nobody needs it except holders still
+ * registered on it, so the put that drops the last
  * reference of a signalled link closes it (setting ST_CLOSED in the same
  * compare-and-swap, so that nobody touches the item after its last put),
- * and a walk closes whatever is still open. Open eventfds are thus bounded
+ * as does the last put of a link the writer is done with (->signal_done)
+ * but never signalled, and a walk closes whatever is still open. Open eventfds are thus bounded
  * by the links that are referenced, never by items retained.
  */
 #include <errno.h>
@@ -66,21 +70,34 @@
 
 #include "internal.h"
 
+/* Close the eventfd of an item we now own, unless already closed. */
+static void close_owned(uint64_t w)
+{
+	if (st_fd(w) >= 0 && !(w & ST_CLOSED)) {
+		close(st_fd(w));
+		counter_sub(&__eventbuf_counters.eventfds, 1);
+	}
+}
+
 /*
- * Drop one reference. Return @item when the caller now owns it (count zero
- * and ROOT), NULL otherwise. Closes a signalled link's eventfd when this
- * was the last reference, deciding it in the same atomic step, so nobody
- * touches the item after the step that released it.
+ * Drop one reference. Return @item when the caller now owns it, NULL
+ * otherwise. When this was the last reference, the link's eventfd is closed
+ * if nobody can wait on it any more - the writer signalled it, or is done
+ * with the link (->signal_done, see wait.c), or we own the item - deciding
+ * it in the same compare-and-swap, so that nobody touches the item after
+ * the step that released it.
  */
 static struct eventbuf_item *unref(struct eventbuf_item *item)
 {
 	uint64_t old = atomic_load_explicit(&item->state, memory_order_relaxed);
+	bool done = __atomic_load_n(&item->signal_done, __ATOMIC_ACQUIRE);
 	uint64_t new;
 
 	do {
 		new = old - ST_REF;
 		if (st_refs(new) == 0 && st_fd(new) >= 0 &&
-		    !(new & ST_CLOSED) && (new & (ST_SIGNALED | ST_ROOT)))
+		    !(new & ST_CLOSED) &&
+		    ((new & ST_SIGNALED) || done || st_owned(new)))
 			new |= ST_CLOSED;
 		/* Release: our accesses to the chain happen before whoever
 		 * frees it; acquire: theirs before ours if we free it. */
@@ -90,27 +107,22 @@ static struct eventbuf_item *unref(struct eventbuf_item *item)
 		close(st_fd(new));
 		counter_sub(&__eventbuf_counters.eventfds, 1);
 	}
-	if (st_refs(new) == 0 && (new & ST_ROOT))
-		return item;
-	return NULL;
+	return st_owned(new) ? item : NULL;
 }
 
 /*
- * The owner predecessor of @item is gone. Return @item if nobody holds it
- * (the caller now owns it), NULL otherwise (its last put will). Pairs with
- * the acq_rel CAS in unref() of the holder.
+ * The owner predecessor of @item is gone. Return @item if that makes us its
+ * owner, NULL otherwise (its last put or unpin will). Pairs with the
+ * acq_rel compare-and-swap in unref() of the holders.
  */
 static struct eventbuf_item *inherit_root(struct eventbuf_item *item)
 {
 	uint64_t old = atomic_fetch_or_explicit(&item->state, ST_ROOT,
 						memory_order_acq_rel);
 
-	if (st_refs(old))
+	if (!st_owned(old | ST_ROOT))
 		return NULL;
-	if (st_fd(old) >= 0 && !(old & ST_CLOSED)) {
-		close(st_fd(old));
-		counter_sub(&__eventbuf_counters.eventfds, 1);
-	}
+	close_owned(old);
 	return item;
 }
 
@@ -149,10 +161,19 @@ static void walk(struct eventbuf_item *item)
 	counter_add(&__eventbuf_counters.reclaim_passes, 1);
 }
 
-void __eventbuf_put_in_callback(struct eventbuf_item *item)
+/*
+ * A buffer lets go of its pin (buffer.c, after a grace period): free what
+ * only the pin kept alive.
+ */
+void __eventbuf_unpin(struct eventbuf_item *item)
 {
-	if (unref(item))
-		walk(item);
+	uint64_t old = atomic_fetch_and_explicit(&item->state, ~ST_PINNED,
+						 memory_order_acq_rel);
+
+	if (!st_owned(old & ~ST_PINNED))
+		return;
+	close_owned(old);
+	walk(item);
 }
 
 /*

@@ -17,13 +17,15 @@
  *   W1 store link->next = item           R1 CAS: link->state gets the fd
  *   W2 fence_writer()                    R2 fence_reader()
  *   W3 load link->state: fd?             R3 load link->next: NULL?
- *   W4 if fd: write(fd)                  R4 if NULL: poll(fd)
+ *   W4 if fd: write(fd), ST_SIGNALED     R4 if NULL: poll(fd)
+ *   W5 link->signal_done = 1
  *
  * The two fences order each thread's store before its load, so at least one
  * load sees the other's store: either W3 sees the fd and W4 writes it, or R3
- * sees the item and the reader does not wait. (If W3 misses an fd that R1
- * installs a moment later, R3 sees ->next and returns -EALREADY; that fd
- * stays unsignalled and is closed when the item is reclaimed.)
+ * sees the item and the reader does not wait. If W3 misses an fd that R1
+ * installs a moment later, R3 sees ->next and returns -EALREADY; nobody
+ * will ever wait on that fd, and drop_orphan() closes it once W5 shows the
+ * writer is done with the link (or reclamation does, if it is not yet).
  *
  * Both fences are atomic_thread_fence(memory_order_seq_cst) (an mfence on
  * x86): not a read-modify-write and not a system call, a few nanoseconds on
@@ -63,7 +65,33 @@ static void fence_reader(void)
 	atomic_thread_fence(memory_order_seq_cst);
 }
 
-/* R1: make sure @link has an eventfd; return it, or -EALREADY, -errno. */
+static bool published(const struct eventbuf_item *link)
+{
+	/* Acquire: pairs with the writer's rcu_assign_pointer() (W1). */
+	return __atomic_load_n(&link->next, __ATOMIC_ACQUIRE) != NULL;
+}
+
+static int create_fd(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	if (fd >= (int)(ST_FD_MASK >> ST_FD_SHIFT) - 1) {
+		close(fd);
+		return -EMFILE;
+	}
+	return fd;
+}
+
+/*
+ * R1: make sure @link has an eventfd; return it, -EALREADY or -errno.
+ *
+ * An eventfd installed just after the writer's W3 is never signalled and
+ * only closed with its item, so the window matters: the writer publishing
+ * during our eventfd() call is the common case, hence the second look at
+ * ->next right before the compare-and-swap.
+ */
 static int install_fd(struct eventbuf_item *link)
 {
 	uint64_t w = atomic_load_explicit(&link->state, memory_order_acquire);
@@ -73,12 +101,12 @@ static int install_fd(struct eventbuf_item *link)
 		return -EALREADY;	/* closed => signalled => published */
 	if (st_fd(w) >= 0)
 		return st_fd(w);
-	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	fd = create_fd();
 	if (fd < 0)
-		return -errno;
-	if (fd >= (int)(ST_FD_MASK >> ST_FD_SHIFT) - 1) {
+		return fd;
+	if (published(link)) {
 		close(fd);
-		return -EMFILE;
+		return -EALREADY;
 	}
 	do {
 		if (st_fd(w) >= 0) {
@@ -92,21 +120,49 @@ static int install_fd(struct eventbuf_item *link)
 	return fd;
 }
 
+/*
+ * R3 found ->next published after we made sure of an eventfd. If the writer
+ * has finished signalling this link (W5) without setting ST_SIGNALED, its
+ * W3 missed the eventfd, so it will never write it, and - by the Dekker
+ * argument above, applied to every reader that loaded the descriptor -
+ * nobody waits on it: close it now rather than when the item is freed.
+ * If the writer is still between W1 and W5, leave it: the item's
+ * reclamation closes it.
+ */
+static void drop_orphan(struct eventbuf_item *link)
+{
+	uint64_t w;
+
+	/* Acquire: pairs with the release store of W5. */
+	if (!__atomic_load_n(&link->signal_done, __ATOMIC_ACQUIRE))
+		return;
+	w = atomic_load_explicit(&link->state, memory_order_relaxed);
+	do {
+		if (st_fd(w) < 0 || (w & (ST_SIGNALED | ST_CLOSED)))
+			return;
+	} while (!atomic_compare_exchange_weak_explicit(&link->state, &w,
+			w | ST_CLOSED, memory_order_relaxed,
+			memory_order_relaxed));
+	close(st_fd(w));
+	counter_sub(&__eventbuf_counters.eventfds, 1);
+}
+
 int __eventbuf_arm(struct eventbuf_item *link, int *fdp)
 {
 	int fd;
 
 	/* Cheap early out: most readers that come to park find the writer
 	 * has already moved on, and need neither an eventfd nor a fence. */
-	if (__atomic_load_n(&link->next, __ATOMIC_ACQUIRE))
+	if (published(link))
 		return -EALREADY;
 	fd = install_fd(link);
 	if (fd < 0)
 		return fd;
 	fence_reader();
-	/* R3: acquire pairs with the writer's release store W1. */
-	if (__atomic_load_n(&link->next, __ATOMIC_ACQUIRE))
+	if (published(link)) {	/* R3 */
+		drop_orphan(link);
 		return -EALREADY;
+	}
 	*fdp = fd;
 	return 0;
 }
@@ -121,7 +177,7 @@ void __eventbuf_signal(struct eventbuf_item *link)
 	old = atomic_load_explicit(&link->state, memory_order_relaxed);
 	fd = st_fd(old);
 	if (fd < 0)
-		return;		/* W3: nobody armed this link */
+		goto done;	/* W3: nobody armed this link */
 	while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
 		;
 	/* Set SIGNALED; close now if nobody holds the link any more. */
@@ -135,6 +191,10 @@ void __eventbuf_signal(struct eventbuf_item *link)
 		close(fd);
 		counter_sub(&__eventbuf_counters.eventfds, 1);
 	}
+done:
+	/* W5: a plain store to a line W1 just wrote; pairs with the acquire
+	 * load in drop_orphan(). */
+	__atomic_store_n(&link->signal_done, 1, __ATOMIC_RELEASE);
 }
 
 static int64_t now_ns(void)

@@ -162,7 +162,7 @@ static void test_reclaim_eventfds_bounded(void **state)
 				continue;
 			while (eventbuf_reader_next_nonblock(r[k], &it) == 0)
 				;
-			assert_int_equal(eventbuf_reader_wait_fd(r[k], &fd), 0);
+			assert_true(eventbuf_reader_wait_fd(r[k], &fd) >= 0);
 		}
 		assert_int_equal(append_batch(buf, i, 1, NULL), 0);
 		eventbuf_stats(&st);

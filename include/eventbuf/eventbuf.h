@@ -238,7 +238,7 @@ EVENTBUF_API EVENTBUF_MUST_CHECK int eventbuf_head(struct eventbuf *buf,
  * Return:
  * * 0          - success.
  * * -EINVAL    - @item is NULL.
- * * -EOVERFLOW - the item already has 2^30 references.
+ * * -EOVERFLOW - the item already has 2^29 references.
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_item_get(struct eventbuf_item *item);
@@ -368,6 +368,10 @@ eventbuf_item_follow_after(struct eventbuf_item *item,
  *        (EPOLLIN | EPOLLET is the natural choice), never read, write or
  *        close it. Every waiter on the same link gets the same descriptor.
  *
+ * The descriptor stays the same while the caller holds @item; another
+ * item's descriptor may reuse its number once it is closed, so add it to
+ * epoll again after moving on (EEXIST then means it is still there).
+ *
  * The link signals when *any* item follows, one without events included:
  * if eventbuf_item_next_nonblock() then says -EAGAIN, move to the item from
  * eventbuf_item_follow_after() and wait on its descriptor instead. The
@@ -463,19 +467,25 @@ eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
  * eventbuf_reader_wait_fd() - park the reader and get the eventfd to poll
  * @reader: the reader, which has drained what was published.
  * @fdp:    receives the eventfd that becomes readable when the next item is
- *          published. It changes as the reader moves: re-arm by adding the
- *          new descriptor to epoll when it differs from the last one
- *          (EPOLLIN | EPOLLET; EEXIST means it is already there). A stale
- *          descriptor never fires again under EPOLLET and leaves the epoll
- *          set by itself when the library closes it. Never read or close it.
+ *          published (and then stays readable). Never read or close it.
  *
- * Moves the reader's reference to the item it waits after.
+ * Moves the reader's reference to the item it waits after. The descriptor
+ * changes as the reader moves, and a new one may reuse the number of one
+ * the library closed, so the return value says when to add it to epoll:
+ * register it with EPOLLIN | EPOLLET when this returns 1. A descriptor the
+ * reader has moved past never fires again under EPOLLET and leaves the
+ * epoll set by itself when the library closes it. Readers waiting on the
+ * same link share one descriptor: give each reader its own epoll instance,
+ * or dup() it.
  *
  * Context: the reader's thread; never blocks.
  * Return:
- * * 0         - wait on *@fdp.
+ * * 1         - wait on *@fdp, a descriptor this reader has not returned
+ *               before: add it to the epoll set.
+ * * 0         - wait on *@fdp, the same descriptor as the previous call.
  * * -EALREADY - something is already there; call a next function.
  * * -EINVAL, -EMFILE, -ENFILE, -ENOMEM - as eventbuf_item_wait_fd().
+ * * -EOVERFLOW - the item to wait after has too many references.
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_reader_wait_fd(struct eventbuf_reader *reader, int *fdp);

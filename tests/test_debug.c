@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * CONFIG_EVENTBUF_DEBUG: two threads inside an append on one buffer at the
+ * same time abort with a clear message; appends from several threads that
+ * the caller serialises do not. Linked against libeventbuf-debug.a.
+ *
+ * The overlap is made certain, not hoped for: the binary wraps malloc, and
+ * the first append's item allocation blocks (inside the append) until the
+ * second append has started. The scenario runs in a child process, which
+ * must die of SIGABRT after printing the message.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size);
+
+static _Atomic bool block_next_malloc;
+static int inside_pipe[2];
+
+void *__wrap_malloc(size_t size)
+{
+	if (atomic_exchange(&block_next_malloc, false)) {
+		char c = 'x';
+
+		if (write(inside_pipe[1], &c, 1) != 1)
+			abort();
+		for (;;)
+			pause();	/* the other append aborts the process */
+	}
+	return __real_malloc(size);
+}
+
+static void *first_appender(void *arg)
+{
+	atomic_store(&block_next_malloc, true);
+	return (void *)(intptr_t)append_batch(arg, 1, 1, NULL);
+}
+
+/* The child: returns only if the second append was not caught. */
+static int two_writers(void)
+{
+	struct eventbuf *buf;
+	pthread_t tid;
+	char c;
+
+	if (pipe(inside_pipe) || eventbuf_new(&buf) ||
+	    pthread_create(&tid, NULL, first_appender, buf) ||
+	    read(inside_pipe[0], &c, 1) != 1)
+		return 2;
+	/* The first append is inside eventbuf_append(), holding the buffer. */
+	return append_batch(buf, 2, 1, NULL) == 0 ? 3 : 4;
+}
+
+static void test_debug_two_appenders_abort(void **state)
+{
+	char out[1024] = "";
+	int errpipe[2], status;
+	ssize_t n, len = 0;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pipe(errpipe), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *argv[] = { "test_debug", NULL };
+
+		dup2(errpipe[1], 2);
+		setenv("EVENTBUF_TWO_WRITERS", "1", 1);
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	close(errpipe[1]);
+	while ((n = read(errpipe[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += n;
+	close(errpipe[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	printf("# child said: %s", out);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+	assert_non_null(strstr(out, "eventbuf_append(): two threads append to buffer"));
+	assert_non_null(strstr(out, "single writer"));
+}
+
+struct serial {
+	struct eventbuf *buf;
+	pthread_mutex_t *lock;
+	_Atomic uint64_t *next_index;
+	int ret;
+};
+
+static void *serial_appender(void *arg)
+{
+	struct serial *s = arg;
+
+	for (int i = 0; i < 5000 && !s->ret; i++) {
+		pthread_mutex_lock(s->lock);
+		s->ret = append_batch(s->buf, atomic_fetch_add(s->next_index, 1),
+				      1, NULL);
+		pthread_mutex_unlock(s->lock);
+	}
+	return NULL;
+}
+
+static void test_debug_serialised_appenders_pass(void **state)
+{
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	_Atomic uint64_t next_index = 0;
+	struct eventbuf_item *start;
+	const struct eventbuf_item *it;
+	struct eventbuf_reader *r;
+	struct reader_result res;
+	struct serial s[2];
+	pthread_t tid[2];
+	struct eventbuf *buf;
+
+	(void)state;
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &start), 0);
+	for (int i = 0; i < 2; i++) {
+		s[i] = (struct serial){ buf, &lock, &next_index, 0 };
+		assert_int_equal(pthread_create(&tid[i], NULL, serial_appender, &s[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(pthread_join(tid[i], NULL), 0);
+		assert_int_equal(s[i].ret, 0);
+	}
+	assert_int_equal(eventbuf_reader_new(start, &r), 0);
+	reader_result_init(&res, 0);
+	while (eventbuf_reader_next_nonblock(r, &it) == 0)
+		reader_result_see(&res, it);
+	assert_int_equal(res.count, 10000);
+	assert_int_equal(res.out_of_order, 0);
+	eventbuf_reader_free(r);
+	eventbuf_item_put(start);
+	eventbuf_drop(buf);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	return expect_nothing_left();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_debug_two_appenders_abort, teardown),
+		cmocka_unit_test_teardown(test_debug_serialised_appenders_pass, teardown),
+	};
+
+	if (getenv("EVENTBUF_TWO_WRITERS"))
+		return two_writers();
+	return cmocka_run_group_tests_name("debug", tests, NULL, NULL);
+}

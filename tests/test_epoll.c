@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Readers in epoll loops, the way a server's event-loop thread uses them:
+ * drain without blocking, park, add the wait fd when it changed
+ * (EPOLLIN | EPOLLET; EEXIST means it is there), epoll_wait, repeat.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+struct loop_ctx {
+	struct eventbuf_item *start;
+	uint64_t want;
+	pthread_barrier_t *go;
+	struct reader_result res;
+	uint64_t wakeups, parks;
+};
+
+static int epoll_reader(struct loop_ctx *c)
+{
+	struct epoll_event ev;
+	const struct eventbuf_item *it;
+	struct eventbuf_reader *r;
+	int ep, fd, ret;
+	int64_t deadline = now_ms() + 30000;
+
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		return -errno;
+	ret = eventbuf_reader_new(c->start, &r);
+	if (ret)
+		goto out_close;
+	while (c->res.count < c->want) {
+		while ((ret = eventbuf_reader_next_nonblock(r, &it)) == 0)
+			reader_result_see(&c->res, it);
+		if (ret != -EAGAIN)
+			break;
+		if (c->res.count >= c->want)
+			break;
+		ret = eventbuf_reader_wait_fd(r, &fd);
+		if (ret == -EALREADY)
+			continue;
+		if (ret < 0)
+			break;
+		c->parks++;
+		if (ret == 1) {
+			ev.events = EPOLLIN | EPOLLET;
+			ev.data.ptr = r;
+			if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev)) {
+				ret = -errno;
+				break;
+			}
+		}
+		ret = epoll_wait(ep, &ev, 1, (int)(deadline - now_ms()));
+		if (ret <= 0) {
+			ret = ret ? -errno : -ETIMEDOUT;
+			break;
+		}
+		c->wakeups++;
+	}
+	ret = ret == -EAGAIN || ret > 0 ? 0 : ret;
+	eventbuf_reader_free(r);
+out_close:
+	close(ep);
+	return ret;
+}
+
+static void *loop_run(void *arg)
+{
+	struct loop_ctx *c = arg;
+
+	pthread_barrier_wait(c->go);
+	c->res.error = epoll_reader(c);
+	return NULL;
+}
+
+static void run_readers(int nreaders, uint64_t nbatches)
+{
+	struct loop_ctx *ctx = calloc(nreaders, sizeof(*ctx));
+	pthread_t *tids = calloc(nreaders, sizeof(*tids));
+	unsigned int seed = test_seed();
+	struct eventbuf_item *head;
+	pthread_barrier_t go;
+	struct eventbuf *buf;
+	int peak_fds = 0;
+
+	assert_non_null(ctx);
+	assert_non_null(tids);
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(pthread_barrier_init(&go, NULL, nreaders + 1), 0);
+	for (int i = 0; i < nreaders; i++) {
+		ctx[i].start = head;
+		ctx[i].want = nbatches;
+		ctx[i].go = &go;
+		reader_result_init(&ctx[i].res, 0);
+		assert_int_equal(pthread_create(&tids[i], NULL, loop_run, &ctx[i]), 0);
+	}
+	pthread_barrier_wait(&go);
+	for (uint64_t b = 0; b < nbatches; b++) {
+		assert_int_equal(append_batch(buf, b, 1, NULL), 0);
+		if (rand_r(&seed) % 16 == 0) {
+			struct timespec ts = { 0, (rand_r(&seed) % 200) * 1000 };
+
+			nanosleep(&ts, NULL);
+		}
+		if (b % 256 == 0) {
+			int fds = count_eventfds();
+
+			peak_fds = fds > peak_fds ? fds : peak_fds;
+		}
+	}
+	for (int i = 0; i < nreaders; i++) {
+		assert_int_equal(pthread_join(tids[i], NULL), 0);
+		printf("# reader %d: %llu events, %llu parks, %llu wake-ups\n", i,
+		       (unsigned long long)ctx[i].res.count,
+		       (unsigned long long)ctx[i].parks,
+		       (unsigned long long)ctx[i].wakeups);
+		assert_int_equal(ctx[i].res.error, 0);
+		assert_int_equal(ctx[i].res.out_of_order, 0);
+		assert_int_equal(ctx[i].res.count, nbatches);
+		/* Every wake-up was earned by a park: no spinning on stale fds. */
+		assert_true(ctx[i].wakeups <= ctx[i].parks);
+	}
+	printf("# peak eventfds sampled: %d for %d readers\n", peak_fds, nreaders);
+	assert_true(peak_fds <= nreaders + 1);
+	pthread_barrier_destroy(&go);
+	eventbuf_item_put(head);
+	eventbuf_drop(buf);
+	free(ctx);
+	free(tids);
+}
+
+static void test_epoll_one_reader(void **state)
+{
+	(void)state;
+	run_readers(1, scaled(50000, 2000));
+}
+
+static void test_epoll_eight_readers(void **state)
+{
+	(void)state;
+	run_readers(8, scaled(50000, 2000));
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	return expect_nothing_left();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_epoll_one_reader, teardown),
+		cmocka_unit_test_teardown(test_epoll_eight_readers, teardown),
+	};
+
+	return cmocka_run_group_tests_name("epoll", tests, NULL, NULL);
+}
