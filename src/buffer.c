@@ -98,6 +98,7 @@ static void pin_release(struct rcu_head *head)
 	atomic_store_explicit(&buf->pin_busy, false, memory_order_release);
 	__eventbuf_unpin(old);
 	buffer_unuse(buf);
+	rcu_callback_exit();
 }
 
 static void drop_release(struct rcu_head *head)
@@ -107,6 +108,7 @@ static void drop_release(struct rcu_head *head)
 	rcu_callback_enter(head);
 	__eventbuf_unpin(buf->pin);
 	buffer_unuse(buf);
+	rcu_callback_exit();
 }
 
 void eventbuf_drop(struct eventbuf *buf)

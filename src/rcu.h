@@ -21,7 +21,12 @@
  * which liburcu batches every 10 ms anyway. The safety is worth it.
  *
  * Normal builds define _LGPL_SOURCE (eventbuf is LGPL-2.1-or-later), so the
- * read-side primitives are inlined.
+ * read-side primitives are inlined. Sanitizer builds (EVENTBUF_SANITIZE,
+ * EVENTBUF_TSAN) do not: they call liburcu's exported functions, so the
+ * sanitizers judge eventbuf's code rather than liburcu's inlined code.
+ * (UBSan does flag the latter: liburcu 0.13.2's bp registry places
+ * struct urcu_bp_reader, declared 128-byte aligned, at 32-byte offsets -
+ * "misaligned address ... requires 128 byte alignment" at urcu-bp.h:171.)
  *
  * ThreadSanitizer builds (CONFIG_TSAN=y, which defines EVENTBUF_TSAN):
  * liburcu 0.13 has no TSan annotations, so TSan cannot see that a grace
@@ -30,6 +35,10 @@
  *  - rcu_read_unlock() first releases &__eventbuf_gp_sync;
  *  - call_rcu(head, fn) first releases head, and every callback starts with
  *    rcu_callback_enter(head), which acquires &__eventbuf_gp_sync and head;
+ *  - every callback ends with rcu_callback_exit(), which releases
+ *    &__eventbuf_barrier_sync, and rcu_barrier() acquires it on return:
+ *    what the callbacks did (release callbacks included) happens before
+ *    eventbuf_barrier() returns;
  *  - rcu_dereference()/rcu_assign_pointer() become acquire loads and release
  *    stores that TSan understands.
  * _LGPL_SOURCE stays undefined there, so liburcu's code runs inside its own
@@ -44,11 +53,13 @@ void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
 
 extern char __eventbuf_gp_sync __attribute__((visibility("hidden")));
+extern char __eventbuf_barrier_sync __attribute__((visibility("hidden")));
 
 #undef rcu_dereference
 #undef rcu_assign_pointer
 #undef rcu_read_unlock
 #undef call_rcu
+#undef rcu_barrier
 
 #define rcu_dereference(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
 #define rcu_assign_pointer(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
@@ -67,15 +78,22 @@ extern char __eventbuf_gp_sync __attribute__((visibility("hidden")));
 		__tsan_acquire(&__eventbuf_gp_sync); \
 		__tsan_acquire(head);              \
 	} while (0)
+#define rcu_callback_exit() __tsan_release(&__eventbuf_barrier_sync)
+#define rcu_barrier()                                 \
+	do {                                          \
+		urcu_bp_barrier();                    \
+		__tsan_acquire(&__eventbuf_barrier_sync); \
+	} while (0)
 
 #else /* !EVENTBUF_TSAN */
 
-#ifndef _LGPL_SOURCE
+#if !defined(_LGPL_SOURCE) && !defined(EVENTBUF_SANITIZE)
 #define _LGPL_SOURCE
 #endif
 #include <urcu-bp.h>
 
 #define rcu_callback_enter(head) ((void)(head))
+#define rcu_callback_exit() ((void)0)
 
 #endif /* EVENTBUF_TSAN */
 

@@ -219,6 +219,7 @@ static void drain_run(struct rcu_head *head)
 		next = list->reclaim_next;
 		walk(list);
 	}
+	rcu_callback_exit();
 }
 
 void __eventbuf_put_deferred(struct eventbuf_item *item)

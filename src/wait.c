@@ -141,7 +141,7 @@ static void drop_orphan(struct eventbuf_item *link)
 		if (st_fd(w) < 0 || (w & (ST_SIGNALED | ST_CLOSED)))
 			return;
 	} while (!atomic_compare_exchange_weak_explicit(&link->state, &w,
-			w | ST_CLOSED, memory_order_relaxed,
+			w | ST_CLOSED, memory_order_acq_rel,
 			memory_order_relaxed));
 	close(st_fd(w));
 	counter_sub(&__eventbuf_counters.eventfds, 1);
@@ -174,19 +174,25 @@ void __eventbuf_signal(struct eventbuf_item *link)
 	int fd;
 
 	__eventbuf_fence_writer();
-	old = atomic_load_explicit(&link->state, memory_order_relaxed);
+	/* Acquire: pairs with the installer's CAS, so the eventfd's creation
+	 * happens before our write to it. */
+	old = atomic_load_explicit(&link->state, memory_order_acquire);
 	fd = st_fd(old);
 	if (fd < 0)
 		goto done;	/* W3: nobody armed this link */
 	while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
 		;
-	/* Set SIGNALED; close now if nobody holds the link any more. */
+	/*
+	 * Set SIGNALED; close now if nobody holds the link any more.
+	 * Acquire: the last holder's put (release) happened before, so did its
+	 * use of the descriptor (epoll_ctl, poll).
+	 */
 	do {
 		new = old | ST_SIGNALED;
 		if (st_refs(old) == 0)
 			new |= ST_CLOSED;
 	} while (!atomic_compare_exchange_weak_explicit(&link->state, &old,
-			new, memory_order_release, memory_order_relaxed));
+			new, memory_order_acq_rel, memory_order_acquire));
 	if (new & ST_CLOSED) {
 		close(fd);
 		counter_sub(&__eventbuf_counters.eventfds, 1);
