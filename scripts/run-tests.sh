@@ -17,7 +17,7 @@ export UBSAN_OPTIONS="print_stacktrace=1 halt_on_error=1 ${UBSAN_OPTIONS:-}"
 if [ "$runner" = valgrind ]; then
 	command -v valgrind >/dev/null 2>&1 || "$(dirname "$0")/deps.sh" valgrind || exit 1
 	set -- "$@"
-	wrap="valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --fair-sched=yes"
+	wrap="valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --fair-sched=yes --suppressions=$(dirname "$0")/../tests/valgrind.supp"
 	export EVENTBUF_TEST_SCALE=${EVENTBUF_TEST_SCALE:-20}
 	export EVENTBUF_UNDER_VALGRIND=1
 else

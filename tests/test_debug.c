@@ -23,6 +23,7 @@ void *__real_malloc(size_t size);
 void *__wrap_malloc(size_t size);
 
 static _Atomic bool block_next_malloc;
+static const char *self;	/* argv[0]: /proc/self/exe is valgrind under it */
 static int inside_pipe[2];
 
 void *__wrap_malloc(size_t size)
@@ -71,11 +72,11 @@ static void test_debug_two_appenders_abort(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		char *argv[] = { "test_debug", NULL };
+		char *argv[] = { (char *)self, NULL };
 
 		dup2(errpipe[1], 2);
 		setenv("EVENTBUF_TWO_WRITERS", "1", 1);
-		execv("/proc/self/exe", argv);
+		execv(self, argv);
 		_exit(127);
 	}
 	close(errpipe[1]);
@@ -150,13 +151,15 @@ static int teardown(void **state)
 	return expect_nothing_left();
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_debug_two_appenders_abort, teardown),
 		cmocka_unit_test_teardown(test_debug_serialised_appenders_pass, teardown),
 	};
 
+	(void)argc;
+	self = argv[0];
 	if (getenv("EVENTBUF_TWO_WRITERS"))
 		return two_writers();
 	return cmocka_run_group_tests_name("debug", tests, NULL, NULL);

@@ -276,7 +276,7 @@ int main(int argc, char **argv)
 
 		if (setrlimit(RLIMIT_STACK, &rl) == 0 &&
 		    setenv("EVENTBUF_SMALL_STACK", "1", 1) == 0)
-			execv("/proc/self/exe", argv);
+			execv(argv[0], argv);
 		perror("re-exec with a small stack");
 		return 1;
 	}
