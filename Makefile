@@ -125,26 +125,27 @@ tests-y :=
 ccflags-y :=
 include $(srctree)/tests/Kbuild
 test-bins := $(addprefix $(objtree)/tests/,$(tests-y))
-test-objs := $(sort $(addprefix $(objtree)/tests/,\
+test-obj-files := $(sort $(addprefix $(objtree)/tests/,\
 	$(foreach t,$(tests-y),$($(t)-objs))))
-$(test-objs): ccflags := $(ccflags-y)
-$(test-objs): extra_cflags = $(CMOCKA_CFLAGS)
+$(test-obj-files): ccflags := $(ccflags-y)
+$(test-obj-files): extra_cflags = $(CMOCKA_CFLAGS)
 
 bench-y :=
 ccflags-y :=
 include $(srctree)/bench/Kbuild
 bench-bins := $(addprefix $(objtree)/bench/,$(bench-y))
-bench-objs := $(sort $(addprefix $(objtree)/bench/,\
+bench-obj-files := $(sort $(addprefix $(objtree)/bench/,\
 	$(foreach b,$(bench-y),$($(b)-objs))))
-$(bench-objs): ccflags := $(ccflags-y)
+$(bench-obj-files): ccflags := $(ccflags-y)
+$(bench-obj-files): extra_cflags = -DURCU_VERSION='"$(shell $(PKG_CONFIG) --modversion liburcu-bp)"'
 
 examples-y :=
 ccflags-y :=
 include $(srctree)/examples/Kbuild
 example-bins := $(addprefix $(objtree)/examples/,$(examples-y))
-example-objs := $(sort $(addprefix $(objtree)/examples/,\
+example-obj-files := $(sort $(addprefix $(objtree)/examples/,\
 	$(foreach e,$(examples-y),$($(e)-objs))))
-$(example-objs): ccflags := $(ccflags-y)
+$(example-obj-files): ccflags := $(ccflags-y)
 
 static-lib := $(objtree)/libeventbuf.a
 shared-lib := $(objtree)/libeventbuf.so.$(VERSION)
@@ -222,8 +223,9 @@ check-abi: $(shared-lib)
 check-install: all
 	$(Q)$(srctree)/scripts/check-install.sh "$(MAKE)" $(objtree)
 
-PHONY += bench
+PHONY += bench bench-build
 BENCH_ARGS ?=
+bench-build: $(bench-bins)
 bench: $(bench-bins)
 	$(Q)$(srctree)/scripts/deps.sh gnuplot-nox
 	$(Q)$(objtree)/bench/bench $(if $(filter 1,$(QUICK)),--quick) \

@@ -154,13 +154,11 @@ static int rw_append(void *list, uint64_t index, uint64_t stamp)
 	struct rlist *l = list;
 	struct rnode *n, *dead = NULL, *stop = NULL;
 
-	pthread_rwlock_wrlock(&l->rw);
-	n = node_new(l->seq + 1, index, stamp);
-	if (!n) {
-		pthread_rwlock_unlock(&l->rw);
+	n = node_new(0, index, stamp);
+	if (!n)
 		return -ENOMEM;
-	}
-	l->seq++;
+	pthread_rwlock_wrlock(&l->rw);
+	n->seq = ++l->seq;
 	/* seq_cst: pairs with the waiter's increment of ->waiters. */
 	atomic_store(&l->tail->next, n);
 	l->tail = n;

@@ -16,21 +16,30 @@
  *      reader finds ->next set (wait.c argues that no wake-up is lost).
  * With nobody waiting, step 3 is a compiler barrier and one load.
  *
- * Reclamation (reclaim.c has the full argument): the buffer keeps its *pin*
- * alive. When no pin release is in flight, the next appended item becomes
- * the pin - ST_PINNED in its initial state, a plain store before
- * publication - and the old pin is released by pin_release() after a grace
- * period, which frees everything before the new pin that nobody holds. So an append makes no atomic read-modify-write
- * and no call_rcu() of its own: one call_rcu() per grace period (liburcu
- * runs callbacks about every 10 ms) and per buffer, however fast the writer.
- * pin_busy's release store in pin_release() pairs with the writer's acquire
- * load in link_new(): once the writer sees it clear, the callback is done
- * with ->pin_old and the rcu_head may be posted again.
+ * Reclamation (reclaim.c has the full argument) is driven by the *pin
+ * chain*: a call_rcu() callback, pin_step(), that runs once per callback
+ * period while the head moves. Each step unpins the pin set by the step
+ * before, pins the current head, and re-queues itself; when a step finds
+ * the head already pinned it stops. The writer's only part is to start the
+ * chain when it is idle: after publishing, it loads ->pin_busy, and only
+ * if the chain has stopped does it restart it (a compare-and-swap and one
+ * call_rcu()). A writer faster than the callback period therefore makes no
+ * atomic read-modify-write and no call_rcu() at all; a slower one at most
+ * one per callback period.
  *
- * eventbuf_drop() hands the pin to drop_release(), also after a grace
- * period, so heads loaded just before the drop stay valid for their
- * readers. The struct itself is freed by the last of the owner and the
- * queued callbacks (->users).
+ * No lost restart: the chain stops with a seq_cst store of pin_busy = false
+ * followed by a seq_cst load of ->head (and ->dropped); the writer stores
+ * ->head, then executes the wake-up fence (__eventbuf_signal(), W2), then
+ * loads pin_busy. One of the two sees the other's store, so either the
+ * chain sees the new head and restarts itself, or the writer sees the chain
+ * stopped and restarts it; the compare-and-swap on pin_busy makes sure only
+ * one of them posts the callback.
+ *
+ * eventbuf_drop() sets ->dropped and makes sure the chain runs; the chain
+ * then takes one more step, queued after the drop, to unpin the last head:
+ * readers that loaded it just before the drop have taken their references
+ * by then. The struct is freed by the last of the owner and the chain
+ * (->users).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -71,8 +80,12 @@ int eventbuf_new(struct eventbuf **bufp)
 	buf = calloc(1, sizeof(*buf));
 	if (!buf)
 		return -ENOMEM;
+	buf->pool = __eventbuf_pool_new();
 	sentinel = __eventbuf_item_alloc(KIND_BATCH, 0, 0);
-	if (!sentinel) {
+	if (!buf->pool || !sentinel) {
+		if (buf->pool)
+			__eventbuf_pool_drop(buf->pool);
+		free(sentinel);
 		free(buf);
 		return -ENOMEM;
 	}
@@ -87,27 +100,86 @@ int eventbuf_new(struct eventbuf **bufp)
 	return 0;
 }
 
-static void pin_release(struct rcu_head *head)
-{
-	struct eventbuf *buf = container_of(head, struct eventbuf, pin_rcu);
-	struct eventbuf_item *old;
+static void pin_step(struct rcu_head *head);
 
-	rcu_callback_enter(head);
-	old = buf->pin_old;
-	/* Pairs with the acquire load in link_new(). */
-	atomic_store_explicit(&buf->pin_busy, false, memory_order_release);
-	__eventbuf_unpin(old);
-	buffer_unuse(buf);
-	rcu_callback_exit();
+/* Post the chain's next step; the chain keeps its use of @buf. */
+static void pin_requeue(struct eventbuf *buf)
+{
+	call_rcu(&buf->pin_rcu, pin_step);
 }
 
-static void drop_release(struct rcu_head *head)
+/* Start the chain if it is stopped. */
+static void pin_kick(struct eventbuf *buf)
 {
-	struct eventbuf *buf = container_of(head, struct eventbuf, drop_rcu);
+	bool stopped = false;
 
-	rcu_callback_enter(head);
-	__eventbuf_unpin(buf->pin);
+	if (!atomic_compare_exchange_strong(&buf->pin_busy, &stopped, true))
+		return;
+	atomic_fetch_add_explicit(&buf->users, 1, memory_order_relaxed);
+	pin_requeue(buf);
+}
+
+static struct eventbuf_item *load_head(struct eventbuf *buf)
+{
+	struct eventbuf_item *head;
+
+	rcu_read_lock();
+	head = rcu_dereference(buf->head);
+	rcu_read_unlock();
+	return head;	/* at or after the pin, hence alive */
+}
+
+/* Returns true if the chain stopped (and gave up its use of @buf). */
+static bool pin_stop(struct eventbuf *buf)
+{
+	bool stopped = false;
+
+	/* seq_cst store then loads: pairs with the writer's W2 (see top). */
+	atomic_store(&buf->pin_busy, false);
+	atomic_thread_fence(memory_order_seq_cst);
+	if ((load_head(buf) != buf->pin || atomic_load(&buf->dropped)) &&
+	    atomic_compare_exchange_strong(&buf->pin_busy, &stopped, true))
+		return false;
 	buffer_unuse(buf);
+	return true;
+}
+
+static void pin_step(struct rcu_head *rcu)
+{
+	struct eventbuf *buf = container_of(rcu, struct eventbuf, pin_rcu);
+	struct eventbuf_item *head;
+
+	rcu_callback_enter(rcu);
+	if (buf->pin_prev) {
+		__eventbuf_unpin(buf->pin_prev);
+		buf->pin_prev = NULL;
+	}
+	if (atomic_load(&buf->dropped)) {
+		if (!buf->pin_final) {
+			buf->pin_final = true;	/* one more grace period */
+			pin_requeue(buf);
+		} else {
+			__eventbuf_unpin(buf->pin);
+			/* The writer is gone: the chain owns the pool now. */
+			__eventbuf_pool_drop(buf->pool);
+			counter_sub(&__eventbuf_counters.dropping, 1);
+			buffer_unuse(buf);
+		}
+		goto out;
+	}
+	head = load_head(buf);
+	if (head != buf->pin) {
+		__eventbuf_pin(head);
+		buf->pin_prev = buf->pin;
+		buf->pin = head;
+		pin_requeue(buf);
+		goto out;
+	}
+	/* The writer is idle: its cached slabs can go back to the system. */
+	__eventbuf_pool_trim(buf->pool);
+	if (!pin_stop(buf))
+		pin_requeue(buf);
+out:
 	rcu_callback_exit();
 }
 
@@ -116,8 +188,10 @@ void eventbuf_drop(struct eventbuf *buf)
 	if (!buf)
 		return;
 	__eventbuf_stats_del_buffer(buf);
-	/* The owner's use of @buf passes to drop_release(). */
-	call_rcu(&buf->drop_rcu, drop_release);
+	counter_add(&__eventbuf_counters.dropping, 1);
+	atomic_store(&buf->dropped, true);	/* seq_cst: see pin_stop() */
+	pin_kick(buf);
+	buffer_unuse(buf);
 }
 
 static void publish(struct eventbuf *buf, struct eventbuf_item *item)
@@ -126,25 +200,16 @@ static void publish(struct eventbuf *buf, struct eventbuf_item *item)
 
 	rcu_assign_pointer(old->next, item);
 	rcu_assign_pointer(buf->head, item);
-	__eventbuf_signal(old);
+	__eventbuf_signal(old);	/* W2 orders ->head before pin_busy */
+	if (!atomic_load_explicit(&buf->pin_busy, memory_order_relaxed))
+		pin_kick(buf);
 }
 
 /* Link a new item of this buffer's own after the head. */
 static void link_new(struct eventbuf *buf, struct eventbuf_item *item)
 {
-	bool move_pin = !atomic_load_explicit(&buf->pin_busy,
-					      memory_order_acquire);
-
-	atomic_init(&item->state, move_pin ? ST_PINNED : 0);
 	count_appended(buf, __eventbuf_item_size(item));
 	publish(buf, item);
-	if (!move_pin)
-		return;
-	buf->pin_old = buf->pin;
-	buf->pin = item;
-	atomic_store_explicit(&buf->pin_busy, true, memory_order_relaxed);
-	atomic_fetch_add_explicit(&buf->users, 1, memory_order_relaxed);
-	call_rcu(&buf->pin_rcu, pin_release);
 }
 
 int eventbuf_append(struct eventbuf *buf, const struct eventbuf_event *events,
@@ -159,12 +224,14 @@ int eventbuf_append(struct eventbuf *buf, const struct eventbuf_event *events,
 	ret = buf->ended;
 	if (ret)
 		goto out;
-	item = __eventbuf_item_alloc(KIND_BATCH, n, 0);
+	item = __eventbuf_item_carve(buf->pool, KIND_BATCH, n, 0);
 	if (!item) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	if (n)
+	if (n == 1)
+		item->events[0] = events[0];	/* the common case, inline */
+	else if (n)
 		memcpy(item->events, events, n * sizeof(*events));
 	item->u.batch.release = release;
 	item->u.batch.arg = arg;
@@ -187,7 +254,7 @@ int eventbuf_append_error(struct eventbuf *buf, int code, const char *msg)
 	if (ret)
 		goto out;
 	len = msg ? strlen(msg) : 0;
-	item = __eventbuf_item_alloc(KIND_ERROR, 0, len + 1);
+	item = __eventbuf_item_carve(buf->pool, KIND_ERROR, 0, len + 1);
 	if (!item) {
 		ret = -ENOMEM;
 		goto out;

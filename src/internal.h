@@ -65,6 +65,8 @@ enum {
 
 /* @next was linked by eventbuf_append_item(): the edge holds a reference. */
 #define ITEM_NEXT_COUNTED 0x01
+/* Allocated with malloc(), not carved from a slab (slab.c). */
+#define ITEM_MALLOCED 0x02
 
 #define EVENTBUF_MAX_EVENTS 0xffffffu
 
@@ -144,29 +146,34 @@ static inline bool code_is_reserved(int code)
  * struct eventbuf - the writer's handle
  *
  * @head:     the newest item; written by the writer with
- *            rcu_assign_pointer(), read by eventbuf_head() with
- *            rcu_dereference() under rcu_read_lock().
- * @pin:      the item the buffer keeps alive (ST_PINNED), at or before
- *            @head; writer only. See reclaim.c.
- * @pin_old:  the pin being released by the queued pin_release().
- * @pin_busy: a pin_release() is queued; the writer waits for it to run
- *            before it moves the pin again (one callback in flight).
- * @ended:    0, -EPIPE after an error item, -EISCONN after a join.
- * @users:    the owner plus queued callbacks; the last frees the struct.
+ *            rcu_assign_pointer(), read by eventbuf_head() and the pin
+ *            chain with rcu_dereference() under rcu_read_lock().
+ * @ended:    0, -EPIPE after an error item, -EISCONN after a join; writer.
+ * @pool:     the slabs this buffer's items are carved from (slab.c).
+ * @pin, @pin_prev: the items the buffer keeps alive with ST_PINNED, at or
+ *            before @head; owned by the pin chain (buffer.c, reclaim.c).
+ * @pin_final: the chain's last step after eventbuf_drop() is queued.
+ * @pin_busy: a pin-chain callback is queued or running.
+ * @dropped:  eventbuf_drop() was called.
+ * @users:    the owner plus a running pin chain; the last frees the struct.
  * @appended_items, @appended_bytes: what this writer allocated (stats.c).
  * @writer:   CONFIG_EVENTBUF_DEBUG's appender-in-progress flag.
  */
+struct eventbuf_pool;
+
 struct eventbuf {
 	struct eventbuf_item *head;
-	struct eventbuf_item *pin;
-	struct eventbuf_item *pin_old;
-	_Atomic bool pin_busy;
 	int ended;
+	struct eventbuf_pool *pool;
+	struct eventbuf_item *pin;
+	struct eventbuf_item *pin_prev;
+	bool pin_final;
+	_Atomic bool pin_busy;
+	_Atomic bool dropped;
 	_Atomic uint32_t users;
 	_Atomic uint64_t appended_items;
 	_Atomic uint64_t appended_bytes;
 	struct rcu_head pin_rcu;
-	struct rcu_head drop_rcu;
 	struct eventbuf *stats_prev, *stats_next;
 	_Atomic int writer;
 };
@@ -191,6 +198,17 @@ static inline void __eventbuf_writer_exit(struct eventbuf *buf)
 /* item.c */
 __hidden struct eventbuf_item *__eventbuf_item_alloc(uint8_t kind, size_t n,
 						     size_t extra);
+__hidden struct eventbuf_item *__eventbuf_item_carve(struct eventbuf_pool *pool,
+						     uint8_t kind, size_t n,
+						     size_t extra);
+
+/* slab.c: items are carved from SLAB_SIZE-aligned slabs of this size. */
+#define SLAB_SIZE (64 * 1024)
+__hidden struct eventbuf_pool *__eventbuf_pool_new(void);
+__hidden void __eventbuf_pool_drop(struct eventbuf_pool *pool);
+__hidden void __eventbuf_pool_trim(struct eventbuf_pool *pool);
+__hidden void *__eventbuf_slab_alloc(struct eventbuf_pool *pool, size_t size);
+__hidden void __eventbuf_slab_put(void *item, uint32_t n);
 __hidden size_t __eventbuf_item_size(const struct eventbuf_item *item);
 __hidden int __eventbuf_item_ref(struct eventbuf_item *item);
 __hidden struct eventbuf_item *
@@ -198,6 +216,7 @@ __eventbuf_scan(const struct eventbuf_item *from, struct eventbuf_item **tipp);
 
 /* reclaim.c */
 __hidden void __eventbuf_put_deferred(struct eventbuf_item *item);
+__hidden void __eventbuf_pin(struct eventbuf_item *item);
 __hidden void __eventbuf_unpin(struct eventbuf_item *item);
 
 /* wait.c */
@@ -216,6 +235,7 @@ struct eventbuf_counters {
 	_Atomic uint64_t eventfds;
 	_Atomic uint64_t readers;
 	_Atomic uint64_t reclaim_passes;
+	_Atomic uint64_t dropping;	/* dropped buffers whose chain runs */
 };
 __hidden extern struct eventbuf_counters __eventbuf_counters;
 __hidden void __eventbuf_stats_add_buffer(struct eventbuf *buf);

@@ -27,23 +27,46 @@
 
 #include "internal.h"
 
-struct eventbuf_item *__eventbuf_item_alloc(uint8_t kind, size_t n,
-					    size_t extra)
+static struct eventbuf_item *item_init(struct eventbuf_item *item,
+				       uint8_t kind, size_t n, uint8_t flags)
 {
-	struct eventbuf_item *item;
-
-	item = malloc(sizeof(*item) + n * sizeof(item->events[0]) + extra);
-	if (!item)
-		return NULL;
 	item->next = NULL;
 	atomic_init(&item->state, 0);
 	item->nevents = (uint32_t)n;
 	item->kind = kind;
-	item->flags = 0;
+	item->flags = flags;
 	item->signal_done = 0;
 	item->reserved = 0;
 	memset(&item->u, 0, sizeof(item->u));
 	return item;
+}
+
+static size_t item_bytes(size_t n, size_t extra)
+{
+	return sizeof(struct eventbuf_item) +
+	       n * sizeof(struct eventbuf_event) + extra;
+}
+
+/* An item from malloc(): sentinels, followers, big items. */
+struct eventbuf_item *__eventbuf_item_alloc(uint8_t kind, size_t n,
+					    size_t extra)
+{
+	struct eventbuf_item *item = malloc(item_bytes(n, extra));
+
+	return item ? item_init(item, kind, n, ITEM_MALLOCED) : NULL;
+}
+
+/* An item carved from the writer's slabs, or from malloc() if it must. */
+struct eventbuf_item *__eventbuf_item_carve(struct eventbuf_pool *pool,
+					    uint8_t kind, size_t n,
+					    size_t extra)
+{
+	struct eventbuf_item *item = __eventbuf_slab_alloc(pool,
+							   item_bytes(n, extra));
+
+	if (!item)
+		return __eventbuf_item_alloc(kind, n, extra);
+	return item_init(item, kind, n, 0);
 }
 
 size_t __eventbuf_item_size(const struct eventbuf_item *item)

@@ -29,17 +29,18 @@
  *
  * The pin and the head. Readers may load buf->head under rcu_read_lock()
  * and then take a reference (eventbuf_head()): a count of zero does not mean
- * "unreachable" for a head. So the buffer keeps its *pin*, an item at or
- * before the head, with ST_PINNED, and only moves it in buffer.c: the new
- * pin gets the bit at initialisation (a plain store before publication),
- * and the old pin loses it in a call_rcu() callback (pin_release() there),
- * i.e. after a grace period that began after every item before the new pin
- * stopped being the head. Any reader
- * that loaded one of those items as head has finished taking its reference
- * by then; walks stop at the pin, so they never reach an item that is, or
- * was within the current grace period, a head. With no readers at all the
- * writer therefore makes no atomic read-modify-write and no call_rcu() per
- * append: one pin move per grace period frees everything behind it.
+ * "unreachable" for a head. So the buffer keeps a *pin* with ST_PINNED, an
+ * item at or before the head, and moves it only in the pin chain, a
+ * call_rcu() callback that re-queues itself while the head moves
+ * (pin_step() in buffer.c). Each step pins the current head and unpins the
+ * pin set by the step before: that pin became the new pin a grace period
+ * ago, and every item before it had stopped being the head before that, so
+ * any reader that loaded one of them as head has finished taking its
+ * reference. Walks stop at pinned items, so they never reach an item that
+ * is, or was within the last grace period, a head. With no readers at all
+ * the writer makes no atomic read-modify-write and no call_rcu() per
+ * append: one step per callback period frees everything behind the head,
+ * and two steps after the writer stops, only the head is left.
  *
  * Grace periods. Every walk runs in a call_rcu() callback:
  *  - pin moves and buffer drops queue their callback (buffer.c);
@@ -112,31 +113,69 @@ static struct eventbuf_item *unref(struct eventbuf_item *item)
 
 /*
  * The owner predecessor of @item is gone. Return @item if that makes us its
- * owner, NULL otherwise (its last put or unpin will). Pairs with the
- * acq_rel compare-and-swap in unref() of the holders.
+ * owner, NULL otherwise (its last put or unpin will).
+ *
+ * Fast path, no read-modify-write: @item is before a pinned item (walks
+ * stop at pins), so it is no head and the pin chain will not pin it, and
+ * everything before it is gone, so nobody can take a new reference. If a
+ * plain load shows no reference and no pin, nobody else can change that:
+ * it is ours. Otherwise the fetch_or() decides, against the holders'
+ * unref() (acq_rel on both sides).
  */
 static struct eventbuf_item *inherit_root(struct eventbuf_item *item)
 {
-	uint64_t old = atomic_fetch_or_explicit(&item->state, ST_ROOT,
-						memory_order_acq_rel);
+	uint64_t old = atomic_load_explicit(&item->state, memory_order_acquire);
 
+	if (st_refs(old) || (old & ST_PINNED))
+		old = atomic_fetch_or_explicit(&item->state, ST_ROOT,
+					       memory_order_acq_rel);
 	if (!st_owned(old | ST_ROOT))
 		return NULL;
 	close_owned(old);
 	return item;
 }
 
-static void free_item(struct eventbuf_item *item)
+/*
+ * Freed slab items are counted per run of consecutive items of one slab,
+ * so that a walk touches a slab's counter once per run, not per item.
+ */
+struct slab_run {
+	void *item;	/* any item of the slab, NULL: no run */
+	uint32_t n;
+};
+
+static void run_flush(struct slab_run *run)
+{
+	if (run->item)
+		__eventbuf_slab_put(run->item, run->n);
+	run->item = NULL;
+	run->n = 0;
+}
+
+static bool same_slab(const void *a, const void *b)
+{
+	return ((uintptr_t)a ^ (uintptr_t)b) < SLAB_SIZE;
+}
+
+static void free_item(struct eventbuf_item *item, struct slab_run *run)
 {
 	if (item->kind == KIND_BATCH && item->u.batch.release)
 		item->u.batch.release(item->events, item->nevents,
 				      item->u.batch.arg);
-	free(item);
+	if (item->flags & ITEM_MALLOCED) {
+		free(item);
+		return;
+	}
+	if (run->item && !same_slab(run->item, item))
+		run_flush(run);
+	run->item = item;
+	run->n++;
 }
 
 /* Free @item, which the caller owns, and every item it then owns. */
 static void walk(struct eventbuf_item *item)
 {
+	struct slab_run run = { NULL, 0 };
 	uint64_t items = 0, bytes = 0;
 
 	while (item) {
@@ -153,17 +192,24 @@ static void walk(struct eventbuf_item *item)
 			owned = inherit_root(next);
 		items++;
 		bytes += __eventbuf_item_size(item);
-		free_item(item);
+		free_item(item, &run);
 		item = owned;
 	}
+	run_flush(&run);
 	counter_add(&__eventbuf_counters.freed_items, items);
 	counter_add(&__eventbuf_counters.freed_bytes, bytes);
 	counter_add(&__eventbuf_counters.reclaim_passes, 1);
 }
 
+/* The pin chain (buffer.c) keeps @item, at or after the current pin. */
+void __eventbuf_pin(struct eventbuf_item *item)
+{
+	atomic_fetch_or_explicit(&item->state, ST_PINNED, memory_order_relaxed);
+}
+
 /*
- * A buffer lets go of its pin (buffer.c, after a grace period): free what
- * only the pin kept alive.
+ * The pin chain lets go of a pin, a grace period after the next pin was
+ * set: free what only this pin kept alive.
  */
 void __eventbuf_unpin(struct eventbuf_item *item)
 {
@@ -248,10 +294,18 @@ static bool drain_idle(void)
 	return idle;
 }
 
+/*
+ * Each rcu_barrier() lets every pin chain take at least one step (a step
+ * queued before the barrier runs before it returns). Three steps take a
+ * live buffer's chain past the head it had at the call: pin it, then free
+ * what is behind it. Dropped buffers' chains end by themselves, and a
+ * release callback may put items and so re-arm the drain: loop on those.
+ */
 void eventbuf_barrier(void)
 {
-	/* A release callback may put items and so re-arm the drain: loop. */
-	do {
+	for (int i = 0; i < 3; i++)
 		rcu_barrier();
-	} while (!drain_idle());
+	while (!drain_idle() ||
+	       atomic_load(&__eventbuf_counters.dropping) != 0)
+		rcu_barrier();
 }

@@ -5,8 +5,9 @@
  * the caller serialises do not. Linked against libeventbuf-debug.a.
  *
  * The overlap is made certain, not hoped for: the binary wraps malloc, and
- * the first append's item allocation blocks (inside the append) until the
- * second append has started. The scenario runs in a child process, which
+ * the first append - a batch too big for a slab, so its item comes from
+ * malloc() - blocks inside that allocation until the second append has
+ * started. The scenario runs in a child process, which
  * must die of SIGABRT after printing the message.
  */
 #include <errno.h>
@@ -39,10 +40,13 @@ void *__wrap_malloc(size_t size)
 	return __real_malloc(size);
 }
 
+/* A batch too big for a slab: its item comes from malloc(). */
 static void *first_appender(void *arg)
 {
+	static struct eventbuf_event big[100];
+
 	atomic_store(&block_next_malloc, true);
-	return (void *)(intptr_t)append_batch(arg, 1, 1, NULL);
+	return (void *)(intptr_t)eventbuf_append(arg, big, 100, NULL, NULL);
 }
 
 /* The child: returns only if the second append was not caught. */

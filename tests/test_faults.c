@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * Injected faults. The binary is linked with --wrap=malloc,calloc: every
- * allocation the library makes from the test thread goes through
- * fault_malloc(), which can fail the Nth one from now. Each operation is
- * run with its 1st, 2nd, ... allocation failing until it succeeds with the
- * fault armed, so every allocation site on its path is hit once. After
- * each failure the objects must be as they were: nothing published,
+ * Injected faults. The binary is linked with --wrap for malloc, calloc and
+ * mmap: every allocation the library makes from the test thread goes
+ * through should_fail(), which can make every allocation from the Nth one
+ * on fail (so that a fallback - a slab, then malloc() - cannot hide the
+ * fault). Each operation is run with N = 0, 1, 2, ... until it succeeds
+ * without a fault firing, so every allocation site on its path is hit.
+ * After each failure the objects must be as they were: nothing published,
  * nothing released, nothing leaked - and the operation must then work.
  * eventfd creation fails through a lowered RLIMIT_NOFILE.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -19,25 +21,38 @@
 
 void *__real_malloc(size_t size);
 void *__real_calloc(size_t n, size_t size);
+void *__real_mmap(void *addr, size_t len, int prot, int flags, int fd,
+		  off_t off);
 void *__wrap_malloc(size_t size);
 void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd,
+		  off_t off);
 
 static _Atomic int fail_countdown = -1;	/* -1: never */
 static _Atomic int faults_fired;
 
+/* Allocations before the armed one pass; it and all after it fail. */
 static bool should_fail(void)
 {
 	int n = atomic_load(&fail_countdown);
 
-	while (n >= 0) {
-		if (atomic_compare_exchange_weak(&fail_countdown, &n, n - 1)) {
-			if (n > 0)
-				return false;
-			atomic_fetch_add(&faults_fired, 1);
-			return true;
-		}
+	while (n > 0) {
+		if (atomic_compare_exchange_weak(&fail_countdown, &n, n - 1))
+			return false;
 	}
-	return false;
+	if (n == 0)
+		atomic_fetch_add(&faults_fired, 1);
+	return n == 0;
+}
+
+void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd,
+		  off_t off)
+{
+	if (should_fail()) {
+		errno = ENOMEM;
+		return MAP_FAILED;
+	}
+	return __real_mmap(addr, len, prot, flags, fd, off);
 }
 
 void *__wrap_malloc(size_t size)
@@ -58,8 +73,8 @@ void *__wrap_calloc(size_t n, size_t size)
 	return __real_calloc(n, size);
 }
 
-/* Fail the allocation @n allocations from now (0: the next one). */
-static void fail_nth(int n)
+/* Fail every allocation from the @n-th from now on (0: all). */
+static void fail_from(int n)
 {
 	atomic_store(&faults_fired, 0);
 	atomic_store(&fail_countdown, n);
@@ -93,7 +108,7 @@ static void test_faults_new(void **state)
 
 	(void)state;
 	for (;; sites++) {
-		fail_nth(sites);
+		fail_from(sites);
 		ret = eventbuf_new(&buf);
 		if (!disarm())
 			break;
@@ -101,52 +116,104 @@ static void test_faults_new(void **state)
 		assert_int_equal(expect_nothing_left(), 0);
 	}
 	assert_int_equal(ret, 0);
-	assert_int_equal(sites, 2);	/* the buffer, its sentinel */
+	assert_int_equal(sites, 3);	/* the buffer, its slab pool, sentinel */
 	eventbuf_drop(buf);
+}
+
+/* Run @op with every allocation site on its path failing in turn. */
+static int cover_sites(int (*op)(void *), void *arg,
+		       void (*check)(void *, int), int *sitesp)
+{
+	int sites, ret;
+
+	for (sites = 0;; sites++) {
+		fail_from(sites);
+		ret = op(arg);
+		if (!disarm())
+			break;
+		check(arg, ret);
+	}
+	*sitesp = sites;
+	return ret;
+}
+
+struct append_case {
+	struct eventbuf *buf;
+	struct release_log *log;
+	size_t nevents;
+	uint64_t first_index;
+	struct eventbuf_item *head_before;
+};
+
+static int append_op(void *arg)
+{
+	struct append_case *c = arg;
+	struct eventbuf_event ev[100];
+
+	for (size_t i = 0; i < c->nevents; i++)
+		ev[i] = (struct eventbuf_event){ .index = c->first_index + i };
+	return eventbuf_append(c->buf, ev, c->nevents, release_log_cb, c->log);
+}
+
+/* After a failed append: -ENOMEM, the same head, nothing released. */
+static void append_check(void *arg, int ret)
+{
+	struct append_case *c = arg;
+	struct eventbuf_item *head;
+
+	assert_int_equal(ret, -ENOMEM);
+	assert_int_equal(eventbuf_head(c->buf, &head), 0);
+	assert_ptr_equal(head, c->head_before);
+	eventbuf_item_put(head);
+	assert_int_equal(atomic_load(&c->log->total), 0);
 }
 
 static void test_faults_append(void **state)
 {
-	struct eventbuf_item *start, *head, *next;
+	struct eventbuf_item *start, *next;
 	struct release_log log;
-	struct eventbuf *buf;
-	int sites = 0, ret;
+	struct append_case c;
+	int sites;
 
 	(void)state;
-	release_log_init(&log, 16);
-	assert_int_equal(eventbuf_new(&buf), 0);
-	assert_int_equal(eventbuf_head(buf, &start), 0);
-	assert_int_equal(append_batch(buf, 1, 1, &log), 0);
-	for (;; sites++) {
-		uint64_t before = live_items();
-
-		fail_nth(sites);
-		ret = append_batch(buf, 2, 3, &log);
-		if (!disarm())
-			break;
-		assert_int_equal(ret, -ENOMEM);
-		/* Nothing published, nothing allocated, nothing released. */
-		assert_int_equal(live_items(), before);
-		assert_int_equal(eventbuf_head(buf, &head), 0);
-		assert_int_equal(eventbuf_item_events(head)[0].index, 1);
-		eventbuf_item_put(head);
-		assert_int_equal(atomic_load(&log.total), 0);
-	}
-	assert_int_equal(ret, 0);
+	release_log_init(&log, 1000);
+	c = (struct append_case){ .log = &log };
+	assert_int_equal(eventbuf_new(&c.buf), 0);
+	assert_int_equal(eventbuf_head(c.buf, &start), 0);
+	/* The first append needs a slab: its arena's bookkeeping, the
+	 * arena's mapping, then the malloc() fallback all fail in turn. */
+	c.head_before = start;
+	c.nevents = 1;
+	c.first_index = 1;
+	assert_int_equal(cover_sites(append_op, &c, append_check, &sites), 0);
+	assert_int_equal(sites, 2);
+	/* Carving from that slab allocates nothing: no site to fail. */
+	assert_int_equal(eventbuf_head(c.buf, &c.head_before), 0);
+	eventbuf_item_put(c.head_before);
+	c.first_index = 2;
+	assert_int_equal(cover_sites(append_op, &c, append_check, &sites), 0);
+	assert_int_equal(sites, 0);
+	/* A batch too big for a slab comes from malloc(). */
+	assert_int_equal(eventbuf_head(c.buf, &c.head_before), 0);
+	eventbuf_item_put(c.head_before);
+	c.nevents = 100;
+	c.first_index = 3;
+	assert_int_equal(cover_sites(append_op, &c, append_check, &sites), 0);
 	assert_int_equal(sites, 1);
-	assert_int_equal(eventbuf_item_next_nonblock(start, &next), 0);
+	/* Every batch is there once, in order. */
+	for (uint64_t want = 1; want <= 3; want++) {
+		assert_int_equal(eventbuf_item_next_nonblock(start, &next), 0);
+		assert_int_equal(eventbuf_item_events(next)[0].index, want);
+		eventbuf_item_put(start);
+		start = next;
+	}
+	assert_int_equal(eventbuf_item_count(start), 100);
+	assert_int_equal(eventbuf_item_next_nonblock(start, &next), -EAGAIN);
 	eventbuf_item_put(start);
-	start = next;
-	assert_int_equal(eventbuf_item_events(start)[0].index, 1);
-	assert_int_equal(eventbuf_item_next_nonblock(start, &next), 0);
-	assert_int_equal(eventbuf_item_count(next), 3);
-	assert_int_equal(eventbuf_item_events(next)[0].index, 2);
-	eventbuf_item_put(next);
-	eventbuf_item_put(start);
-	eventbuf_drop(buf);
+	eventbuf_drop(c.buf);
 	eventbuf_barrier();
-	assert_int_equal(release_log_count(&log, 1, 5, 1), 4);
-	assert_int_equal(atomic_load(&log.total), 2);
+	assert_int_equal(release_log_count(&log, 1, 103, 1), 102);
+	assert_int_equal(atomic_load(&log.total), 3);
 	release_log_free(&log);
 }
 
@@ -160,7 +227,7 @@ static void test_faults_append_error(void **state)
 	assert_int_equal(eventbuf_new(&buf), 0);
 	assert_int_equal(eventbuf_head(buf, &start), 0);
 	for (;; sites++) {
-		fail_nth(sites);
+		fail_from(sites);
 		ret = eventbuf_append_error(buf, -EIO, "failed");
 		if (!disarm())
 			break;
@@ -168,7 +235,7 @@ static void test_faults_append_error(void **state)
 		assert_int_equal(eventbuf_item_next_nonblock(start, &next), -EAGAIN);
 	}
 	assert_int_equal(ret, 0);
-	assert_int_equal(sites, 1);
+	assert_int_equal(sites, 2);	/* the slab (as above), then malloc() */
 	assert_int_equal(eventbuf_item_next_nonblock(start, &next), -EIO);
 	eventbuf_item_put(start);
 	eventbuf_drop(buf);
@@ -188,7 +255,7 @@ static void test_faults_follow_after_and_reader(void **state)
 	for (sites = 0;; sites++) {
 		uint64_t before = live_items();
 
-		fail_nth(sites);
+		fail_from(sites);
 		ret = eventbuf_item_follow_after(head, &out);
 		if (!disarm())
 			break;
@@ -199,7 +266,7 @@ static void test_faults_follow_after_and_reader(void **state)
 	assert_int_equal(sites, 1);
 	eventbuf_item_put(out);
 	for (sites = 0;; sites++) {
-		fail_nth(sites);
+		fail_from(sites);
 		ret = eventbuf_reader_new(head, &r);
 		if (!disarm())
 			break;

@@ -508,12 +508,14 @@ EVENTBUF_API int eventbuf_reader_error(const struct eventbuf_reader *reader,
 /**
  * eventbuf_barrier() - wait until every queued reclamation has run
  *
- * Every item that was unreferenced before the call has had its release
- * callback run and been freed on return. Call it before tearing down what
- * release callbacks use (and before unloading the library).
+ * On return, every item that nothing held when the call began has had its
+ * release callback run and been freed - the items of dropped buffers, and
+ * of live buffers everything before their head. Call it before tearing down
+ * what release callbacks use, and before unloading the library.
  *
- * Context: may block for several grace periods; never from a release
- * callback or under a read-side critical section.
+ * Context: may block for several callback periods (liburcu runs call_rcu()
+ * callbacks every 10 ms or so); never from a release callback or under a
+ * read-side critical section.
  */
 EVENTBUF_API void eventbuf_barrier(void);
 

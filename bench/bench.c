@@ -1,0 +1,942 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The benchmark: every workload of bench-spec.md, written once against
+ * struct bench_impl and run for every implementation in one process, the
+ * implementations interleaved within each repetition, so that every figure
+ * is a ratio measured side by side. No busy-waiting anywhere: threads
+ * start on a pthread barrier, readers block in the implementation's wait
+ * or in epoll_wait(), the wake-up writer sleeps until the reader is seen
+ * asleep in /proc.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <dirent.h>
+#include <eventbuf/eventbuf.h>
+
+#include "bench.h"
+
+#ifndef URCU_VERSION
+#define URCU_VERSION "unknown"
+#endif
+
+#define MAX_REPS 16
+#define NIMPL 4
+
+static const struct bench_impl *impls[NIMPL] = {
+	&bench_impl_rcu, &bench_impl_mutex, &bench_impl_mutex_batch,
+	&bench_impl_rwlock,
+};
+
+struct options {
+	uint64_t n;
+	int reps;
+	uint64_t wake_samples;
+	const char *out;
+	const char *only;
+	bool quick;
+};
+
+static struct options opt = {
+	.n = 2000000, .reps = 5, .wake_samples = 20000, .out = ".",
+};
+
+/* ------------------------------------------------------------------ */
+/* Release accounting and clocks                                       */
+/* ------------------------------------------------------------------ */
+
+_Atomic uint64_t bench_release_count;
+_Atomic uint64_t bench_release_last_ns;
+static _Atomic uint64_t release_watch = UINT64_MAX;
+
+uint64_t bench_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Counts releases; stamps the time only near the count the harness waits
+ * for, so that the clock is not read for every item. */
+void bench_released(uint64_t n)
+{
+	uint64_t c = atomic_fetch_add_explicit(&bench_release_count, n,
+					       memory_order_relaxed) + n;
+
+	if (c >= atomic_load_explicit(&release_watch, memory_order_relaxed))
+		atomic_store_explicit(&bench_release_last_ns, bench_now_ns(),
+				      memory_order_relaxed);
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "bench: %s: %s\n", what, strerror(err < 0 ? -err : err));
+	exit(1);
+}
+
+static uint64_t rss_kb(void)
+{
+	unsigned long size, resident;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f || fscanf(f, "%lu %lu", &size, &resident) != 2)
+		die("/proc/self/statm", errno);
+	fclose(f);
+	return resident * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
+}
+
+static uint64_t heap_bytes(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return mi.uordblks + mi.hblkhd;
+}
+
+static int count_eventfds(void)
+{
+	char path[300], target[32];
+	struct dirent *de;
+	DIR *dir = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (!dir)
+		return -1;
+	while ((de = readdir(dir))) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len > 0) {
+			target[len] = '\0';
+			n += strcmp(target, "anon_inode:[eventfd]") == 0;
+		}
+	}
+	closedir(dir);
+	return n;
+}
+
+static void quiesce(const struct bench_impl *impl)
+{
+	if (impl->quiesce)
+		impl->quiesce();
+}
+
+/* ------------------------------------------------------------------ */
+/* Results                                                             */
+/* ------------------------------------------------------------------ */
+
+struct result {
+	char workload[16];
+	int readers;		/* -1: the workload has none */
+	uint64_t n;
+	char metric[20];
+	bool higher_better;
+	int extra;		/* 1: an extra column (the wake floor) */
+	double v[NIMPL + 1][MAX_REPS];
+	int nv[NIMPL + 1];
+};
+
+static struct result results[64];
+static int nresults;
+
+static struct result *result_get(const char *workload, int readers,
+				 uint64_t n, const char *metric,
+				 bool higher_better)
+{
+	struct result *r;
+
+	for (int i = 0; i < nresults; i++) {
+		r = &results[i];
+		if (!strcmp(r->workload, workload) && r->readers == readers &&
+		    r->n == n && !strcmp(r->metric, metric))
+			return r;
+	}
+	if (nresults == 64)
+		die("too many results", ENOSPC);
+	r = &results[nresults++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->workload, sizeof(r->workload), "%s", workload);
+	snprintf(r->metric, sizeof(r->metric), "%s", metric);
+	r->readers = readers;
+	r->n = n;
+	r->higher_better = higher_better;
+	return r;
+}
+
+static void record(const char *workload, int readers, uint64_t n,
+		   const char *metric, bool higher_better, int impl, double v)
+{
+	struct result *r = result_get(workload, readers, n, metric,
+				      higher_better);
+
+	if (impl == NIMPL)
+		r->extra = 1;
+	if (r->nv[impl] < MAX_REPS)
+		r->v[impl][r->nv[impl]++] = v;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n, double *lo, double *hi)
+{
+	double s[MAX_REPS];
+
+	if (n == 0)
+		return 0;
+	memcpy(s, v, n * sizeof(*v));
+	qsort(s, n, sizeof(*s), cmp_double);
+	if (lo)
+		*lo = s[0];
+	if (hi)
+		*hi = s[n - 1];
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/*
+ * rcu against the best lock-based implementation, per repetition, so that
+ * > 1 always means rcu is better; the median of those ratios.
+ */
+static double ratio(const struct result *r, double *lo, double *hi)
+{
+	double q[MAX_REPS];
+	int n = r->nv[0];
+
+	for (int k = 0; k < n; k++) {
+		double best = r->higher_better ? 0 : 1e300;
+
+		for (int i = 1; i < NIMPL; i++) {
+			double v = r->v[i][k];
+
+			best = r->higher_better ? (v > best ? v : best)
+						: (v < best ? v : best);
+		}
+		if (r->higher_better)
+			q[k] = best > 0 ? r->v[0][k] / best : 0;
+		else
+			q[k] = r->v[0][k] > 0 ? best / r->v[0][k] : 0;
+	}
+	return median(q, n, lo, hi);
+}
+
+/* ------------------------------------------------------------------ */
+/* append: 1 writer, no reader                                          */
+/* ------------------------------------------------------------------ */
+
+static void run_append(int i, uint64_t n)
+{
+	const struct bench_impl *impl = impls[i];
+	void *list = impl->create();
+	uint64_t t0, t1, rss0, rss1;
+	int ret;
+
+	if (!list)
+		die("create", ENOMEM);
+	/*
+	 * Warm up until the reclamation cycle has reached its steady state
+	 * (a quarter of the run, and at least 200 ms: many callback periods),
+	 * then measure; RSS must not grow from there on.
+	 */
+	t0 = bench_now_ns();
+	for (uint64_t k = 0; k < n / 4 || bench_now_ns() - t0 < 200000000; k++)
+		if ((ret = impl->append(list, k, 0)))
+			die("append", ret);
+	rss0 = rss_kb();
+	t0 = bench_now_ns();
+	for (uint64_t k = 0; k < n; k++)
+		if ((ret = impl->append(list, k, 0)))
+			die("append", ret);
+	t1 = bench_now_ns();
+	rss1 = rss_kb();
+	impl->destroy(list);
+	quiesce(impl);
+	record("append", -1, n, "ns_per_append", false, i,
+	       (double)(t1 - t0) / (double)n);
+	record("append", -1, n, "mappends_per_s", true, i,
+	       (double)n * 1e3 / (double)(t1 - t0));
+	record("append", -1, n, "rss_growth_kb", false, i,
+	       rss1 > rss0 ? (double)(rss1 - rss0) : 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* fanout and fanout-epoll                                              */
+/* ------------------------------------------------------------------ */
+
+struct reader_ctx {
+	const struct bench_impl *impl;
+	void *reader;
+	uint64_t n;
+	bool epoll;
+	pthread_barrier_t *go;
+	/* what it saw */
+	uint64_t count, expected, bad;
+	int error;
+	/* wake workload */
+	uint64_t *lat_ns;
+	int ready_fd;
+	pid_t tid;
+};
+
+static void check_one(void *arg, uint64_t index, uint64_t stamp)
+{
+	struct reader_ctx *c = arg;
+
+	(void)stamp;
+	if (index != c->expected)
+		c->bad++;
+	c->expected = index + 1;
+	c->count++;
+}
+
+static int epoll_loop(struct reader_ctx *c, bench_consume_fn fn)
+{
+	struct epoll_event ev;
+	int ep = epoll_create1(EPOLL_CLOEXEC), fd, ret = 0;
+
+	if (ep < 0)
+		return -errno;
+	while (c->count < c->n) {
+		long got = c->impl->consume(c->reader, fn, c, false);
+
+		if (got < 0) {
+			ret = (int)got;
+			break;
+		}
+		if (c->count >= c->n)
+			break;
+		ret = c->impl->wait_fd(c->reader, &fd);
+		if (ret == -EALREADY) {
+			ret = 0;
+			continue;
+		}
+		if (ret < 0)
+			break;
+		if (ret == 1) {
+			ev.events = EPOLLIN | EPOLLET;
+			ev.data.ptr = c;
+			if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev)) {
+				ret = -errno;
+				break;
+			}
+		}
+		if (c->ready_fd >= 0) {
+			static const uint64_t one = 1;
+
+			if (write(c->ready_fd, &one, sizeof(one)) < 0)
+				die("ready", errno);
+		}
+		ret = epoll_wait(ep, &ev, 1, 60000);
+		if (ret <= 0) {
+			ret = ret ? -errno : -ETIMEDOUT;
+			break;
+		}
+		c->impl->woken(c->reader);
+		ret = 0;
+	}
+	close(ep);
+	return ret < 0 ? ret : 0;
+}
+
+static void *fanout_reader(void *arg)
+{
+	struct reader_ctx *c = arg;
+
+	pthread_barrier_wait(c->go);
+	if (c->epoll) {
+		c->error = epoll_loop(c, check_one);
+		return NULL;
+	}
+	while (c->count < c->n) {
+		long got = c->impl->consume(c->reader, check_one, c, true);
+
+		if (got < 0) {
+			c->error = (int)got;
+			break;
+		}
+	}
+	return NULL;
+}
+
+struct sampler {
+	_Atomic bool stop;
+	int peak;
+};
+
+static void *sample_eventfds(void *arg)
+{
+	struct sampler *s = arg;
+	const struct timespec tick = { 0, 1000000 };
+
+	while (!atomic_load(&s->stop)) {
+		int n = count_eventfds();
+
+		s->peak = n > s->peak ? n : s->peak;
+		nanosleep(&tick, NULL);
+	}
+	return NULL;
+}
+
+/* Returns delivered Mevents/s; *writer_ns gets the writer's ns/append. */
+static double run_fanout(int i, int nreaders, uint64_t n, bool epoll,
+			 double *writer_ns, int *peak_fds)
+{
+	const struct bench_impl *impl = impls[i];
+	struct reader_ctx ctx[64];
+	pthread_t tid[64], stid;
+	struct sampler smp = { .peak = 0 };
+	pthread_barrier_t go;
+	uint64_t t0, t1, t2;
+	void *list = impl->create();
+	int ret;
+
+	if (!list)
+		die("create", ENOMEM);
+	pthread_barrier_init(&go, NULL, nreaders + 1);
+	for (int k = 0; k < nreaders; k++) {
+		ctx[k] = (struct reader_ctx){
+			.impl = impl, .n = n, .epoll = epoll, .go = &go,
+			.expected = 0, .ready_fd = -1,
+		};
+		/* Positioned before the writer starts. */
+		ctx[k].reader = impl->reader_new(list);
+		if (!ctx[k].reader)
+			die("reader_new", ENOMEM);
+		pthread_create(&tid[k], NULL, fanout_reader, &ctx[k]);
+	}
+	if (peak_fds)
+		pthread_create(&stid, NULL, sample_eventfds, &smp);
+	pthread_barrier_wait(&go);
+	t0 = bench_now_ns();
+	for (uint64_t k = 0; k < n; k++)
+		if ((ret = impl->append(list, k, 0)))
+			die("append", ret);
+	t1 = bench_now_ns();
+	for (int k = 0; k < nreaders; k++)
+		pthread_join(tid[k], NULL);
+	t2 = bench_now_ns();
+	if (peak_fds) {
+		atomic_store(&smp.stop, true);
+		pthread_join(stid, NULL);
+		*peak_fds = smp.peak;
+	}
+	for (int k = 0; k < nreaders; k++) {
+		if (ctx[k].error || ctx[k].bad || ctx[k].count != n) {
+			fprintf(stderr, "bench: %s reader %d: error %d, %" PRIu64
+				"/%" PRIu64 " events, %" PRIu64 " out of order\n",
+				impl->name, k, ctx[k].error, ctx[k].count, n,
+				ctx[k].bad);
+			exit(1);
+		}
+		impl->reader_free(ctx[k].reader);
+	}
+	impl->destroy(list);
+	quiesce(impl);
+	pthread_barrier_destroy(&go);
+	*writer_ns = (double)(t1 - t0) / (double)n;
+	return (double)nreaders * (double)n * 1e3 / (double)(t2 - t0);
+}
+
+/* ------------------------------------------------------------------ */
+/* wake: one idle reader blocked in epoll, one timestamped append        */
+/* ------------------------------------------------------------------ */
+
+static void take_latency(void *arg, uint64_t index, uint64_t stamp)
+{
+	struct reader_ctx *c = arg;
+
+	c->lat_ns[index] = bench_now_ns() - stamp;
+	c->count++;
+}
+
+static void *wake_reader(void *arg)
+{
+	struct reader_ctx *c = arg;
+
+	c->tid = gettid();
+	pthread_barrier_wait(c->go);
+	c->error = epoll_loop(c, take_latency);
+	return NULL;
+}
+
+/* The floor: a bare eventfd handed from one thread to another. */
+struct floor_ctx {
+	int efd, ready_fd;
+	uint64_t n, *lat_ns;
+	_Atomic uint64_t stamp;
+	pthread_barrier_t *go;
+	pid_t tid;
+	int error;
+};
+
+static void *floor_reader(void *arg)
+{
+	struct floor_ctx *f = arg;
+	struct epoll_event ev = { .events = EPOLLIN };
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	static const uint64_t one = 1;
+	uint64_t v;
+
+	f->tid = gettid();
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, f->efd, &ev)) {
+		f->error = -errno;
+		return NULL;
+	}
+	pthread_barrier_wait(f->go);
+	for (uint64_t k = 0; k < f->n; k++) {
+		if (write(f->ready_fd, &one, sizeof(one)) < 0 ||
+		    epoll_wait(ep, &ev, 1, 60000) != 1) {
+			f->error = -ETIMEDOUT;
+			break;
+		}
+		f->lat_ns[k] = bench_now_ns() - atomic_load(&f->stamp);
+		if (read(f->efd, &v, sizeof(v)) < 0)
+			f->error = -errno;
+	}
+	close(ep);
+	return NULL;
+}
+
+/* Block until the reader said it is about to sleep and is seen asleep. */
+static void wait_reader_asleep(int ready_fd, pid_t tid)
+{
+	const struct timespec pause = { 0, 20000 };
+	char path[64], buf[256];
+	uint64_t v;
+
+	if (read(ready_fd, &v, sizeof(v)) < 0)
+		die("ready", errno);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	for (int tries = 0; tries < 5000; tries++) {
+		FILE *f;
+		char *p;
+
+		nanosleep(&pause, NULL);
+		f = fopen(path, "r");
+		if (!f)
+			return;
+		p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+		fclose(f);
+		if (p && p[1] == ' ' && p[2] == 'S')
+			return;
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void record_latency(int i, uint64_t *lat, uint64_t n)
+{
+	qsort(lat, n, sizeof(*lat), cmp_u64);
+	record("wake", -1, n, "p50_us", false, i, lat[n / 2] / 1e3);
+	record("wake", -1, n, "p99_us", false, i, lat[n * 99 / 100] / 1e3);
+	record("wake", -1, n, "p999_us", false, i, lat[n * 999 / 1000] / 1e3);
+}
+
+static void run_wake(int i, uint64_t n)
+{
+	const struct bench_impl *impl = impls[i];
+	uint64_t *lat = calloc(n, sizeof(*lat));
+	struct reader_ctx c = { .impl = impl, .n = n, .lat_ns = lat };
+	pthread_barrier_t go;
+	void *list = impl->create();
+	pthread_t tid;
+	int ret;
+
+	if (!lat || !list)
+		die("wake", ENOMEM);
+	c.ready_fd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
+	c.reader = impl->reader_new(list);
+	c.go = &go;
+	pthread_barrier_init(&go, NULL, 2);
+	pthread_create(&tid, NULL, wake_reader, &c);
+	pthread_barrier_wait(&go);
+	for (uint64_t k = 0; k < n; k++) {
+		wait_reader_asleep(c.ready_fd, c.tid);
+		if ((ret = impl->append(list, k, bench_now_ns())))
+			die("append", ret);
+	}
+	pthread_join(tid, NULL);
+	if (c.error || c.count != n)
+		die("wake reader", c.error ? c.error : EPROTO);
+	impl->reader_free(c.reader);
+	impl->destroy(list);
+	quiesce(impl);
+	close(c.ready_fd);
+	pthread_barrier_destroy(&go);
+	record_latency(i, lat, n);
+	free(lat);
+}
+
+static void run_wake_floor(uint64_t n)
+{
+	uint64_t *lat = calloc(n, sizeof(*lat));
+	struct floor_ctx f = { .n = n, .lat_ns = lat };
+	static const uint64_t one = 1;
+	pthread_barrier_t go;
+	pthread_t tid;
+
+	if (!lat)
+		die("floor", ENOMEM);
+	f.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	f.ready_fd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
+	f.go = &go;
+	pthread_barrier_init(&go, NULL, 2);
+	pthread_create(&tid, NULL, floor_reader, &f);
+	pthread_barrier_wait(&go);
+	for (uint64_t k = 0; k < n; k++) {
+		wait_reader_asleep(f.ready_fd, f.tid);
+		atomic_store(&f.stamp, bench_now_ns());
+		if (write(f.efd, &one, sizeof(one)) < 0)
+			die("floor", errno);
+	}
+	pthread_join(tid, NULL);
+	if (f.error)
+		die("floor reader", f.error);
+	close(f.efd);
+	close(f.ready_fd);
+	pthread_barrier_destroy(&go);
+	record_latency(NIMPL, lat, n);
+	free(lat);
+}
+
+/* ------------------------------------------------------------------ */
+/* retained: a reader holds the first item while N are appended         */
+/* ------------------------------------------------------------------ */
+
+static void run_retained(int i, uint64_t n)
+{
+	const struct bench_impl *impl = impls[i];
+	uint64_t heap0, heap1, rss0, rss1, released0, t0, grew;
+	void *list = impl->create(), *holder;
+	int ret;
+
+	if (!list)
+		die("create", ENOMEM);
+	holder = impl->reader_new(list);
+	if (!holder)
+		die("reader_new", ENOMEM);
+	quiesce(impl);
+	heap0 = heap_bytes();
+	rss0 = rss_kb();
+	for (uint64_t k = 0; k < n; k++)
+		if ((ret = impl->append(list, k, 0)))
+			die("append", ret);
+	heap1 = heap_bytes();
+	rss1 = rss_kb();
+	/*
+	 * malloc()'s in-use bytes, or the resident memory if that grew more:
+	 * eventbuf's slabs are mapped directly, and malloc() may reuse pages
+	 * that were already resident.
+	 */
+	grew = heap1 - heap0;
+	if ((rss1 - rss0) * 1024 > grew)
+		grew = (rss1 - rss0) * 1024;
+	released0 = atomic_load(&bench_release_count);
+	/* Stamp the releases from the last few on. */
+	atomic_store(&release_watch, released0 + n - 2);
+	atomic_store(&bench_release_last_ns, 0);
+	t0 = bench_now_ns();
+	impl->reader_free(holder);
+	quiesce(impl);
+	if (atomic_load(&bench_release_count) - released0 < n - 1)
+		die("retained: not every item was released", EPROTO);
+	record("retained", -1, n, "bytes_per_item", false, i,
+	       (double)grew / (double)n);
+	record("retained", -1, n, "reclaim_ms", false, i,
+	       (double)(atomic_load(&bench_release_last_ns) - t0) / 1e6);
+	record("retained", -1, n, "rss_after_kb", false, i, (double)rss_kb());
+	atomic_store(&release_watch, UINT64_MAX);
+	impl->destroy(list);
+	quiesce(impl);
+}
+
+/* ------------------------------------------------------------------ */
+/* Output                                                              */
+/* ------------------------------------------------------------------ */
+
+static void banner(void)
+{
+	char model[256] = "unknown", line[512];
+	struct utsname u;
+	FILE *f = fopen("/proc/cpuinfo", "r");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':');
+
+		if (!strncmp(line, "model name", 10) && colon) {
+			snprintf(model, sizeof(model), "%s", colon + 2);
+			model[strcspn(model, "\n")] = '\0';
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	uname(&u);
+	printf("eventbuf %s benchmark\n", EVENTBUF_VERSION_STRING);
+	printf("machine: %ld cores, %s, kernel %s %s\n",
+	       sysconf(_SC_NPROCESSORS_ONLN), model, u.sysname, u.release);
+	printf("liburcu %s (bp flavor), compiler gcc %s\n", URCU_VERSION,
+	       __VERSION__);
+	printf("n=%" PRIu64 ", %d repetitions (median [min-max]), wake %"
+	       PRIu64 " samples per implementation\n\n", opt.n, opt.reps,
+	       opt.wake_samples);
+}
+
+static const char *impl_name(int i)
+{
+	return i == NIMPL ? "floor" : impls[i]->name;
+}
+
+static void print_table(void)
+{
+	printf("\n%-13s %-3s %-15s", "workload", "R", "metric");
+	for (int i = 0; i < NIMPL; i++)
+		printf(" %-22s", impls[i]->name);
+	printf(" %s\n", "rcu vs best lock (>1: rcu better)");
+	for (int k = 0; k < nresults; k++) {
+		struct result *r = &results[k];
+		double lo, hi, m;
+		char rd[12] = "-";
+
+		if (r->readers >= 0)
+			snprintf(rd, sizeof(rd), "%d", r->readers);
+		printf("%-13s %-3s %-15s", r->workload, rd, r->metric);
+		for (int i = 0; i < NIMPL; i++) {
+			char cell[64];
+
+			m = median(r->v[i], r->nv[i], &lo, &hi);
+			snprintf(cell, sizeof(cell), "%.4g [%.3g-%.3g]", m, lo, hi);
+			printf(" %-22s", cell);
+		}
+		m = ratio(r, &lo, &hi);
+		if (m > 0)
+			printf(" %.2fx [%.2f-%.2f]", m, lo, hi);
+		else
+			printf(" -");
+		if (r->extra) {
+			double f = median(r->v[NIMPL], r->nv[NIMPL], NULL, NULL);
+
+			printf("  floor %.4g, rcu %.2fx the floor", f,
+			       f > 0 ? median(r->v[0], r->nv[0], NULL, NULL) / f : 0);
+		}
+		printf("\n");
+	}
+	printf("\n");
+}
+
+static void print_lines(void)
+{
+	for (int k = 0; k < nresults; k++) {
+		struct result *r = &results[k];
+
+		for (int i = 0; i <= NIMPL; i++) {
+			char readers[32] = "";
+
+			if (!r->nv[i])
+				continue;
+			if (r->readers >= 0)
+				snprintf(readers, sizeof(readers), " readers=%d",
+					 r->readers);
+			printf("bench workload=%s impl=%s%s n=%" PRIu64
+			       " metric=%s value=%.4g\n", r->workload,
+			       impl_name(i), readers, r->n, r->metric,
+			       median(r->v[i], r->nv[i], NULL, NULL));
+		}
+	}
+}
+
+static void write_csv_and_plot(void)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/fanout.csv", opt.out);
+	f = fopen(path, "w");
+	if (!f)
+		die(path, errno);
+	fprintf(f, "workload,readers,impl,mevents_per_s,min,max\n");
+	for (int k = 0; k < nresults; k++) {
+		struct result *r = &results[k];
+
+		if (strcmp(r->metric, "mevents_per_s"))
+			continue;
+		for (int i = 0; i < NIMPL; i++) {
+			double lo, hi, m = median(r->v[i], r->nv[i], &lo, &hi);
+
+			fprintf(f, "%s,%d,%s,%.4g,%.4g,%.4g\n", r->workload,
+				r->readers, impls[i]->name, m, lo, hi);
+		}
+	}
+	fclose(f);
+	printf("wrote %s\n", path);
+
+	snprintf(path, sizeof(path), "%s/fanout.gp", opt.out);
+	f = fopen(path, "w");
+	if (!f)
+		die(path, errno);
+	fprintf(f,
+		"set terminal pngcairo size 1100,460 font ',10'\n"
+		"set output '%s/fanout.png'\n"
+		"set datafile separator ','\n"
+		"set key top left\n"
+		"set grid\n"
+		"set logscale x 2\n"
+		"set xlabel 'readers'\n"
+		"set ylabel 'delivered Mevents/s (median)'\n"
+		"set multiplot layout 1,2 title 'eventbuf fan-out, n=%" PRIu64 "'\n",
+		opt.out, opt.n);
+	for (int w = 0; w < 2; w++) {
+		const char *wl = w ? "fanout-epoll" : "fanout";
+
+		fprintf(f, "set title '%s'\nplot ", wl);
+		for (int i = 0; i < NIMPL; i++)
+			fprintf(f, "%s'%s/fanout.csv' using ($1 eq '%s' && $3 eq '%s' ? $2 : NaN):4 with linespoints lw 2 title '%s'",
+				i ? ", " : "", opt.out, wl, impls[i]->name,
+				impls[i]->name);
+		fprintf(f, "\n");
+	}
+	fprintf(f, "unset multiplot\n");
+	fclose(f);
+	snprintf(path, sizeof(path), "gnuplot %s/fanout.gp 2>&1", opt.out);
+	if (system(path) == 0)
+		printf("wrote %s/fanout.png\n", opt.out);
+	else
+		printf("gnuplot failed: no plot (the CSV is there)\n");
+}
+
+/* ------------------------------------------------------------------ */
+
+static bool want(const char *workload)
+{
+	return !opt.only || !strcmp(opt.only, workload);
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: bench [--quick] [--n N] [--reps R] [--out DIR] [--only WORKLOAD]\n");
+	exit(2);
+}
+
+static void parse(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "quick", no_argument, NULL, 'q' },
+		{ "n", required_argument, NULL, 'n' },
+		{ "reps", required_argument, NULL, 'r' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "only", required_argument, NULL, 'w' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'q':
+			opt.quick = true;
+			opt.n = 200000;
+			opt.wake_samples = 2000;
+			break;
+		case 'n':
+			opt.n = strtoull(optarg, NULL, 0);
+			break;
+		case 'r':
+			opt.reps = atoi(optarg);
+			break;
+		case 'o':
+			opt.out = optarg;
+			break;
+		case 'w':
+			opt.only = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (opt.reps < 1 || opt.reps > MAX_REPS || opt.n < 1000)
+		usage();
+	mkdir(opt.out, 0755);
+}
+
+static void warm_up(void)
+{
+	double ns;
+
+	for (int i = 0; i < NIMPL; i++)
+		run_fanout(i, 2, opt.n / 10, false, &ns, NULL);
+	nresults = 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const int fan_readers[] = { 1, 2, 4, 8 };
+	uint64_t wake_per_rep;
+
+	parse(argc, argv);
+	banner();
+	warm_up();
+	wake_per_rep = opt.wake_samples / (uint64_t)opt.reps;
+	for (int rep = 0; rep < opt.reps; rep++) {
+		fprintf(stderr, "repetition %d/%d\n", rep + 1, opt.reps);
+		for (int i = 0; want("append") && i < NIMPL; i++)
+			run_append(i, opt.n);
+		for (int e = 0; e < 2; e++) {
+			const char *wl = e ? "fanout-epoll" : "fanout";
+
+			for (int k = 0; want(wl) && k < 4; k++) {
+				for (int i = 0; i < NIMPL; i++) {
+					double ns, mev;
+
+					mev = run_fanout(i, fan_readers[k], opt.n,
+							 e, &ns, NULL);
+					record(wl, fan_readers[k], opt.n,
+					       "mevents_per_s", true, i, mev);
+					record(wl, fan_readers[k], opt.n,
+					       "writer_ns", false, i, ns);
+				}
+			}
+		}
+		for (int i = 0; want("wake") && i < NIMPL; i++)
+			run_wake(i, wake_per_rep);
+		if (want("wake"))
+			run_wake_floor(wake_per_rep);
+		for (int i = 0; want("retained") && i < NIMPL; i++)
+			run_retained(i, opt.n);
+		for (int s = 0; want("fds") && s < 2; s++) {
+			uint64_t n = s ? opt.n : opt.n / 8;
+
+			for (int i = 0; i < NIMPL; i++) {
+				double ns;
+				int peak = 0;
+
+				run_fanout(i, 8, n, true, &ns, &peak);
+				record("fds", 8, n, "peak_eventfds", false, i, peak);
+			}
+		}
+	}
+	print_table();
+	print_lines();
+	write_csv_and_plot();
+	return 0;
+}
