@@ -811,7 +811,7 @@ static void write_csv_and_plot(void)
 
 		fprintf(f, "set title '%s'\nplot ", wl);
 		for (int i = 0; i < NIMPL; i++)
-			fprintf(f, "%s'%s/fanout.csv' using ($1 eq '%s' && $3 eq '%s' ? $2 : NaN):4 with linespoints lw 2 title '%s'",
+			fprintf(f, "%s'%s/fanout.csv' using (strcol(1) eq '%s' && strcol(3) eq '%s' ? $2 : 1/0):4 smooth unique with linespoints lw 2 title '%s'",
 				i ? ", " : "", opt.out, wl, impls[i]->name,
 				impls[i]->name);
 		fprintf(f, "\n");
@@ -879,6 +879,24 @@ static void parse(int argc, char **argv)
 	mkdir(opt.out, 0755);
 }
 
+/* The k-th implementation to run in repetition @rep: each one goes first
+ * in turn, so that none always inherits the previous run's aftermath. */
+static int order(int rep, int k)
+{
+	return (rep + k) % NIMPL;
+}
+
+/*
+ * Before the latency workload: let the system settle after the throughput
+ * runs (the kernel still unmaps and compacts their memory for a while).
+ */
+static void settle(void)
+{
+	const struct timespec pause = { 0, 200000000 };
+
+	nanosleep(&pause, NULL);
+}
+
 static void warm_up(void)
 {
 	double ns;
@@ -899,13 +917,14 @@ int main(int argc, char **argv)
 	wake_per_rep = opt.wake_samples / (uint64_t)opt.reps;
 	for (int rep = 0; rep < opt.reps; rep++) {
 		fprintf(stderr, "repetition %d/%d\n", rep + 1, opt.reps);
-		for (int i = 0; want("append") && i < NIMPL; i++)
-			run_append(i, opt.n);
+		for (int k = 0; want("append") && k < NIMPL; k++)
+			run_append(order(rep, k), opt.n);
 		for (int e = 0; e < 2; e++) {
 			const char *wl = e ? "fanout-epoll" : "fanout";
 
 			for (int k = 0; want(wl) && k < 4; k++) {
-				for (int i = 0; i < NIMPL; i++) {
+				for (int j = 0; j < NIMPL; j++) {
+					int i = order(rep, j);
 					double ns, mev;
 
 					mev = run_fanout(i, fan_readers[k], opt.n,
@@ -917,16 +936,18 @@ int main(int argc, char **argv)
 				}
 			}
 		}
-		for (int i = 0; want("wake") && i < NIMPL; i++)
-			run_wake(i, wake_per_rep);
+		settle();
+		for (int k = 0; want("wake") && k < NIMPL; k++)
+			run_wake(order(rep, k), wake_per_rep);
 		if (want("wake"))
 			run_wake_floor(wake_per_rep);
-		for (int i = 0; want("retained") && i < NIMPL; i++)
-			run_retained(i, opt.n);
+		for (int k = 0; want("retained") && k < NIMPL; k++)
+			run_retained(order(rep, k), opt.n);
 		for (int s = 0; want("fds") && s < 2; s++) {
 			uint64_t n = s ? opt.n : opt.n / 8;
 
-			for (int i = 0; i < NIMPL; i++) {
+			for (int j = 0; j < NIMPL; j++) {
+				int i = order(rep, j);
 				double ns;
 				int peak = 0;
 

@@ -130,6 +130,16 @@ static inline bool item_is_error(const struct eventbuf_item *item)
 	return item->kind == KIND_ERROR;
 }
 
+/* The allocation size of @item (error items carry their message). */
+static inline size_t __eventbuf_item_size(const struct eventbuf_item *item)
+{
+	size_t size = sizeof(*item) + item->nevents * sizeof(item->events[0]);
+
+	if (item->kind == KIND_ERROR)
+		size += __builtin_strlen(item->u.err.msg) + 1;
+	return size;
+}
+
 /* Reserved result codes a terminal error may not use (see eventbuf.h). */
 static inline bool code_is_reserved(int code)
 {
@@ -209,7 +219,6 @@ __hidden void __eventbuf_pool_drop(struct eventbuf_pool *pool);
 __hidden void __eventbuf_pool_trim(struct eventbuf_pool *pool);
 __hidden void *__eventbuf_slab_alloc(struct eventbuf_pool *pool, size_t size);
 __hidden void __eventbuf_slab_put(void *item, uint32_t n);
-__hidden size_t __eventbuf_item_size(const struct eventbuf_item *item);
 __hidden int __eventbuf_item_ref(struct eventbuf_item *item);
 __hidden struct eventbuf_item *
 __eventbuf_scan(const struct eventbuf_item *from, struct eventbuf_item **tipp);
@@ -221,10 +230,10 @@ __hidden void __eventbuf_unpin(struct eventbuf_item *item);
 
 /* wait.c */
 __hidden int __eventbuf_arm(struct eventbuf_item *link, int *fdp);
-__hidden void __eventbuf_signal(struct eventbuf_item *link);
+__hidden void __eventbuf_signal_waiters(struct eventbuf_item *link,
+					 uint64_t old);
 __hidden int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline_ns);
 __hidden int64_t __eventbuf_deadline(int timeout_ms);
-__hidden void __eventbuf_fence_writer(void);
 
 /* stats.c: counters kept off the append path (see stats.c). */
 struct eventbuf_counters {
@@ -249,6 +258,41 @@ static inline void counter_add(_Atomic uint64_t *c, uint64_t v)
 static inline void counter_sub(_Atomic uint64_t *c, uint64_t v)
 {
 	atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
+}
+
+/*
+ * A full barrier (wait.c explains the choice): on x86-64 a locked add to
+ * the stack, as Linux's smp_mb() does, which does not wait for pending
+ * store misses the way MFENCE does.
+ */
+static inline void __eventbuf_full_fence(void)
+{
+#if defined(__x86_64__)
+	__asm__ __volatile__("lock; addl $0,-4(%%rsp)" ::: "memory", "cc");
+#else
+	atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
+/*
+ * The writer's side of the wake-up protocol (wait.c), after it published
+ * @link's next item: W2 fence, W3 look for an eventfd, W4 write it if there
+ * is one (out of line), W5 mark the link done. With nobody waiting: a
+ * barrier, a load and a store.
+ */
+static inline void __eventbuf_signal(struct eventbuf_item *link)
+{
+	uint64_t w;
+
+	__eventbuf_full_fence();
+	/* Acquire: pairs with the installer's CAS, so the eventfd's creation
+	 * happens before our write to it. */
+	w = atomic_load_explicit(&link->state, memory_order_acquire);
+	if (st_fd(w) >= 0)
+		__eventbuf_signal_waiters(link, w);
+	/* W5: a store to a line W1 just wrote; pairs with the acquire load
+	 * in drop_orphan() and unref(). */
+	__atomic_store_n(&link->signal_done, 1, __ATOMIC_RELEASE);
 }
 
 #endif /* _EVENTBUF_INTERNAL_H */

@@ -69,15 +69,6 @@ struct eventbuf_item *__eventbuf_item_carve(struct eventbuf_pool *pool,
 	return item_init(item, kind, n, 0);
 }
 
-size_t __eventbuf_item_size(const struct eventbuf_item *item)
-{
-	size_t size = sizeof(*item) + item->nevents * sizeof(item->events[0]);
-
-	if (item->kind == KIND_ERROR)
-		size += strlen(item->u.err.msg) + 1;
-	return size;
-}
-
 /* Take a reference; the caller's hold (or rcu_read_lock over a head) covers
  * @item. Pairs with the release in unref() (reclaim.c). */
 int __eventbuf_item_ref(struct eventbuf_item *item)

@@ -23,10 +23,19 @@
  * is a new one to add: comparing numbers would not do, since a closed
  * descriptor's number is reused by the next eventfd.
  *
+ * Before parking, a blocking reader yields the CPU once and looks again
+ * (eventbuf_reader_next()). When readers outnumber cores, that lets the
+ * writer publish more before anyone sleeps, so one park-and-wake cycle -
+ * an eventfd, a poll, a wake-up - is paid for by a bigger batch; on an
+ * idle core sched_yield() returns at once, a cheap system call before a
+ * park that costs several. Measured on the 2-core VM, fanout with 8
+ * blocking readers: 13-28 Mevents/s without, 109-140 with.
+ *
  * A terminal error item is remembered (@error) and returned again by every
  * later call; it sits after @pos, so the anchor keeps it alive too.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -155,6 +164,7 @@ int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
 			 int cancel_fd, const struct eventbuf_item **itemp)
 {
 	int64_t deadline = __eventbuf_deadline(timeout_ms);
+	bool yielded = false;
 	int ret, fd;
 
 	for (;;) {
@@ -163,6 +173,12 @@ int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
 			return ret;
 		if (timeout_ms == 0)
 			return -ETIMEDOUT;
+		if (!yielded) {
+			yielded = true;
+			sched_yield();
+			continue;
+		}
+		yielded = false;
 		ret = eventbuf_reader_wait_fd(reader, &fd);
 		if (ret == -EALREADY)
 			continue;

@@ -59,25 +59,10 @@
 
 #include "internal.h"
 
-static inline void full_fence(void)
-{
-#if defined(__x86_64__)
-	__asm__ __volatile__("lock; addl $0,-4(%%rsp)" ::: "memory", "cc");
-#else
-	atomic_thread_fence(memory_order_seq_cst);
-#endif
-}
-
-/* W2: pairs with fence_reader() (R2). */
-void __eventbuf_fence_writer(void)
-{
-	full_fence();
-}
-
-/* R2: pairs with __eventbuf_fence_writer() (W2). */
+/* R2: pairs with W2 in __eventbuf_signal() (internal.h). */
 static void fence_reader(void)
 {
-	full_fence();
+	__eventbuf_full_fence();
 }
 
 static bool published(const struct eventbuf_item *link)
@@ -182,19 +167,17 @@ int __eventbuf_arm(struct eventbuf_item *link, int *fdp)
 	return 0;
 }
 
-void __eventbuf_signal(struct eventbuf_item *link)
+/*
+ * W4: somebody armed @link (W3 saw eventfd + 1 in @old): wake every waiter,
+ * then mark the link signalled. The fast path - nobody armed - is inline
+ * in __eventbuf_signal() (internal.h), W5 included.
+ */
+void __eventbuf_signal_waiters(struct eventbuf_item *link, uint64_t old)
 {
 	static const uint64_t one = 1;
-	uint64_t old, new;
-	int fd;
+	int fd = st_fd(old);
+	uint64_t new;
 
-	__eventbuf_fence_writer();
-	/* Acquire: pairs with the installer's CAS, so the eventfd's creation
-	 * happens before our write to it. */
-	old = atomic_load_explicit(&link->state, memory_order_acquire);
-	fd = st_fd(old);
-	if (fd < 0)
-		goto done;	/* W3: nobody armed this link */
 	while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
 		;
 	/*
@@ -212,10 +195,6 @@ void __eventbuf_signal(struct eventbuf_item *link)
 		close(fd);
 		counter_sub(&__eventbuf_counters.eventfds, 1);
 	}
-done:
-	/* W5: a plain store to a line W1 just wrote; pairs with the acquire
-	 * load in drop_orphan(). */
-	__atomic_store_n(&link->signal_done, 1, __ATOMIC_RELEASE);
 }
 
 static int64_t now_ns(void)
