@@ -791,6 +791,29 @@ static void write_csv_and_plot(void)
 	fclose(f);
 	printf("wrote %s\n", path);
 
+	/* The same figures as gnuplot data blocks, one per line drawn. */
+	snprintf(path, sizeof(path), "%s/fanout.dat", opt.out);
+	f = fopen(path, "w");
+	if (!f)
+		die(path, errno);
+	for (int w = 0; w < 2; w++) {
+		for (int i = 0; i < NIMPL; i++) {
+			fprintf(f, "# %s %s\n", w ? "fanout-epoll" : "fanout",
+				impls[i]->name);
+			for (int k = 0; k < nresults; k++) {
+				struct result *r = &results[k];
+
+				if (strcmp(r->metric, "mevents_per_s") ||
+				    strcmp(r->workload, w ? "fanout-epoll" : "fanout"))
+					continue;
+				fprintf(f, "%d %.4g\n", r->readers,
+					median(r->v[i], r->nv[i], NULL, NULL));
+			}
+			fprintf(f, "\n\n");
+		}
+	}
+	fclose(f);
+
 	snprintf(path, sizeof(path), "%s/fanout.gp", opt.out);
 	f = fopen(path, "w");
 	if (!f)
@@ -798,21 +821,21 @@ static void write_csv_and_plot(void)
 	fprintf(f,
 		"set terminal pngcairo size 1100,460 font ',10'\n"
 		"set output '%s/fanout.png'\n"
-		"set datafile separator ','\n"
 		"set key top left\n"
 		"set grid\n"
 		"set logscale x 2\n"
+		"set xtics (1, 2, 4, 8)\n"
+		"set xrange [0.8:10]\n"
 		"set xlabel 'readers'\n"
-		"set ylabel 'delivered Mevents/s (median)'\n"
+		"set ylabel 'delivered Mevents/s (median of %d)'\n"
+		"set yrange [0:*]\n"
 		"set multiplot layout 1,2 title 'eventbuf fan-out, n=%" PRIu64 "'\n",
-		opt.out, opt.n);
+		opt.out, opt.reps, opt.n);
 	for (int w = 0; w < 2; w++) {
-		const char *wl = w ? "fanout-epoll" : "fanout";
-
-		fprintf(f, "set title '%s'\nplot ", wl);
+		fprintf(f, "set title '%s'\nplot ", w ? "fanout-epoll" : "fanout");
 		for (int i = 0; i < NIMPL; i++)
-			fprintf(f, "%s'%s/fanout.csv' using (strcol(1) eq '%s' && strcol(3) eq '%s' ? $2 : 1/0):4 smooth unique with linespoints lw 2 title '%s'",
-				i ? ", " : "", opt.out, wl, impls[i]->name,
+			fprintf(f, "%s'%s/fanout.dat' index %d with linespoints lw 2 pt 7 title '%s'",
+				i ? ", " : "", opt.out, w * NIMPL + i,
 				impls[i]->name);
 		fprintf(f, "\n");
 	}
