@@ -3,7 +3,7 @@
  * DOC: Theory of operation - the writer's side
  *
  * One writer per buffer (the caller serialises appends; RCU's checklist
- * case "restricting updates to a single task"). It owns buf->head, buf->pin
+ * case "restricting updates to a single task"). It owns buf->head, ->last_own
  * and the ->next field of its head, so it reads them with plain loads.
  *
  * Publication (publish()): the new item is fully initialised, then
@@ -14,13 +14,16 @@
  *      in eventbuf_head();
  *   3. __eventbuf_signal(old)               - after 1, so that a woken
  *      reader finds ->next set (wait.c argues that no wake-up is lost).
- * With nobody waiting, step 3 is a compiler barrier and one load.
+ * With nobody waiting, step 3 is a full barrier, one load and one store.
  *
  * Reclamation (reclaim.c has the full argument) is driven by the *pin
  * chain*: a call_rcu() callback, pin_step(), that runs once per callback
  * period while the head moves. Each step unpins the pin set by the step
  * before, pins the current head, and re-queues itself; when a step finds
- * the head already pinned it stops. The writer's only part is to start the
+ * the head already pinned it stops. ("The head" is ->last_own, the newest
+ * item of the buffer's own: after eventbuf_append_item() the head proper
+ * belongs to another chain, and is kept by the counted edge from
+ * ->last_own.) The writer's only part is to start the
  * chain when it is idle: after publishing, it loads ->pin_busy, and only
  * if the chain has stopped does it restart it (a compare-and-swap and one
  * call_rcu()). A writer faster than the callback period therefore makes no
@@ -28,9 +31,9 @@
  * one per callback period.
  *
  * No lost restart: the chain stops with a seq_cst store of pin_busy = false
- * followed by a seq_cst load of ->head (and ->dropped); the writer stores
- * ->head, then executes the wake-up fence (__eventbuf_signal(), W2), then
- * loads pin_busy. One of the two sees the other's store, so either the
+ * followed by a full barrier and loads of ->last_own and ->dropped; the
+ * writer stores ->last_own, then executes the wake-up fence
+ * (__eventbuf_signal(), W2), then loads pin_busy. One of the two sees the other's store, so either the
  * chain sees the new head and restarts itself, or the writer sees the chain
  * stopped and restarts it; the compare-and-swap on pin_busy makes sure only
  * one of them posts the callback.
@@ -92,6 +95,7 @@ int eventbuf_new(struct eventbuf **bufp)
 	/* Nothing before it; the buffer's pin. */
 	atomic_init(&sentinel->state, ST_ROOT | ST_PINNED);
 	buf->head = sentinel;
+	buf->last_own = sentinel;
 	buf->pin = sentinel;
 	atomic_init(&buf->users, 1);
 	count_appended(buf, __eventbuf_item_size(sentinel));
@@ -119,25 +123,30 @@ static void pin_kick(struct eventbuf *buf)
 	pin_requeue(buf);
 }
 
-static struct eventbuf_item *load_head(struct eventbuf *buf)
+static struct eventbuf_item *load_last_own(struct eventbuf *buf)
 {
-	struct eventbuf_item *head;
+	struct eventbuf_item *last;
 
 	rcu_read_lock();
-	head = rcu_dereference(buf->head);
+	last = rcu_dereference(buf->last_own);
 	rcu_read_unlock();
-	return head;	/* at or after the pin, hence alive */
+	return last;	/* at or after the pin, hence alive */
 }
 
-/* Returns true if the chain stopped (and gave up its use of @buf). */
+/*
+ * Returns true if the chain stopped (and gave up its use of @buf). Once
+ * pin_busy is false another chain may start at any time, so the state this
+ * one owned (->pin) is read before.
+ */
 static bool pin_stop(struct eventbuf *buf)
 {
+	struct eventbuf_item *pin = buf->pin;
 	bool stopped = false;
 
-	/* seq_cst store then loads: pairs with the writer's W2 (see top). */
+	/* seq_cst store, barrier, loads: pairs with W2 (see top). */
 	atomic_store(&buf->pin_busy, false);
-	atomic_thread_fence(memory_order_seq_cst);
-	if ((load_head(buf) != buf->pin || atomic_load(&buf->dropped)) &&
+	__eventbuf_full_fence();
+	if ((load_last_own(buf) != pin || atomic_load(&buf->dropped)) &&
 	    atomic_compare_exchange_strong(&buf->pin_busy, &stopped, true))
 		return false;
 	buffer_unuse(buf);
@@ -147,7 +156,7 @@ static bool pin_stop(struct eventbuf *buf)
 static void pin_step(struct rcu_head *rcu)
 {
 	struct eventbuf *buf = container_of(rcu, struct eventbuf, pin_rcu);
-	struct eventbuf_item *head;
+	struct eventbuf_item *last;
 
 	rcu_callback_enter(rcu);
 	if (buf->pin_prev) {
@@ -167,11 +176,11 @@ static void pin_step(struct rcu_head *rcu)
 		}
 		goto out;
 	}
-	head = load_head(buf);
-	if (head != buf->pin) {
-		__eventbuf_pin(head);
+	last = load_last_own(buf);
+	if (last != buf->pin) {
+		__eventbuf_pin(last);
 		buf->pin_prev = buf->pin;
-		buf->pin = head;
+		buf->pin = last;
 		pin_requeue(buf);
 		goto out;
 	}
@@ -194,13 +203,16 @@ void eventbuf_drop(struct eventbuf *buf)
 	buffer_unuse(buf);
 }
 
-static void publish(struct eventbuf *buf, struct eventbuf_item *item)
+static void publish(struct eventbuf *buf, struct eventbuf_item *item,
+		    bool own)
 {
 	struct eventbuf_item *old = buf->head;
 
 	rcu_assign_pointer(old->next, item);
 	rcu_assign_pointer(buf->head, item);
-	__eventbuf_signal(old);	/* W2 orders ->head before pin_busy */
+	if (own)	/* pairs with rcu_dereference() in load_last_own() */
+		rcu_assign_pointer(buf->last_own, item);
+	__eventbuf_signal(old);	/* W2 orders ->last_own before pin_busy */
 	if (!atomic_load_explicit(&buf->pin_busy, memory_order_relaxed))
 		pin_kick(buf);
 }
@@ -209,7 +221,7 @@ static void publish(struct eventbuf *buf, struct eventbuf_item *item)
 static void link_new(struct eventbuf *buf, struct eventbuf_item *item)
 {
 	count_appended(buf, __eventbuf_item_size(item));
-	publish(buf, item);
+	publish(buf, item, true);
 }
 
 int eventbuf_append(struct eventbuf *buf, const struct eventbuf_event *events,
@@ -304,7 +316,7 @@ int eventbuf_append_item(struct eventbuf *buf, struct eventbuf_item *item)
 	if (ret)
 		goto out;
 	buf->head->flags |= ITEM_NEXT_COUNTED;
-	publish(buf, item);
+	publish(buf, item, false);
 	buf->ended = -EISCONN;
 out:
 	__eventbuf_writer_exit(buf);

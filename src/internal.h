@@ -156,8 +156,13 @@ static inline bool code_is_reserved(int code)
  * struct eventbuf - the writer's handle
  *
  * @head:     the newest item; written by the writer with
- *            rcu_assign_pointer(), read by eventbuf_head() and the pin
- *            chain with rcu_dereference() under rcu_read_lock().
+ *            rcu_assign_pointer(), read by eventbuf_head() with
+ *            rcu_dereference() under rcu_read_lock().
+ * @last_own: the newest item this buffer allocated itself: @head, unless
+ *            eventbuf_append_item() joined a foreign item after it. The pin
+ *            chain pins only these (an item belongs to one buffer, so one
+ *            chain); a joined foreign head is kept by the counted edge from
+ *            @last_own. Written and read like @head.
  * @ended:    0, -EPIPE after an error item, -EISCONN after a join; writer.
  * @pool:     the slabs this buffer's items are carved from (slab.c).
  * @pin, @pin_prev: the items the buffer keeps alive with ST_PINNED, at or
@@ -173,6 +178,7 @@ struct eventbuf_pool;
 
 struct eventbuf {
 	struct eventbuf_item *head;
+	struct eventbuf_item *last_own;
 	int ended;
 	struct eventbuf_pool *pool;
 	struct eventbuf_item *pin;

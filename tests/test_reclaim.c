@@ -229,6 +229,49 @@ static void test_reclaim_spliced_chains(void **state)
 	release_log_free(&log);
 }
 
+/*
+ * A buffer joined to another buffer's head must not keep (or let go of)
+ * that head on the other buffer's behalf: the head stays alive, unreleased,
+ * until its own buffer moves past it, then is released once.
+ */
+static void test_reclaim_joined_head_stays_with_its_buffer(void **state)
+{
+	struct eventbuf_item *x, *start, *next;
+	struct eventbuf *topic, *snap;
+	struct release_log log;
+
+	(void)state;
+	release_log_init(&log, 100);
+	assert_int_equal(eventbuf_new(&topic), 0);
+	assert_int_equal(append_batch(topic, 1, 1, &log), 0);
+	assert_int_equal(eventbuf_head(topic, &x), 0);
+	assert_int_equal(eventbuf_new(&snap), 0);
+	assert_int_equal(append_batch(snap, 50, 1, &log), 0);
+	assert_int_equal(eventbuf_append_item(snap, x), 0);
+	eventbuf_item_put(x);
+	eventbuf_barrier();	/* both chains run with x as a head */
+	eventbuf_drop(snap);
+	eventbuf_barrier();
+	/* The snapshot and its chain are gone; the topic head is not. */
+	assert_int_equal(atomic_load(&log.count[50]), 1);
+	assert_int_equal(atomic_load(&log.count[1]), 0);
+	assert_int_equal(eventbuf_head(topic, &start), 0);
+	assert_int_equal(eventbuf_item_events(start)[0].index, 1);
+	assert_int_equal(append_batch(topic, 2, 1, &log), 0);
+	assert_int_equal(eventbuf_item_next_nonblock(start, &next), 0);
+	assert_int_equal(eventbuf_item_events(next)[0].index, 2);
+	eventbuf_item_put(next);
+	eventbuf_item_put(start);
+	eventbuf_barrier();
+	assert_int_equal(atomic_load(&log.count[1]), 1);
+	assert_int_equal(atomic_load(&log.count[2]), 0);
+	eventbuf_drop(topic);
+	eventbuf_barrier();
+	assert_int_equal(release_log_count(&log, 1, 3, 1), 2);
+	assert_int_equal(atomic_load(&log.total), 3);
+	release_log_free(&log);
+}
+
 static void test_reclaim_stats(void **state)
 {
 	struct eventbuf_stats st;
@@ -268,6 +311,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_reclaim_long_chain_small_stack, teardown),
 		cmocka_unit_test_teardown(test_reclaim_eventfds_bounded, teardown),
 		cmocka_unit_test_teardown(test_reclaim_spliced_chains, teardown),
+		cmocka_unit_test_teardown(test_reclaim_joined_head_stays_with_its_buffer, teardown),
 		cmocka_unit_test_teardown(test_reclaim_stats, teardown),
 	};
 
