@@ -15,6 +15,8 @@
  *   3. __eventbuf_signal(old)               - after 1, so that a woken
  *      reader finds ->next set (wait.c argues that no wake-up is lost).
  * With nobody waiting, step 3 is a full barrier, one load and one store.
+ * The three steps run inside rcu_read_lock(): the writer holds no reference
+ * on @old, and the grace period is what keeps it until step 3 is done.
  *
  * Reclamation (reclaim.c has the full argument) is driven by the *pin
  * chain*: a call_rcu() callback, pin_step(), that runs once per callback
@@ -45,6 +47,7 @@
  * (->users).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,16 +206,24 @@ void eventbuf_drop(struct eventbuf *buf)
 	buffer_unuse(buf);
 }
 
+/*
+ * The read-side section covers the writer's use of @old after ->last_own
+ * moves on: a pin-chain step may see the new ->last_own and pin it at once,
+ * and the next step, which unpins what kept @old, runs a grace period
+ * later, after this section - so @old is not freed under the signal.
+ */
 static void publish(struct eventbuf *buf, struct eventbuf_item *item,
 		    bool own)
 {
 	struct eventbuf_item *old = buf->head;
 
+	rcu_read_lock();
 	rcu_assign_pointer(old->next, item);
 	rcu_assign_pointer(buf->head, item);
 	if (own)	/* pairs with rcu_dereference() in load_last_own() */
 		rcu_assign_pointer(buf->last_own, item);
 	__eventbuf_signal(old);	/* W2 orders ->last_own before pin_busy */
+	rcu_read_unlock();
 	if (!atomic_load_explicit(&buf->pin_busy, memory_order_relaxed))
 		pin_kick(buf);
 }
@@ -296,6 +307,14 @@ static bool leads_to(const struct eventbuf_item *item,
 	return found;
 }
 
+/*
+ * Only joins make an item reachable from two places, so only two joins of
+ * different buffers into each other, each checked before the other links,
+ * could close a cycle: joins are serialised, process-wide. They are rare
+ * (one per subscription at most) and never on the append path.
+ */
+static pthread_mutex_t join_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int eventbuf_append_item(struct eventbuf *buf, struct eventbuf_item *item)
 {
 	int ret;
@@ -306,18 +325,21 @@ int eventbuf_append_item(struct eventbuf *buf, struct eventbuf_item *item)
 	ret = buf->ended;
 	if (ret)
 		goto out;
+	pthread_mutex_lock(&join_lock);
 	if (leads_to(item, buf->head)) {
 		ret = -ELOOP;
-		goto out;
+		goto out_unlock;
 	}
 	/* The edge holds its own reference; reclaim.c drops it with the
 	 * item that carries the edge. */
 	ret = __eventbuf_item_ref(item);
 	if (ret)
-		goto out;
+		goto out_unlock;
 	buf->head->flags |= ITEM_NEXT_COUNTED;
 	publish(buf, item, false);
 	buf->ended = -EISCONN;
+out_unlock:
+	pthread_mutex_unlock(&join_lock);
 out:
 	__eventbuf_writer_exit(buf);
 	return ret;

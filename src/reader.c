@@ -21,7 +21,10 @@
  * @armed remembers the link whose eventfd was handed out last, so that
  * eventbuf_reader_wait_fd() can tell an epoll caller whether the descriptor
  * is a new one to add: comparing numbers would not do, since a closed
- * descriptor's number is reused by the next eventfd.
+ * descriptor's number is reused by the next eventfd. It is valid only while
+ * the anchor stays where it was when the link was armed (the anchor keeps
+ * that link, and so its eventfd, alive); moving the anchor forgets it,
+ * because the link's memory may then be reused for a new item.
  *
  * Before parking, a blocking reader yields the CPU once and looks again
  * (eventbuf_reader_next()). When readers outnumber cores, that lets the
@@ -95,6 +98,8 @@ static int move_anchor(struct eventbuf_reader *r)
 	if (ret)
 		return ret;
 	r->anchor = r->pos;
+	/* The armed link may be freed now and its memory reused. */
+	r->armed = NULL;
 	__eventbuf_put_deferred(old);
 	return 0;
 }
@@ -150,7 +155,7 @@ int eventbuf_reader_wait_fd(struct eventbuf_reader *reader, int *fdp)
 	if (ret)
 		return ret;
 	/*
-	 * The anchor has held this link since it was last armed, so the same
+	 * @armed survives only while the anchor has not moved, so the same
 	 * link means the same open file; a new link may reuse the number of
 	 * a descriptor closed meanwhile, so only the link tells them apart.
 	 */

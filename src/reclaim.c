@@ -232,6 +232,7 @@ static pthread_mutex_t drain_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct eventbuf_item *pending;
 static struct eventbuf_item *queued;
 static bool drain_posted;
+static unsigned int drain_running;	/* walks in progress */
 static struct rcu_head drain_head;
 
 static void drain_run(struct rcu_head *head);
@@ -257,6 +258,7 @@ static void drain_run(struct rcu_head *head)
 	list = queued;
 	queued = NULL;
 	drain_posted = false;
+	drain_running++;
 	repost = drain_arm_locked();
 	pthread_mutex_unlock(&drain_lock);
 	if (repost)
@@ -265,6 +267,9 @@ static void drain_run(struct rcu_head *head)
 		next = list->reclaim_next;
 		walk(list);
 	}
+	pthread_mutex_lock(&drain_lock);
+	drain_running--;
+	pthread_mutex_unlock(&drain_lock);
 	rcu_callback_exit();
 }
 
@@ -289,7 +294,7 @@ static bool drain_idle(void)
 	bool idle;
 
 	pthread_mutex_lock(&drain_lock);
-	idle = !drain_posted && !pending;
+	idle = !drain_posted && !pending && !drain_running;
 	pthread_mutex_unlock(&drain_lock);
 	return idle;
 }

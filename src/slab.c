@@ -277,9 +277,11 @@ void *__eventbuf_slab_alloc(struct eventbuf_pool *pool, size_t size)
 }
 
 /*
- * The writer went idle (called from the pin chain, never concurrently with
- * the writer's carving): give back the arenas none of whose slabs are in
- * use. Their slabs leave the free list first.
+ * The writer went idle (called from the pin chain): give back the arenas
+ * none of whose slabs are in use. Their slabs leave the free list first.
+ * The writer's current slab, if any, is never on the free list (it was
+ * taken off, or cut, under the lock), so its arena always has
+ * nfree < cut and stays, even if the writer is carving right now.
  */
 void __eventbuf_pool_trim(struct eventbuf_pool *pool)
 {
@@ -288,8 +290,7 @@ void __eventbuf_pool_trim(struct eventbuf_pool *pool)
 
 	pthread_mutex_lock(&pool->lock);
 	for (ap = &pool->arenas; (a = *ap);) {
-		if (a->nfree == a->cut && (pool->cur == NULL ||
-					   pool->cur->arena != a)) {
+		if (a->nfree == a->cut) {
 			*ap = a->next;
 			a->next = idle;
 			idle = a;

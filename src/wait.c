@@ -46,8 +46,10 @@
  * (reclaim.c): a waiter holds one, so its fd stays open while it waits; the
  * writer's signal sets ST_SIGNALED after the write, and only a signalled
  * link with no references is closed eagerly, so the writer never writes a
- * closed (or reused) descriptor. The writer itself needs no reference: the
- * link it signals is its previous head, which the buffer's pin keeps alive.
+ * closed (or reused) descriptor. The writer itself needs no reference: it
+ * signals its previous head inside the read-side section in which it
+ * published the new one, and the pin chain frees nothing a grace period
+ * earlier than that section's end (buffer.c, publish()).
  */
 #include <errno.h>
 #include <poll.h>
