@@ -1,14 +1,14 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# check-abi.sh LIB HEADER: the shared library exports exactly the
-# EVENTBUF_API functions of HEADER, each versioned EVENTBUF_*.
+# check-abi.sh LIB HEADER...: the shared library exports exactly the
+# EVENTBUF_API functions of the HEADERs, each versioned EVENTBUF_*.
 set -eu
-lib=$1; header=$2
+lib=$1; shift
 
 syms=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBRW]$/ { print $3 }')
 exported=$(printf '%s\n' "$syms" | sed 's/@.*//' | sort)
-declared=$(sed -n 's/.*[ *]\(eventbuf_[a-z_]*\)(.*/\1/p' "$header" | sort -u)
+declared=$(sed -n 's/.*[ *]\(eventbuf_[a-z_]*\)(.*/\1/p' "$@" | sort -u)
 versioned=$(printf '%s\n' "$syms" | sed -n 's/^\(eventbuf_[a-z_]*\)@@\{0,1\}EVENTBUF_[0-9.]*$/\1/p' | sort)
 
 bad=$(printf '%s\n' "$exported" | grep -v '^eventbuf_' | grep -v '^EVENTBUF_' || true)

@@ -1,0 +1,340 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef _EVENTBUF_PUBLISHER_H
+#define _EVENTBUF_PUBLISHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <eventbuf/eventbuf.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * DOC: publisher - topics, snapshots and subscriptions
+ *
+ * A publisher owns one buffer per (topic, key) that has subscribers, and
+ * appends each published event to the buffer of its topic and key (and to
+ * the topic's wildcard buffer, if the topic has one). Nothing is kept for a
+ * key nobody watches: a new subscriber first gets a *snapshot* of the
+ * key's state, written by the topic's snapshot handler, spliced onto the
+ * live buffer so that it continues with exactly the events newer than the
+ * snapshot. Snapshots are cached per (topic, key) for a configurable time,
+ * so a herd of subscribers runs the handler once.
+ *
+ * A subscriber reads batches (the events of one publish call for its key)
+ * from its subscription, blocking or not; its pollable descriptor
+ * (eventbuf_sub_fd()) never changes, so an event loop registers it once.
+ *
+ * Framing. A snapshot ends with an *end of snapshot* event whose index is
+ * the snapshot's. A subscriber that asked to resume from an index that the
+ * live buffer no longer starts at first gets a *new snapshot to follow*
+ * event: it must reset its view. eventbuf_event_is_end_of_snapshot() and
+ * eventbuf_event_is_new_snapshot() tell them apart.
+ *
+ * Errors returned by subscription reads, each terminal:
+ * * -ECONNRESET - force-closed (eventbuf_publisher_close_key() or
+ *                 eventbuf_publisher_close_tag()): resubscribe.
+ * * -ENOBUFS    - fell more than its lag limit behind: resubscribe.
+ * * -ESHUTDOWN  - the publisher was freed.
+ * * any other   - the snapshot handler's error.
+ * A closed subscription holds no items any more; the caller still frees it
+ * with eventbuf_unsubscribe().
+ *
+ * Threads. Publishing, subscribing, closing and unsubscribing may come from
+ * any threads (the publisher serialises them with one mutex, and runs
+ * snapshot handlers under it); a subscription is read by one thread at a
+ * time, without touching the publisher's mutex.
+ */
+
+struct eventbuf_publisher;
+struct eventbuf_subscription;
+struct eventbuf_snapshot;
+
+/* The key that subscribes to every key of a topic (see EVENTBUF_TOPIC_WILDCARD). */
+#define EVENTBUF_KEY_WILDCARD "*"
+
+/* eventbuf_publisher_register() flags */
+#define EVENTBUF_TOPIC_WILDCARD 0x1	/* accept EVENTBUF_KEY_WILDCARD subscribers */
+
+/**
+ * typedef eventbuf_snapshot_fn - write the current state of a key
+ * @arg:   the argument given to eventbuf_publisher_register().
+ * @topic: the topic (the registered string).
+ * @key:   the key, or EVENTBUF_KEY_WILDCARD for a wildcard subscriber.
+ * @snap:  where to write it, with eventbuf_snapshot_append().
+ * @index: receives the index the snapshot reflects (0 is taken as 1).
+ *
+ * Context: called with the publisher's mutex held: it must not call the
+ * publisher (publish, subscribe, close), and should be quick.
+ * Return: 0, or a negative errno that ends every subscription waiting on
+ * this snapshot with that code (it should not be one of the codes above).
+ */
+typedef int (*eventbuf_snapshot_fn)(void *arg, const char *topic,
+				    const char *key,
+				    struct eventbuf_snapshot *snap,
+				    uint64_t *index);
+
+/**
+ * struct eventbuf_publisher_config - publisher settings
+ * @snapshot_ttl_ms: how long a snapshot stays cached for the next
+ *                   subscribers of its key; 0 disables the cache.
+ */
+struct eventbuf_publisher_config {
+	uint32_t snapshot_ttl_ms;
+};
+
+/**
+ * struct eventbuf_subscribe_req - what to subscribe to
+ * @topic:     a registered topic.
+ * @key:       the key (not NULL), or EVENTBUF_KEY_WILDCARD.
+ * @index:     0 for a fresh subscription, or the last index the subscriber
+ *             saw, to resume without a snapshot when nothing was missed.
+ * @tag:       the caller's tag (a credential's id, say) for
+ *             eventbuf_publisher_close_tag(); 0 for none.
+ * @lag_limit: close the subscription with -ENOBUFS once it is this many
+ *             batches behind its key's newest; 0 for no limit.
+ */
+struct eventbuf_subscribe_req {
+	const char *topic;
+	const char *key;
+	uint64_t index;
+	uint64_t tag;
+	uint64_t lag_limit;
+};
+
+/**
+ * struct eventbuf_publisher_stats - counters
+ * @subscriptions: open subscriptions.
+ * @key_buffers:   (topic, key) buffers, one per key with subscribers.
+ * @cache_entries: cached snapshots.
+ * @snapshots_built: snapshot handler calls so far.
+ * @lib:           the library's process-wide counters (live items,
+ *                 retained bytes, open eventfds...).
+ */
+struct eventbuf_publisher_stats {
+	uint64_t subscriptions;
+	uint64_t key_buffers;
+	uint64_t cache_entries;
+	uint64_t snapshots_built;
+	struct eventbuf_stats lib;
+};
+
+/**
+ * eventbuf_publisher_new() - create a publisher
+ * @config: settings, or NULL for the defaults (no snapshot cache).
+ * @pubp:   receives the publisher.
+ *
+ * Return: 0, -EINVAL, -ENOMEM, or -EMFILE (it needs one eventfd).
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_publisher_new(const struct eventbuf_publisher_config *config,
+		       struct eventbuf_publisher **pubp);
+
+/**
+ * eventbuf_publisher_free() - shut a publisher down
+ * @pub: the publisher, or NULL.
+ *
+ * Every open subscription is closed with -ESHUTDOWN (and lets go of its
+ * items); cached snapshots are dropped. Subscriptions remain the caller's
+ * to eventbuf_unsubscribe(); the rest of the publisher goes with the last
+ * of them.
+ *
+ * Context: not concurrently with other calls on @pub; may block briefly
+ * (joins the cache's expiry thread).
+ */
+EVENTBUF_API void eventbuf_publisher_free(struct eventbuf_publisher *pub);
+
+/**
+ * eventbuf_publisher_register() - declare a topic and its snapshot handler
+ * @pub:     the publisher.
+ * @topic:   the topic's name, copied.
+ * @handler: writes a key's current state for new subscribers.
+ * @arg:     passed to @handler.
+ * @flags:   0 or EVENTBUF_TOPIC_WILDCARD.
+ *
+ * Return: 0; -EINVAL (NULL or empty topic, no handler, unknown flags);
+ * -EEXIST (already registered); -ENOMEM.
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_publisher_register(struct eventbuf_publisher *pub, const char *topic,
+			    eventbuf_snapshot_fn handler, void *arg,
+			    unsigned int flags);
+
+/**
+ * eventbuf_publish() - publish a batch of events
+ * @pub:     the publisher.
+ * @events:  @n events of registered topics; @key may be NULL (no key) but
+ *           not EVENTBUF_KEY_WILDCARD. Copied; topic and key strings and
+ *           payloads must stay valid until @release.
+ * @n:       number of events (1 to 65536).
+ * @release: called once with (a copy of) the events, grouped by topic and
+ *           key, when no subscriber or cache needs any of them, or NULL.
+ *           That is at once, in this call, when nobody watches their keys.
+ * @arg:     passed to @release.
+ *
+ * Each (topic, key) buffer with subscribers receives one batch with the
+ * events of its key, in their order; each wildcard buffer one batch with
+ * all the events of its topic.
+ *
+ * Context: any thread; takes the publisher's mutex.
+ * Return: 0; -EINVAL (bad arguments, unknown topic, wildcard key);
+ * -ENOMEM (nothing published, @release not called); -ESHUTDOWN. When a
+ * key's batch cannot be stored, that key's subscriptions are closed
+ * (-ECONNRESET) rather than left with a hole in their stream.
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_publish(struct eventbuf_publisher *pub,
+		 const struct eventbuf_event *events, size_t n,
+		 eventbuf_release_fn release, void *arg);
+
+/**
+ * eventbuf_snapshot_append() - write a batch into a snapshot
+ * @snap, @events, @n, @release, @arg: as eventbuf_publish(), for the
+ *   handler's topic and key (the events' own topic and key are kept).
+ *
+ * Context: only from within the snapshot handler that received @snap.
+ * Return: 0, -EINVAL, -ENOMEM.
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
+			 const struct eventbuf_event *events, size_t n,
+			 eventbuf_release_fn release, void *arg);
+
+/**
+ * eventbuf_subscribe() - subscribe to a topic and key
+ * @pub:  the publisher.
+ * @req:  what to subscribe to (copied).
+ * @subp: receives the subscription, which the caller frees with
+ *        eventbuf_unsubscribe().
+ *
+ * Up to date (@req->index is the index of the key's newest batch): the
+ * subscription continues with what comes next, no snapshot. Otherwise it
+ * starts with a snapshot (cached or built now) and its end of snapshot
+ * event, preceded by a new-snapshot-to-follow event when @req->index was
+ * not 0.
+ *
+ * Context: any thread; takes the publisher's mutex and may run the
+ * snapshot handler.
+ * Return: 0; -EINVAL (bad arguments, unknown topic, wildcard key on a
+ * topic without EVENTBUF_TOPIC_WILDCARD); -ENOMEM; -EMFILE, -ENFILE (no
+ * descriptor for the subscription); -ESHUTDOWN (the publisher is freed).
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_subscribe(struct eventbuf_publisher *pub,
+		   const struct eventbuf_subscribe_req *req,
+		   struct eventbuf_subscription **subp);
+
+/**
+ * eventbuf_unsubscribe() - end and free a subscription
+ * @sub: the subscription, or NULL.
+ *
+ * Context: the subscription's owner, not concurrently with a read on it.
+ */
+EVENTBUF_API void eventbuf_unsubscribe(struct eventbuf_subscription *sub);
+
+/**
+ * eventbuf_sub_next_nonblock() - the next batch, if there is one
+ * @sub:    the subscription.
+ * @events: receives the batch's events (borrowed: valid until the next
+ *          call on @sub or eventbuf_unsubscribe(), even if the publisher
+ *          closes the subscription meanwhile).
+ * @n:      receives how many.
+ *
+ * Context: the subscription's reader thread; never blocks.
+ * Return: 0; -EAGAIN (nothing yet: wait for eventbuf_sub_fd()); -EINVAL;
+ * a terminal code (see the DOC block above).
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
+			   const struct eventbuf_event **events, size_t *n);
+
+/**
+ * eventbuf_sub_next() - wait for the next batch
+ * @sub, @events, @n: as eventbuf_sub_next_nonblock().
+ * @timeout_ms: < 0 forever, 0 not at all.
+ * @cancel_fd:  a descriptor whose readability cancels the wait, or -1.
+ *
+ * Context: the subscription's reader thread; may block.
+ * Return: as eventbuf_sub_next_nonblock(), -ETIMEDOUT or -ECANCELED
+ * instead of -EAGAIN (neither is terminal).
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
+		  int cancel_fd, const struct eventbuf_event **events,
+		  size_t *n);
+
+/**
+ * eventbuf_sub_fd() - the subscription's pollable descriptor
+ * @sub: the subscription.
+ *
+ * Readable when eventbuf_sub_next_nonblock() may have something to say (a
+ * batch or a terminal error). It never changes: register it once, with
+ * EPOLLIN (level- or edge-triggered); the subscription re-arms itself
+ * inside eventbuf_sub_next_nonblock() when it runs out (one epoll_ctl() on
+ * its own epoll instance when it parks on a new link). Do not read or
+ * close it.
+ *
+ * Return: the descriptor, or -EINVAL.
+ */
+EVENTBUF_API int eventbuf_sub_fd(const struct eventbuf_subscription *sub);
+
+/**
+ * eventbuf_publisher_close_key() - force-close every subscription of a key
+ * @pub:   the publisher.
+ * @topic: the topic.
+ * @key:   the key (EVENTBUF_KEY_WILDCARD: the wildcard subscribers).
+ *
+ * The subscriptions' next read returns -ECONNRESET; they let go of their
+ * items now; the key's cached snapshot is dropped.
+ *
+ * Return: the number of subscriptions closed, or -EINVAL.
+ */
+EVENTBUF_API int eventbuf_publisher_close_key(struct eventbuf_publisher *pub,
+					      const char *topic,
+					      const char *key);
+
+/**
+ * eventbuf_publisher_close_tag() - force-close the subscriptions of a tag
+ * @pub: the publisher.
+ * @tag: the tag given at subscribe time (not 0).
+ *
+ * Return: the number of subscriptions closed, or -EINVAL.
+ */
+EVENTBUF_API int eventbuf_publisher_close_tag(struct eventbuf_publisher *pub,
+					      uint64_t tag);
+
+/**
+ * eventbuf_publisher_stats() - read the publisher's counters
+ * @pub:   the publisher.
+ * @stats: filled on return.
+ *
+ * Return: 0 or -EINVAL.
+ */
+EVENTBUF_API int eventbuf_publisher_stats(struct eventbuf_publisher *pub,
+					  struct eventbuf_publisher_stats *stats);
+
+/**
+ * eventbuf_event_is_end_of_snapshot() - the framing event after a snapshot
+ * @ev: an event read from a subscription.
+ *
+ * Return: true if @ev ends a snapshot; its index is the snapshot's.
+ */
+EVENTBUF_API bool
+eventbuf_event_is_end_of_snapshot(const struct eventbuf_event *ev);
+
+/**
+ * eventbuf_event_is_new_snapshot() - the framing event before a snapshot
+ * @ev: an event read from a subscription.
+ *
+ * Return: true if @ev says a new snapshot follows: reset your view.
+ */
+EVENTBUF_API bool eventbuf_event_is_new_snapshot(const struct eventbuf_event *ev);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* _EVENTBUF_PUBLISHER_H */

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef _EVENTBUF_PUBSUB_H
+#define _EVENTBUF_PUBSUB_H
+
+/*
+ * Structures shared by publisher.c and subscription.c. Their theory of
+ * operation is at the top of publisher.c.
+ */
+#include <pthread.h>
+
+#include <eventbuf/publisher.h>
+
+#include "internal.h"
+
+struct record;
+
+/*
+ * struct group - one batch as the buffers see it: @n events of @rec from
+ * @off on. An item carries it as the payload of its single event.
+ * @seq: the batch's sequence number in its key buffer (1, 2, ...), 0 in a
+ *       snapshot.
+ */
+struct group {
+	struct record *rec;
+	uint32_t off, n;
+	uint64_t seq;
+};
+
+/*
+ * struct record - the events of one publish call (or one snapshot append),
+ * with the caller's release callback. Referenced by every item made from
+ * it (and by a closed subscription's last batch); the last put releases.
+ */
+struct record {
+	_Atomic uint32_t refs;
+	uint32_t n;
+	eventbuf_release_fn release;
+	void *arg;
+	struct group *groups;
+	struct eventbuf_event events[];
+};
+
+struct topic {
+	char *name;
+	eventbuf_snapshot_fn handler;
+	void *arg;
+	unsigned int flags;
+	unsigned int id;
+};
+
+/* A (topic, key) with subscribers: its buffer, subscribers and cache. */
+struct keybuf {
+	struct keybuf *hnext;
+	uint64_t hash;
+	struct topic *topic;
+	char *key;
+	struct eventbuf *buf;
+	uint64_t seq;			/* batches appended */
+	unsigned int nsubs, nlimited;	/* subscribers; with a lag limit */
+	struct eventbuf_subscription *subs;
+	struct eventbuf_item *cache;	/* first item of the cached snapshot */
+	uint64_t cache_index;
+	int64_t cache_expires;		/* CLOCK_MONOTONIC ns */
+};
+
+struct eventbuf_publisher {
+	pthread_mutex_t lock;
+	_Atomic uint32_t refs;		/* the owner + each subscription */
+	bool shut_down;
+	int closed_fd;			/* an eventfd that is always readable */
+	int64_t ttl_ns;
+
+	struct topic **topics;
+	unsigned int ntopics;
+
+	struct keybuf **buckets;
+	unsigned int nbuckets, nkeybufs;
+
+	struct eventbuf_subscription *by_tag[64];
+	uint64_t nsubs, ncache, nbuilt;
+
+	pthread_t expiry;
+	pthread_cond_t expiry_cond;
+	bool expiry_started, expiry_stop;
+};
+
+enum { SUB_OPEN = 0 };
+
+struct eventbuf_subscription {
+	struct eventbuf_publisher *pub;
+	/* the publisher's, under pub->lock */
+	struct keybuf *kb;
+	struct eventbuf_subscription *kb_next, *kb_prev;
+	struct eventbuf_subscription *tag_next, *tag_prev;
+	uint64_t tag, lag_limit;
+	/* written by the reader, read by the publisher's lag check */
+	_Atomic uint64_t last_seq;
+	/* the reader's, under ->lock (closers take it too) */
+	pthread_mutex_t lock;
+	int state;			/* SUB_OPEN or the terminal code */
+	struct eventbuf_reader *reader;
+	struct record *cur;		/* record of the batch last returned */
+	struct record *held;		/* a closer's reference on ->cur */
+	bool new_snapshot_pending;
+	uint64_t skip_through;		/* live batches at or below: seen */
+	struct eventbuf_event frame;	/* framing events handed out */
+	const char *topic, *key;	/* the publisher's copies */
+	int epfd;
+};
+
+/* publisher.c */
+__hidden void __eventbuf_record_get(struct record *rec);
+__hidden void __eventbuf_record_put(struct record *rec);
+__hidden void __eventbuf_publisher_unref(struct eventbuf_publisher *pub);
+__hidden extern const char __eventbuf_end_of_snapshot[];
+__hidden extern const char __eventbuf_new_snapshot[];
+
+/* subscription.c */
+__hidden int __eventbuf_sub_alloc(struct eventbuf_publisher *pub,
+				  const struct eventbuf_subscribe_req *req,
+				  struct eventbuf_subscription **subp);
+__hidden void __eventbuf_sub_start(struct eventbuf_subscription *sub,
+				   struct eventbuf_reader *reader,
+				   bool new_snapshot, uint64_t skip_through);
+__hidden void __eventbuf_sub_close(struct eventbuf_subscription *sub,
+				   int code);
+__hidden void __eventbuf_sub_free(struct eventbuf_subscription *sub);
+
+#endif /* _EVENTBUF_PUBSUB_H */

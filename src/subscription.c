@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * DOC: Theory of operation - subscriptions
+ *
+ * A subscription is a reader (reader.c) over its key buffer, plus what the
+ * publisher may change under it: its terminal state. Reads take only the
+ * subscription's own mutex, never the publisher's; closers take it after
+ * the publisher's (publisher.c), so a close never lands in the middle of a
+ * read, and a read never waits for a publish.
+ *
+ * What a read hands out is a slice of a record (publisher.c), kept alive
+ * by the items the reader holds. When a closer frees the reader it first
+ * takes a reference on the record of the last batch handed out (->cur),
+ * kept in ->held until the next call: the caller's events stay valid
+ * until then, as promised, while the items themselves go back to
+ * reclamation at once.
+ *
+ * The pollable descriptor is an epoll instance of the subscription's own
+ * (->epfd), so it never changes for the caller. It holds, edge-triggered,
+ * the eventfd of each link the reader parked on (added when the reader
+ * parks on a new link: eventbuf_reader_wait_fd() returns 1), and, once
+ * closed, the publisher's always-readable eventfd. A read that runs dry
+ * empties epfd's ready list before it parks again, so epfd is readable
+ * exactly when something happened since.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "pubsub.h"
+
+int __eventbuf_sub_alloc(struct eventbuf_publisher *pub,
+			 const struct eventbuf_subscribe_req *req,
+			 struct eventbuf_subscription **subp)
+{
+	struct eventbuf_subscription *sub = calloc(1, sizeof(*sub));
+
+	if (!sub)
+		return -ENOMEM;
+	sub->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (sub->epfd < 0) {
+		int ret = -errno;
+
+		free(sub);
+		return ret;
+	}
+	pthread_mutex_init(&sub->lock, NULL);
+	sub->pub = pub;
+	sub->tag = req->tag;
+	sub->lag_limit = req->lag_limit;
+	atomic_init(&sub->last_seq, 0);
+	atomic_fetch_add_explicit(&pub->refs, 1, memory_order_relaxed);
+	*subp = sub;
+	return 0;
+}
+
+void __eventbuf_sub_start(struct eventbuf_subscription *sub,
+			  struct eventbuf_reader *reader, bool new_snapshot,
+			  uint64_t skip_through)
+{
+	sub->reader = reader;
+	sub->new_snapshot_pending = new_snapshot;
+	sub->skip_through = skip_through;
+}
+
+/* Under ->lock: let go of what protected the caller's last batch. */
+static void drop_held(struct eventbuf_subscription *sub)
+{
+	if (sub->held)
+		__eventbuf_record_put(sub->held);
+	sub->held = NULL;
+	sub->cur = NULL;
+}
+
+/* Called by the publisher, under its lock. */
+void __eventbuf_sub_close(struct eventbuf_subscription *sub, int code)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	pthread_mutex_lock(&sub->lock);
+	if (sub->state == SUB_OPEN) {
+		sub->state = code;
+		if (sub->cur && !sub->held) {
+			__eventbuf_record_get(sub->cur);
+			sub->held = sub->cur;
+		}
+		eventbuf_reader_free(sub->reader);
+		sub->reader = NULL;
+		/* Readable for good; EEXIST cannot happen: closed once. */
+		epoll_ctl(sub->epfd, EPOLL_CTL_ADD, sub->pub->closed_fd, &ev);
+	}
+	pthread_mutex_unlock(&sub->lock);
+}
+
+void __eventbuf_sub_free(struct eventbuf_subscription *sub)
+{
+	pthread_mutex_lock(&sub->lock);
+	drop_held(sub);
+	eventbuf_reader_free(sub->reader);
+	sub->reader = NULL;
+	pthread_mutex_unlock(&sub->lock);
+	pthread_mutex_destroy(&sub->lock);
+	close(sub->epfd);
+	__eventbuf_publisher_unref(sub->pub);
+	free(sub);
+}
+
+/* Empty epfd's ready list (edge-triggered events already seen). */
+static void drain_epfd(struct eventbuf_subscription *sub)
+{
+	struct epoll_event evs[8];
+
+	while (epoll_wait(sub->epfd, evs, 8, 0) == 8)
+		;
+}
+
+/* Out of batches: park on the tip's link. 0 to read again, or -EAGAIN. */
+static int park(struct eventbuf_subscription *sub)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+	int fd, ret;
+
+	drain_epfd(sub);
+	ret = eventbuf_reader_wait_fd(sub->reader, &fd);
+	if (ret == -EALREADY)
+		return 0;
+	if (ret == 1 && epoll_ctl(sub->epfd, EPOLL_CTL_ADD, fd, &ev))
+		ret = -errno;
+	return ret < 0 ? ret : -EAGAIN;
+}
+
+static int hand_out_frame(struct eventbuf_subscription *sub,
+			  const struct eventbuf_event *frame,
+			  const struct eventbuf_event **events, size_t *n)
+{
+	sub->frame = *frame;
+	*events = &sub->frame;
+	*n = 1;
+	return 0;
+}
+
+/* Under ->lock, state open: the next batch, -EAGAIN, or an error. */
+static int read_batch(struct eventbuf_subscription *sub,
+		      const struct eventbuf_event **events, size_t *n)
+{
+	const struct eventbuf_item *it;
+	const struct eventbuf_event *ev;
+	struct group *g;
+	int ret;
+
+	for (;;) {
+		ret = eventbuf_reader_next_nonblock(sub->reader, &it);
+		if (ret == -EAGAIN) {
+			ret = park(sub);
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (ret)
+			return ret;	/* the snapshot handler's error */
+		ev = eventbuf_item_events(it);
+		if (eventbuf_event_is_end_of_snapshot(ev)) {
+			sub->skip_through = ev->index;
+			return hand_out_frame(sub, ev, events, n);
+		}
+		g = ev->payload;
+		/* A live batch the snapshot already covered: skip it. */
+		if (g->seq && ev->index <= sub->skip_through)
+			continue;
+		if (g->seq)
+			atomic_store_explicit(&sub->last_seq, g->seq,
+					      memory_order_relaxed);
+		sub->cur = g->rec;
+		*events = &g->rec->events[g->off];
+		*n = g->n;
+		return 0;
+	}
+}
+
+int eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
+			       const struct eventbuf_event **events, size_t *n)
+{
+	int ret;
+
+	if (!sub || !events || !n)
+		return -EINVAL;
+	pthread_mutex_lock(&sub->lock);
+	drop_held(sub);
+	if (sub->state != SUB_OPEN) {
+		ret = sub->state;
+	} else if (sub->new_snapshot_pending) {
+		struct eventbuf_event frame = {
+			.topic = sub->topic, .key = sub->key,
+			.payload = (void *)__eventbuf_new_snapshot,
+		};
+
+		sub->new_snapshot_pending = false;
+		ret = hand_out_frame(sub, &frame, events, n);
+	} else {
+		ret = read_batch(sub, events, n);
+	}
+	pthread_mutex_unlock(&sub->lock);
+	return ret;
+}
+
+int eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
+		      int cancel_fd, const struct eventbuf_event **events,
+		      size_t *n)
+{
+	int64_t deadline = __eventbuf_deadline(timeout_ms);
+	int ret;
+
+	for (;;) {
+		ret = eventbuf_sub_next_nonblock(sub, events, n);
+		if (ret != -EAGAIN)
+			return ret;
+		if (timeout_ms == 0)
+			return -ETIMEDOUT;
+		ret = __eventbuf_wait(sub->epfd, cancel_fd, deadline);
+		if (ret)
+			return ret;
+	}
+}
+
+int eventbuf_sub_fd(const struct eventbuf_subscription *sub)
+{
+	return sub ? sub->epfd : -EINVAL;
+}
