@@ -232,6 +232,11 @@ bench: $(bench-bins)
 	$(Q)$(objtree)/bench/bench $(if $(filter 1,$(QUICK)),--quick) \
 		--out $(objtree)/bench $(BENCH_ARGS)
 
+PHONY += example-run
+EXAMPLE_ARGS ?= 64 3
+example-run: $(example-bins)
+	$(Q)$(objtree)/examples/service $(EXAMPLE_ARGS)
+
 PHONY += install uninstall
 install: all
 	$(Q)install -d $(DESTDIR)$(INCLUDEDIR)/eventbuf $(DESTDIR)$(LIBDIR) \
@@ -264,6 +269,8 @@ help:
 	@echo '  check         - build and run the cmocka suite (installs deps if missing),'
 	@echo '                  then the ABI and install checks'
 	@echo '  bench         - run the benchmark against the mutex variants (QUICK=1: smoke run)'
+	@echo '  example-run   - run examples/service: 64 clients over loopback TCP for 3 s'
+	@echo '                  (EXAMPLE_ARGS="clients seconds workers")'
 	@echo '  install       - install to $$(DESTDIR)$$(PREFIX) (PREFIX=$(PREFIX))'
 	@echo '  uninstall     - remove what install put there'
 	@echo '  clean         - remove build, build-asan, build-tsan (and O=)'
