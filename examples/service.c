@@ -60,17 +60,36 @@ static _Atomic bool stopping;
 
 static int topic_no(const char *topic)
 {
-	return strcmp(topic, topics[0]) ? 1 : 0;
+	for (int t = 0; t < NTOPICS; t++)
+		if (!strcmp(topic, topics[t]))
+			return t;
+	return -1;
 }
 
-/* A key's state: its last (index, sequence number). */
+/* "k<n>" with n < NKEYS, or -1: what a client may ask for. */
+static int key_no(const char *key)
+{
+	for (int k = 0; k < NKEYS; k++)
+		if (!strcmp(key, keys[k]))
+			return k;
+	return -1;
+}
+
+/*
+ * A key's state: its last (index, sequence number). It runs under the
+ * publisher's lock and takes store.lock: safe because change() releases
+ * store.lock before it publishes, so no thread holds store.lock while it
+ * waits for the publisher's.
+ */
 static int snapshot(void *arg, const char *topic, const char *key,
 		    struct eventbuf_snapshot *snap, uint64_t *index)
 {
-	int t = topic_no(topic), k = atoi(key + 1);
+	int t = topic_no(topic), k = key_no(key);
 	struct eventbuf_event ev = { .topic = topic, .key = key };
 
 	(void)arg;
+	if (t < 0 || k < 0)
+		return -ENOENT;
 	pthread_mutex_lock(&store.lock);
 	ev.index = store.index[t][k];
 	ev.payload = (void *)(uintptr_t)store.seq[t][k];
@@ -85,7 +104,7 @@ static int change(int t, int k, bool last)
 	struct eventbuf_event ev = { .topic = topics[t], .key = keys[k] };
 
 	pthread_mutex_lock(&store.lock);
-	ev.index = ++store.next_index + 1;
+	ev.index = ++store.next_index;
 	store.index[t][k] = ev.index;
 	store.seq[t][k]++;
 	ev.payload = (void *)(uintptr_t)(store.seq[t][k] | (last ? END_BIT : 0));
@@ -149,7 +168,9 @@ struct conn {
 	size_t inlen;
 	char out[64 * 1024];
 	size_t outlen, outoff;
-	struct conn *next;
+	const struct eventbuf_event *batch;	/* valid until the next read */
+	size_t batch_n, batch_i;		/* its length, and what is out */
+	struct conn *next, *prev;
 };
 
 struct worker {
@@ -157,14 +178,34 @@ struct worker {
 	int ep;
 	pthread_mutex_t lock;		/* the acceptor adds to @conns */
 	struct conn *conns;
+	struct conn *dead;		/* closed: freed after each wake-up */
 	uint64_t delivered;
 };
 
+static void conn_unlink(struct worker *w, struct conn *c)
+{
+	pthread_mutex_lock(&w->lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/*
+ * Close @c; it is freed once the worker has handled the rest of the
+ * epoll_wait() batch, which may still name it.
+ */
 static void conn_close(struct worker *w, struct conn *c)
 {
 	if (c->closed)
 		return;
 	c->closed = true;
+	conn_unlink(w, c);
+	c->next = w->dead;
+	w->dead = c;
 	epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	if (c->sub) {
 		epoll_ctl(w->ep, EPOLL_CTL_DEL, eventbuf_sub_fd(c->sub), NULL);
@@ -208,54 +249,88 @@ static void watch_sub(struct worker *w, struct conn *c, bool on)
 	epoll_ctl(w->ep, EPOLL_CTL_MOD, eventbuf_sub_fd(c->sub), &ev);
 }
 
-static void emit(struct conn *c, const struct eventbuf_event *ev)
+/* One event as a line; false when the buffer has no room for it. */
+static bool emit(struct conn *c, const struct eventbuf_event *ev)
 {
 	uint64_t seq = (uint64_t)(uintptr_t)ev->payload;
+	size_t room = sizeof(c->out) - c->outlen;
+	int len;
 
 	if (eventbuf_event_is_end_of_snapshot(ev))
-		c->outlen += (size_t)sprintf(c->out + c->outlen, "S %" PRIu64 "\n",
-					     ev->index);
+		len = snprintf(c->out + c->outlen, room, "S %" PRIu64 "\n",
+			       ev->index);
 	else
-		c->outlen += (size_t)sprintf(c->out + c->outlen,
-					     "E %" PRIu64 " %" PRIu64 "%s\n",
-					     ev->index, seq & ~END_BIT,
-					     seq & END_BIT ? " END" : "");
+		len = snprintf(c->out + c->outlen, room,
+			       "E %" PRIu64 " %" PRIu64 "%s\n", ev->index,
+			       seq & ~END_BIT, seq & END_BIT ? " END" : "");
+	if (len < 0 || (size_t)len >= room)
+		return false;
+	c->outlen += (size_t)len;
+	return true;
+}
+
+/* Emit what is left of the current batch; false when the buffer is full. */
+static bool emit_batch(struct worker *w, struct conn *c)
+{
+	for (; c->batch_i < c->batch_n; c->batch_i++, w->delivered++)
+		if (!emit(c, &c->batch[c->batch_i]))
+			return false;
+	return true;
+}
+
+/* The socket is full: stop reading the subscription until it drains. */
+static void stall(struct worker *w, struct conn *c)
+{
+	if (!c->closed)
+		watch_sub(w, c, false);
+}
+
+static void refuse(struct worker *w, struct conn *c, int err)
+{
+	size_t room = sizeof(c->out) - c->outlen;
+	int len = snprintf(c->out + c->outlen, room, "ERR %d\n", -err);
+
+	if (len > 0 && (size_t)len < room)
+		c->outlen += (size_t)len;
+	flush(w, c);
+	conn_close(w, c);
 }
 
 /* Move batches from the subscription to the socket until either runs dry. */
 static void pump(struct worker *w, struct conn *c)
 {
-	const struct eventbuf_event *ev;
 	size_t n;
 	int ret;
 
 	while (!c->closed) {
-		if (c->outlen > sizeof(c->out) - 4096 && !flush(w, c)) {
-			if (!c->closed)
-				watch_sub(w, c, false);
-			return;
+		while (!emit_batch(w, c)) {
+			if (!flush(w, c)) {
+				stall(w, c);
+				return;
+			}
 		}
-		ret = eventbuf_sub_next_nonblock(c->sub, &ev, &n);
+		ret = eventbuf_sub_next_nonblock(c->sub, &c->batch, &n);
 		if (ret == -EAGAIN)
 			break;
 		if (ret) {
-			c->outlen += (size_t)sprintf(c->out + c->outlen,
-						     "ERR %d\n", -ret);
-			flush(w, c);
-			conn_close(w, c);
+			refuse(w, c, ret);
 			return;
 		}
-		for (size_t i = 0; i < n; i++)
-			emit(c, &ev[i]);
-		w->delivered += n;
+		c->batch_n = n;
+		c->batch_i = 0;
 	}
-	if (!c->closed && !flush(w, c) && !c->closed)
-		watch_sub(w, c, false);
+	if (!c->closed && !flush(w, c))
+		stall(w, c);
 }
 
+/*
+ * The one request a client sends, "SUB <topic> <key>\n". Bytes after it
+ * are read and ignored; a longer line or an unknown topic or key closes
+ * the connection.
+ */
 static void handle_request(struct worker *w, struct conn *c)
 {
-	struct eventbuf_subscribe_req req = { .index = 0 };
+	struct eventbuf_subscribe_req req = { .lag_limit = 1 << 16 };
 	char topic[32], key[32];
 	ssize_t n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - 1 - c->inlen,
 			 MSG_DONTWAIT);
@@ -266,14 +341,21 @@ static void handle_request(struct worker *w, struct conn *c)
 			conn_close(w, c);
 		return;
 	}
+	if (c->sub)
+		return;		/* subscribed: nothing more to read */
 	c->inlen += (size_t)n;
 	c->in[c->inlen] = '\0';
-	if (!strchr(c->in, '\n') || c->sub)
+	if (!strchr(c->in, '\n')) {
+		if (c->inlen == sizeof(c->in) - 1)
+			conn_close(w, c);
 		return;
-	if (sscanf(c->in, "SUB %31s %31s", topic, key) != 2) {
+	}
+	if (sscanf(c->in, "SUB %31s %31s", topic, key) != 2 ||
+	    topic_no(topic) < 0 || key_no(key) < 0) {
 		conn_close(w, c);
 		return;
 	}
+	c->inlen = 0;
 	req.topic = topic;
 	req.key = key;
 	if (eventbuf_subscribe(pub, &req, &c->sub) ||
@@ -306,6 +388,16 @@ static void on_socket(struct worker *w, struct conn *c, uint32_t events)
 		handle_request(w, c);
 }
 
+static void free_dead(struct worker *w)
+{
+	while (w->dead) {
+		struct conn *c = w->dead;
+
+		w->dead = c->next;
+		free(c);
+	}
+}
+
 static void *worker_run(void *arg)
 {
 	struct worker *w = arg;
@@ -324,6 +416,7 @@ static void *worker_run(void *arg)
 			else
 				on_socket(w, t->conn, evs[i].events);
 		}
+		free_dead(w);
 	}
 	return NULL;
 }
@@ -356,6 +449,8 @@ static void *acceptor_run(void *arg)
 		c->sub_tag = (struct tag){ c, ON_SUB };
 		pthread_mutex_lock(&w->lock);
 		c->next = w->conns;
+		if (w->conns)
+			w->conns->prev = c;
 		w->conns = c;
 		pthread_mutex_unlock(&w->lock);
 		ev.data.ptr = &c->sock_tag;
@@ -569,13 +664,9 @@ int main(int argc, char **argv)
 
 		pthread_join(w->tid, NULL);
 		delivered += w->delivered;
-		while (w->conns) {
-			struct conn *c = w->conns;
-
-			w->conns = c->next;
-			conn_close(w, c);
-			free(c);
-		}
+		while (w->conns)
+			conn_close(w, w->conns);
+		free_dead(w);
 		close(w->ep);
 	}
 	close(srv.lfd);

@@ -53,7 +53,17 @@
  *
  * Lifetime. Subscriptions hold a reference on the publisher, so the topic
  * names they point at outlive eventbuf_publisher_free() until the last
- * eventbuf_unsubscribe().
+ * eventbuf_unsubscribe(). A key buffer's key string (struct keyname) is
+ * counted: the key buffer, each subscription of it, each snapshot record
+ * (the handler's events may point at the key it was given) and each
+ * end-of-snapshot item hold a reference, so an event handed out never
+ * points at a key freed by a close or by the last unsubscribe.
+ *
+ * Lag. A subscription's ->last_seq is the key buffer's batch count it has
+ * read up to. A subscriber starting from a cached snapshot starts at the
+ * count the cache was spliced at (->cache_seq), which is why a subscriber
+ * with a lag limit is given the cache only while that is within half its
+ * limit: otherwise it would be closed while reading as fast as it can.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -108,6 +118,7 @@ static struct record *record_new(size_t n, size_t ngroups,
 	rec->n = (uint32_t)n;
 	rec->release = release;
 	rec->arg = arg;
+	rec->kn = NULL;
 	rec->groups = (struct group *)(rec->events + n);
 	return rec;
 }
@@ -124,7 +135,41 @@ void __eventbuf_record_put(struct record *rec)
 		return;
 	if (rec->release)
 		rec->release(rec->events, rec->n, rec->arg);
+	if (rec->kn)
+		__eventbuf_keyname_put(rec->kn);
 	free(rec);
+}
+
+static struct keyname *keyname_new(const char *key)
+{
+	size_t len = strlen(key) + 1;
+	struct keyname *kn = malloc(sizeof(*kn) + len);
+
+	if (kn) {
+		atomic_init(&kn->refs, 1);
+		memcpy(kn->s, key, len);
+	}
+	return kn;
+}
+
+static struct keyname *keyname_get(struct keyname *kn)
+{
+	atomic_fetch_add_explicit(&kn->refs, 1, memory_order_relaxed);
+	return kn;
+}
+
+void __eventbuf_keyname_put(struct keyname *kn)
+{
+	if (atomic_fetch_sub_explicit(&kn->refs, 1, memory_order_acq_rel) == 1)
+		free(kn);
+}
+
+/* Release callback of an end-of-snapshot item: its key. */
+static void keyname_release(struct eventbuf_event *events, size_t n, void *arg)
+{
+	(void)events;
+	(void)n;
+	__eventbuf_keyname_put(arg);
 }
 
 /* Release callback of every publisher item: its group's record. */
@@ -185,7 +230,7 @@ static struct keybuf *kb_find(struct eventbuf_publisher *pub,
 	if (!pub->nbuckets)
 		return NULL;
 	for (kb = pub->buckets[h & (pub->nbuckets - 1)]; kb; kb = kb->hnext)
-		if (kb->hash == h && kb->topic == t && !strcmp(kb->key, key))
+		if (kb->hash == h && kb->topic == t && !strcmp(kb->kn->s, key))
 			return kb;
 	return NULL;
 }
@@ -227,9 +272,9 @@ static int kb_get(struct eventbuf_publisher *pub, struct topic *t,
 	kb = calloc(1, sizeof(*kb));
 	if (!kb)
 		return -ENOMEM;
-	kb->key = strdup(key);
-	if (!kb->key || eventbuf_new(&kb->buf)) {
-		free(kb->key);
+	kb->kn = keyname_new(key);
+	if (!kb->kn || eventbuf_new(&kb->buf)) {
+		free(kb->kn);
 		free(kb);
 		return -ENOMEM;
 	}
@@ -263,7 +308,7 @@ static void kb_free(struct eventbuf_publisher *pub, struct keybuf *kb)
 	pub->nkeybufs--;
 	cache_drop(pub, kb);
 	eventbuf_drop(kb->buf);
-	free(kb->key);
+	__eventbuf_keyname_put(kb->kn);
 	free(kb);
 }
 
@@ -644,6 +689,7 @@ out:
 
 struct eventbuf_snapshot {
 	struct eventbuf *buf;
+	struct keyname *kn;	/* what the handler's events may point at */
 };
 
 int eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
@@ -660,6 +706,7 @@ int eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
 		return -ENOMEM;
 	memcpy(rec->events, events, n * sizeof(*events));
 	rec->groups[0] = (struct group){ rec, 0, (uint32_t)n, 0 };
+	rec->kn = keyname_get(snap->kn);
 	ret = append_group(snap->buf, &rec->groups[0]);
 	if (ret)
 		rec->release = NULL;	/* not published: the caller keeps it */
@@ -703,15 +750,36 @@ static int splice(struct eventbuf *snap, struct keybuf *kb, uint64_t index)
 	return ret;
 }
 
-/* Build a snapshot of @kb's key; *firstp: a reference on its first item. */
-static int snapshot_build(struct eventbuf_publisher *pub, struct keybuf *kb,
-			  struct eventbuf_item **firstp, uint64_t *indexp)
+/* The end-of-snapshot item: it holds the key its event points at. */
+static int append_end_of_snapshot(struct eventbuf *buf, struct keybuf *kb,
+				  uint64_t index)
 {
-	struct eventbuf_snapshot snap;
-	struct eventbuf_event eos;
-	uint64_t index = 0;
+	struct eventbuf_event eos = {
+		.index = index, .topic = kb->topic->name, .key = kb->kn->s,
+		.payload = (void *)__eventbuf_end_of_snapshot,
+	};
+	int ret = eventbuf_append(buf, &eos, 1, keyname_release,
+				  keyname_get(kb->kn));
+
+	if (ret)
+		__eventbuf_keyname_put(kb->kn);
+	return ret;
+}
+
+/*
+ * Build a snapshot of @kb's key; *firstp: a reference on its first item.
+ * *indexp: the snapshot's index; *failedp: the handler failed, so the
+ * snapshot is a terminal error, to be delivered but never cached.
+ */
+static int snapshot_build(struct eventbuf_publisher *pub, struct keybuf *kb,
+			  struct eventbuf_item **firstp, uint64_t *indexp,
+			  bool *failedp)
+{
+	struct eventbuf_snapshot snap = { .kn = kb->kn };
 	int ret;
 
+	*indexp = 0;
+	*failedp = false;
 	ret = eventbuf_new(&snap.buf);
 	if (ret)
 		return ret;
@@ -719,19 +787,15 @@ static int snapshot_build(struct eventbuf_publisher *pub, struct keybuf *kb,
 	if (ret)
 		goto out_drop;
 	pub->nbuilt++;
-	ret = kb->topic->handler(kb->topic->arg, kb->topic->name, kb->key,
-				 &snap, &index);
+	ret = kb->topic->handler(kb->topic->arg, kb->topic->name, kb->kn->s,
+				 &snap, indexp);
 	if (ret) {
-		ret = snapshot_fail(snap.buf, ret);
+		*failedp = true;
 		*indexp = 0;
+		ret = snapshot_fail(snap.buf, ret);
 		goto out_drop;
 	}
-	*indexp = index ? index : 1;
-	eos = (struct eventbuf_event){
-		.index = *indexp, .topic = kb->topic->name, .key = kb->key,
-		.payload = (void *)__eventbuf_end_of_snapshot,
-	};
-	ret = eventbuf_append(snap.buf, &eos, 1, NULL, NULL);
+	ret = append_end_of_snapshot(snap.buf, kb, *indexp);
 	if (!ret)
 		ret = splice(snap.buf, kb, *indexp);
 out_drop:
@@ -753,6 +817,7 @@ static void cache_store(struct eventbuf_publisher *pub, struct keybuf *kb,
 	cache_drop(pub, kb);
 	kb->cache = first;
 	kb->cache_index = index;
+	kb->cache_seq = kb->seq;
 	kb->cache_expires = mono_ns() + pub->ttl_ns;
 	pub->ncache++;
 	if (!pub->expiry_started &&
@@ -813,33 +878,53 @@ static bool up_to_date(struct eventbuf_item *head, uint64_t index)
 	       eventbuf_item_events(head)[0].index == index;
 }
 
-/* Where @kb's new subscriber starts: *startp, a reference. */
+/* Where a new subscriber starts, and what it has seen of its key. */
+struct start {
+	struct eventbuf_item *item;	/* a reference */
+	bool snapshot;
+	uint64_t skip_through;		/* live batches it must not repeat */
+	uint64_t seq;			/* its key buffer's batches covered */
+};
+
+/*
+ * A cached snapshot is as old as the batches published since it was
+ * spliced: a subscriber with a lag limit starts that far behind, so it is
+ * given the cache only while that leaves it half its limit.
+ */
+static bool cache_usable(const struct keybuf *kb, uint64_t lag_limit)
+{
+	if (!kb->cache || kb->cache_expires <= mono_ns())
+		return false;
+	return !lag_limit || kb->seq - kb->cache_seq <= lag_limit / 2;
+}
+
 static int start_of(struct eventbuf_publisher *pub, struct keybuf *kb,
-		    uint64_t index, struct eventbuf_item **startp,
-		    bool *snapshot, uint64_t *skip)
+		    const struct eventbuf_subscribe_req *req, struct start *st)
 {
 	struct eventbuf_item *head;
+	bool failed;
 	int ret = eventbuf_head(kb->buf, &head);
 
 	if (ret)
 		return ret;
-	if (up_to_date(head, index)) {
-		*startp = head;
-		*snapshot = false;
-		*skip = index;
+	st->seq = kb->seq;
+	if (up_to_date(head, req->index)) {
+		st->item = head;
+		st->snapshot = false;
+		st->skip_through = req->index;
 		return 0;
 	}
 	eventbuf_item_put(head);
-	*snapshot = true;
-	if (kb->cache && kb->cache_expires > mono_ns() &&
-	    !eventbuf_item_get(kb->cache)) {
-		*startp = kb->cache;
-		*skip = kb->cache_index;
+	st->snapshot = true;
+	if (cache_usable(kb, req->lag_limit) && !eventbuf_item_get(kb->cache)) {
+		st->item = kb->cache;
+		st->skip_through = kb->cache_index;
+		st->seq = kb->cache_seq;
 		return 0;
 	}
-	ret = snapshot_build(pub, kb, startp, skip);
-	if (!ret && *skip)
-		cache_store(pub, kb, *startp, *skip);
+	ret = snapshot_build(pub, kb, &st->item, &st->skip_through, &failed);
+	if (!ret && !failed)
+		cache_store(pub, kb, st->item, st->skip_through);
 	return ret;
 }
 
@@ -849,11 +934,9 @@ int eventbuf_subscribe(struct eventbuf_publisher *pub,
 {
 	struct eventbuf_subscription *sub = NULL;
 	struct eventbuf_reader *reader = NULL;
-	struct eventbuf_item *start = NULL;
-	bool snapshot = false;
+	struct start st = { 0 };
 	struct keybuf *kb;
 	struct topic *t;
-	uint64_t skip = 0;
 	int ret;
 
 	if (!pub || !req || !req->key || !subp)
@@ -871,20 +954,20 @@ int eventbuf_subscribe(struct eventbuf_publisher *pub,
 		ret = kb_get(pub, t, req->key, &kb);
 	if (ret)
 		goto out_unlock;
-	ret = start_of(pub, kb, req->index, &start, &snapshot, &skip);
+	ret = start_of(pub, kb, req, &st);
 	if (!ret)
-		ret = eventbuf_reader_new(start, &reader);
-	eventbuf_item_put(start);
+		ret = eventbuf_reader_new(st.item, &reader);
+	eventbuf_item_put(st.item);
 	if (ret) {
 		if (!kb->nsubs)
 			kb_free(pub, kb);
 		goto out_unlock;
 	}
 	sub->topic = t->name;
-	sub->key = kb->key;
 	sub_attach(pub, kb, sub);
-	atomic_store_explicit(&sub->last_seq, kb->seq, memory_order_relaxed);
-	__eventbuf_sub_start(sub, reader, snapshot && req->index, skip);
+	atomic_store_explicit(&sub->last_seq, st.seq, memory_order_relaxed);
+	__eventbuf_sub_start(sub, reader, keyname_get(kb->kn),
+			     st.snapshot && req->index, st.skip_through);
 	pthread_mutex_unlock(&pub->lock);
 	*subp = sub;
 	return 0;

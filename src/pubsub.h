@@ -15,6 +15,16 @@
 struct record;
 
 /*
+ * struct keyname - a key string shared by everything that hands it out:
+ * its key buffer, each subscription of the key, and each item of the
+ * key's snapshots (whose events may point at it). The last put frees it.
+ */
+struct keyname {
+	_Atomic uint32_t refs;
+	char s[];
+};
+
+/*
  * struct group - one batch as the buffers see it: @n events of @rec from
  * @off on. An item carries it as the payload of its single event.
  * @seq: the batch's sequence number in its key buffer (1, 2, ...), 0 in a
@@ -37,6 +47,7 @@ struct record {
 	eventbuf_release_fn release;
 	void *arg;
 	struct group *groups;
+	struct keyname *kn;		/* a snapshot's key, else NULL */
 	struct eventbuf_event events[];
 };
 
@@ -53,13 +64,14 @@ struct keybuf {
 	struct keybuf *hnext;
 	uint64_t hash;
 	struct topic *topic;
-	char *key;
+	struct keyname *kn;
 	struct eventbuf *buf;
 	uint64_t seq;			/* batches appended */
 	unsigned int nsubs, nlimited;	/* subscribers; with a lag limit */
 	struct eventbuf_subscription *subs;
 	struct eventbuf_item *cache;	/* first item of the cached snapshot */
 	uint64_t cache_index;
+	uint64_t cache_seq;		/* ->seq when the snapshot was spliced */
 	int64_t cache_expires;		/* CLOCK_MONOTONIC ns */
 };
 
@@ -104,13 +116,16 @@ struct eventbuf_subscription {
 	bool new_snapshot_pending;
 	uint64_t skip_through;		/* live batches at or below: seen */
 	struct eventbuf_event frame;	/* framing events handed out */
-	const char *topic, *key;	/* the publisher's copies */
+	const char *topic;		/* the publisher's, which we hold */
+	struct keyname *kn;		/* a reference */
 	int epfd;
+	int epfd_link;			/* link fd registered in epfd, or -1 */
 };
 
 /* publisher.c */
 __hidden void __eventbuf_record_get(struct record *rec);
 __hidden void __eventbuf_record_put(struct record *rec);
+__hidden void __eventbuf_keyname_put(struct keyname *kn);
 __hidden void __eventbuf_publisher_unref(struct eventbuf_publisher *pub);
 __hidden extern const char __eventbuf_end_of_snapshot[];
 __hidden extern const char __eventbuf_new_snapshot[];
@@ -121,7 +136,8 @@ __hidden int __eventbuf_sub_alloc(struct eventbuf_publisher *pub,
 				  struct eventbuf_subscription **subp);
 __hidden void __eventbuf_sub_start(struct eventbuf_subscription *sub,
 				   struct eventbuf_reader *reader,
-				   bool new_snapshot, uint64_t skip_through);
+				   struct keyname *kn, bool new_snapshot,
+				   uint64_t skip_through);
 __hidden void __eventbuf_sub_close(struct eventbuf_subscription *sub,
 				   int code);
 __hidden void __eventbuf_sub_free(struct eventbuf_subscription *sub);

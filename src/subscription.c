@@ -16,12 +16,22 @@
  * reclamation at once.
  *
  * The pollable descriptor is an epoll instance of the subscription's own
- * (->epfd), so it never changes for the caller. It holds, edge-triggered,
- * the eventfd of each link the reader parked on (added when the reader
- * parks on a new link: eventbuf_reader_wait_fd() returns 1), and, once
- * closed, the publisher's always-readable eventfd. A read that runs dry
- * empties epfd's ready list before it parks again, so epfd is readable
- * exactly when something happened since.
+ * (->epfd), so it never changes for the caller. It holds:
+ * - the publisher's always-readable eventfd, registered edge-triggered
+ *   when the subscription is made: that one edge makes epfd readable right
+ *   after subscribe, so a caller that waits before its first read does not
+ *   sleep through a snapshot that is already there. A close turns it
+ *   level-triggered (EPOLL_CTL_MOD: no allocation, so it cannot fail for
+ *   lack of memory), and epfd stays readable for good;
+ * - edge-triggered, the eventfd of the link the reader parks on, added
+ *   whenever the reader parks on a link other than the one registered
+ *   (->epfd_link). A failed registration is returned to the caller and
+ *   retried on the next park, never forgotten: the caller's next read
+ *   retries instead of waiting on a descriptor nothing will wake.
+ * A read that runs dry empties epfd's ready list before it parks again,
+ * so epfd is readable exactly when something happened since. Descriptors
+ * of links left behind stay in the set until their items are reclaimed
+ * (closing an eventfd removes it from every epoll set).
  */
 #include <errno.h>
 #include <poll.h>
@@ -35,14 +45,18 @@ int __eventbuf_sub_alloc(struct eventbuf_publisher *pub,
 			 const struct eventbuf_subscribe_req *req,
 			 struct eventbuf_subscription **subp)
 {
+	struct epoll_event first = { .events = EPOLLIN | EPOLLET };
 	struct eventbuf_subscription *sub = calloc(1, sizeof(*sub));
 
 	if (!sub)
 		return -ENOMEM;
 	sub->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (sub->epfd < 0) {
+	if (sub->epfd < 0 ||
+	    epoll_ctl(sub->epfd, EPOLL_CTL_ADD, pub->closed_fd, &first)) {
 		int ret = -errno;
 
+		if (sub->epfd >= 0)
+			close(sub->epfd);
 		free(sub);
 		return ret;
 	}
@@ -50,6 +64,7 @@ int __eventbuf_sub_alloc(struct eventbuf_publisher *pub,
 	sub->pub = pub;
 	sub->tag = req->tag;
 	sub->lag_limit = req->lag_limit;
+	sub->epfd_link = -1;
 	atomic_init(&sub->last_seq, 0);
 	atomic_fetch_add_explicit(&pub->refs, 1, memory_order_relaxed);
 	*subp = sub;
@@ -57,10 +72,11 @@ int __eventbuf_sub_alloc(struct eventbuf_publisher *pub,
 }
 
 void __eventbuf_sub_start(struct eventbuf_subscription *sub,
-			  struct eventbuf_reader *reader, bool new_snapshot,
-			  uint64_t skip_through)
+			  struct eventbuf_reader *reader, struct keyname *kn,
+			  bool new_snapshot, uint64_t skip_through)
 {
 	sub->reader = reader;
+	sub->kn = kn;
 	sub->new_snapshot_pending = new_snapshot;
 	sub->skip_through = skip_through;
 }
@@ -88,8 +104,8 @@ void __eventbuf_sub_close(struct eventbuf_subscription *sub, int code)
 		}
 		eventbuf_reader_free(sub->reader);
 		sub->reader = NULL;
-		/* Readable for good; EEXIST cannot happen: closed once. */
-		epoll_ctl(sub->epfd, EPOLL_CTL_ADD, sub->pub->closed_fd, &ev);
+		/* Readable for good: the entry exists, MOD cannot fail. */
+		epoll_ctl(sub->epfd, EPOLL_CTL_MOD, sub->pub->closed_fd, &ev);
 	}
 	pthread_mutex_unlock(&sub->lock);
 }
@@ -102,6 +118,8 @@ void __eventbuf_sub_free(struct eventbuf_subscription *sub)
 	sub->reader = NULL;
 	pthread_mutex_unlock(&sub->lock);
 	pthread_mutex_destroy(&sub->lock);
+	if (sub->kn)
+		__eventbuf_keyname_put(sub->kn);
 	close(sub->epfd);
 	__eventbuf_publisher_unref(sub->pub);
 	free(sub);
@@ -116,7 +134,11 @@ static void drain_epfd(struct eventbuf_subscription *sub)
 		;
 }
 
-/* Out of batches: park on the tip's link. 0 to read again, or -EAGAIN. */
+/*
+ * Out of batches: park on the tip's link. 0 to read again, -EAGAIN, or
+ * the error that kept the link's descriptor out of epfd (retried next
+ * time: ->epfd_link still names the old link).
+ */
 static int park(struct eventbuf_subscription *sub)
 {
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
@@ -126,9 +148,17 @@ static int park(struct eventbuf_subscription *sub)
 	ret = eventbuf_reader_wait_fd(sub->reader, &fd);
 	if (ret == -EALREADY)
 		return 0;
-	if (ret == 1 && epoll_ctl(sub->epfd, EPOLL_CTL_ADD, fd, &ev))
-		ret = -errno;
-	return ret < 0 ? ret : -EAGAIN;
+	if (ret < 0)
+		return ret;
+	if (ret == 1 || fd != sub->epfd_link) {
+		if (epoll_ctl(sub->epfd, EPOLL_CTL_ADD, fd, &ev) &&
+		    errno != EEXIST) {
+			sub->epfd_link = -1;
+			return -errno;
+		}
+		sub->epfd_link = fd;
+	}
+	return -EAGAIN;
 }
 
 static int hand_out_frame(struct eventbuf_subscription *sub,
@@ -162,8 +192,11 @@ static int read_batch(struct eventbuf_subscription *sub,
 			return ret;	/* the snapshot handler's error */
 		ev = eventbuf_item_events(it);
 		if (eventbuf_event_is_end_of_snapshot(ev)) {
+			struct eventbuf_event frame = *ev;
+
 			sub->skip_through = ev->index;
-			return hand_out_frame(sub, ev, events, n);
+			frame.key = sub->kn->s;
+			return hand_out_frame(sub, &frame, events, n);
 		}
 		g = ev->payload;
 		/* A live batch the snapshot already covered: skip it. */
@@ -192,7 +225,7 @@ int eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
 		ret = sub->state;
 	} else if (sub->new_snapshot_pending) {
 		struct eventbuf_event frame = {
-			.topic = sub->topic, .key = sub->key,
+			.topic = sub->topic, .key = sub->kn->s,
 			.payload = (void *)__eventbuf_new_snapshot,
 		};
 

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <eventbuf/publisher.h>
 
@@ -397,8 +399,107 @@ static void test_publisher_snapshot_index_zero(void **state)
 	sub = subscribe("sub-key", 0);
 	ev = next(sub, 1);
 	assert_true(eventbuf_event_is_end_of_snapshot(ev));
-	assert_int_equal(ev->index, 1);
+	assert_int_equal(ev->index, 0);
+	/* Nothing happened yet: the first change, index 1, is not covered. */
+	assert_int_equal(publish("test", "sub-key", 1), 0);
+	expect_live(sub, 1);
 	eventbuf_unsubscribe(sub);
+}
+
+/* A successful empty snapshot at index 0 is cached like any other. */
+static void test_publisher_cache_index_zero(void **state)
+{
+	struct eventbuf_subscription *s1, *s2;
+
+	(void)state;
+	fx.mode = SNAP_ZERO;
+	s1 = subscribe("k", 0);
+	assert_true(eventbuf_event_is_end_of_snapshot(next(s1, 1)));
+	s2 = subscribe("k", 0);
+	assert_true(eventbuf_event_is_end_of_snapshot(next(s2, 1)));
+	assert_int_equal(atomic_load(&fx.calls), 1);
+	eventbuf_unsubscribe(s1);
+	eventbuf_unsubscribe(s2);
+}
+
+/*
+ * Every key string a subscription hands out - in the handler's events, the
+ * end-of-snapshot and new-snapshot frames - stays valid as long as the
+ * batch does, even after a force-close or the publisher's free dropped
+ * the key buffer whose key it was (the handler receives that copy).
+ */
+static void test_publisher_key_outlives_key_buffer(void **state)
+{
+	struct eventbuf_subscription *s1, *s2, *s3;
+	const struct eventbuf_event *ev1, *ev2, *ev3;
+	char *key = strdup("transient-key");
+
+	(void)state;
+	assert_non_null(key);
+	s1 = subscribe(key, 0);
+	s2 = subscribe(key, 0);
+	s3 = subscribe(key, 7);
+	free(key);		/* the caller's copy: the library keeps its own */
+	ev1 = next(s1, 1);	/* the handler's event, key = its argument */
+	assert_string_equal(ev1->payload, "snapshot");
+	(void)next(s2, 1);
+	ev2 = next(s2, 1);	/* the end-of-snapshot frame */
+	assert_true(eventbuf_event_is_end_of_snapshot(ev2));
+	ev3 = next(s3, 1);	/* the new-snapshot frame */
+	assert_true(eventbuf_event_is_new_snapshot(ev3));
+	assert_int_equal(eventbuf_publisher_close_key(fx.pub, "test",
+						      "transient-key"), 3);
+	assert_string_equal(ev1->key, "transient-key");
+	assert_string_equal(ev2->key, "transient-key");
+	assert_string_equal(ev3->key, "transient-key");
+	eventbuf_publisher_free(fx.pub);
+	fx.pub = NULL;
+	eventbuf_barrier();
+	assert_string_equal(ev1->key, "transient-key");
+	assert_string_equal(ev2->key, "transient-key");
+	assert_string_equal(ev3->key, "transient-key");
+	eventbuf_unsubscribe(s1);
+	eventbuf_unsubscribe(s2);
+	eventbuf_unsubscribe(s3);
+}
+
+/*
+ * A cached snapshot is as far behind as the batches published since it
+ * was made: a subscriber with a lag limit must not start from one that
+ * old, or the limit closes it while it reads as fast as it can.
+ */
+static void test_publisher_lag_limit_skips_old_cache(void **state)
+{
+	struct eventbuf_subscribe_req req = { .topic = "test", .key = "k",
+					      .lag_limit = 32 };
+	struct eventbuf_subscription *first, *limited, *second;
+	const struct eventbuf_event *ev;
+	size_t n;
+
+	(void)state;
+	first = subscribe("k", 0);	/* builds and caches at index 1 */
+	expect_snapshot(first, 1);
+	for (uint64_t i = 2; i <= 101; i++)
+		assert_int_equal(publish("test", "k", i), 0);
+	fx.snap_index = 101;
+	assert_int_equal(eventbuf_subscribe(fx.pub, &req, &limited), 0);
+	assert_int_equal(atomic_load(&fx.calls), 2);	/* not the cache */
+	expect_snapshot(limited, 101);
+	/* That fresh entry is within the limit: the next one uses it. */
+	fx.mode = SNAP_FAIL;
+	assert_int_equal(eventbuf_subscribe(fx.pub, &req, &second), 0);
+	expect_snapshot(second, 101);
+	assert_int_equal(atomic_load(&fx.calls), 2);
+	for (uint64_t i = 102; i <= 400; i++) {
+		assert_int_equal(publish("test", "k", i), 0);
+		assert_int_equal(eventbuf_sub_next(limited, 1000, -1, &ev, &n), 0);
+		assert_int_equal(ev->index, i);
+		assert_int_equal(eventbuf_sub_next(second, 1000, -1, &ev, &n), 0);
+		assert_int_equal(ev->index, i);
+	}
+	eventbuf_unsubscribe(limited);
+	eventbuf_unsubscribe(second);
+	eventbuf_unsubscribe(first);
 }
 
 /*
@@ -601,6 +702,8 @@ static void test_publisher_pollable_fd(void **state)
 	sub = subscribe("k", 0);
 	fd = eventbuf_sub_fd(sub);
 	assert_true(fd >= 0);
+	/* The snapshot is there before any read: so says the descriptor. */
+	assert_true(readable(fd));
 	expect_snapshot(sub, 1);
 	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -EAGAIN);
 	assert_false(readable(fd));
@@ -615,6 +718,43 @@ static void test_publisher_pollable_fd(void **state)
 	assert_true(readable(fd));
 	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -ECONNRESET);
 	eventbuf_unsubscribe(sub);
+}
+
+/*
+ * An event loop registers the descriptor edge-triggered and waits before
+ * its first read: it must wake, for a snapshot and for an up-to-date
+ * resume alike, and again for each publish after it ran dry.
+ */
+static void test_publisher_fd_edge_triggered_loop(void **state)
+{
+	struct eventbuf_subscription *fresh, *resumed;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET }, out[2];
+	const struct eventbuf_event *e;
+	size_t n;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	(void)state;
+	assert_true(ep >= 0);
+	fresh = subscribe("k", 0);
+	assert_int_equal(publish("test", "k", 2), 0);
+	resumed = subscribe("k", 2);
+	ev.data.ptr = fresh;
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, eventbuf_sub_fd(fresh), &ev), 0);
+	ev.data.ptr = resumed;
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, eventbuf_sub_fd(resumed), &ev), 0);
+	assert_int_equal(epoll_wait(ep, out, 2, 1000), 2);
+	expect_snapshot(fresh, 1);
+	expect_live(fresh, 2);
+	assert_int_equal(eventbuf_sub_next_nonblock(fresh, &e, &n), -EAGAIN);
+	assert_int_equal(eventbuf_sub_next_nonblock(resumed, &e, &n), -EAGAIN);
+	assert_int_equal(epoll_wait(ep, out, 2, 0), 0);
+	assert_int_equal(publish("test", "k", 3), 0);
+	assert_int_equal(epoll_wait(ep, out, 2, 1000), 2);
+	expect_live(fresh, 3);
+	expect_live(resumed, 3);
+	eventbuf_unsubscribe(fresh);
+	eventbuf_unsubscribe(resumed);
+	close(ep);
 }
 
 static void test_publisher_bad_input(void **state)
@@ -818,8 +958,7 @@ static void test_publisher_churn(void **state)
 	(void)state;
 	memset(&churn, 0, sizeof(churn));
 	pthread_mutex_init(&churn.lock, NULL);
-	/* Indexes from 2: an empty snapshot ends at 1 (0 is taken as 1). */
-	atomic_store(&churn.next_index, 1);
+	/* Indexes from 1: an empty snapshot ends at 0. */
 	eventbuf_publisher_free(fx.pub);
 	assert_int_equal(eventbuf_publisher_new(&cfg, &fx.pub), 0);
 	assert_int_equal(eventbuf_publisher_register(fx.pub, "churn",
@@ -866,6 +1005,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_unsubscribe_frees, setup_cache, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_wildcard, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_snapshot_index_zero, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_cache_index_zero, setup_cache, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_key_outlives_key_buffer, setup_cache, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_lag_limit_skips_old_cache, setup_cache, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_fd_edge_triggered_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_splice_no_gap_no_duplicate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_ttl_expiry_releases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_force_close, setup, teardown),

@@ -46,7 +46,23 @@ extern "C" {
  * Threads. Publishing, subscribing, closing and unsubscribing may come from
  * any threads (the publisher serialises them with one mutex, and runs
  * snapshot handlers under it); a subscription is read by one thread at a
- * time, without touching the publisher's mutex.
+ * time, without touching the publisher's mutex. Never call the publisher
+ * while holding a lock that a snapshot handler takes.
+ *
+ * Release callbacks (of eventbuf_publish() and eventbuf_snapshot_append())
+ * run in whichever thread drops the last reference to the events: usually
+ * liburcu's call_rcu thread, but also eventbuf_publish() itself (nobody
+ * watches the keys), or a subscriber's thread inside eventbuf_sub_next*()
+ * or eventbuf_unsubscribe() (its subscription was closed while it held
+ * the batch). A callback must therefore not take a lock that is held
+ * around any of those calls, and must not call the library.
+ *
+ * Indexes. Batches carry the index of their first event; in a wildcard
+ * buffer the batch's events are sorted by key, so that is the first
+ * event after sorting. Indexes of a key should grow with each publish: a
+ * live batch whose first index is not above the snapshot's index (or the
+ * index an up-to-date subscriber resumed from) counts as already seen and
+ * is skipped.
  */
 
 struct eventbuf_publisher;
@@ -63,14 +79,21 @@ struct eventbuf_snapshot;
  * typedef eventbuf_snapshot_fn - write the current state of a key
  * @arg:   the argument given to eventbuf_publisher_register().
  * @topic: the topic (the registered string).
- * @key:   the key, or EVENTBUF_KEY_WILDCARD for a wildcard subscriber.
+ * @key:   the key, or EVENTBUF_KEY_WILDCARD for a wildcard subscriber;
+ *         valid until the snapshot's events are released, so events may
+ *         point at it.
  * @snap:  where to write it, with eventbuf_snapshot_append().
- * @index: receives the index the snapshot reflects (0 is taken as 1).
+ * @index: receives the index the snapshot reflects: the index of the last
+ *         change it includes (0 when there is none yet). It must be at
+ *         least the index of every event already published for the key:
+ *         the subscriber continues with the first live batch above it.
  *
  * Context: called with the publisher's mutex held: it must not call the
  * publisher (publish, subscribe, close), and should be quick.
  * Return: 0, or a negative errno that ends every subscription waiting on
  * this snapshot with that code (it should not be one of the codes above).
+ * Such a snapshot is not cached; the subscription stays attached to its
+ * key, holding nothing, until the caller unsubscribes.
  */
 typedef int (*eventbuf_snapshot_fn)(void *arg, const char *topic,
 				    const char *key,
@@ -95,7 +118,9 @@ struct eventbuf_publisher_config {
  * @tag:       the caller's tag (a credential's id, say) for
  *             eventbuf_publisher_close_tag(); 0 for none.
  * @lag_limit: close the subscription with -ENOBUFS once it is this many
- *             batches behind its key's newest; 0 for no limit.
+ *             batches behind its key's newest; 0 for no limit. Checked
+ *             every 16 batches. A cached snapshot older than half the
+ *             limit is not used for such a subscriber: it gets a fresh one.
  */
 struct eventbuf_subscribe_req {
 	const char *topic;
@@ -245,7 +270,9 @@ EVENTBUF_API void eventbuf_unsubscribe(struct eventbuf_subscription *sub);
  *
  * Context: the subscription's reader thread; never blocks.
  * Return: 0; -EAGAIN (nothing yet: wait for eventbuf_sub_fd()); -EINVAL;
- * a terminal code (see the DOC block above).
+ * -EMFILE, -ENFILE, -ENOMEM, -ENOSPC (nothing yet, and no descriptor to
+ * wait on: retry later; not terminal); a terminal code (see the DOC block
+ * above).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
@@ -271,11 +298,14 @@ eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
  * @sub: the subscription.
  *
  * Readable when eventbuf_sub_next_nonblock() may have something to say (a
- * batch or a terminal error). It never changes: register it once, with
- * EPOLLIN (level- or edge-triggered); the subscription re-arms itself
- * inside eventbuf_sub_next_nonblock() when it runs out (one epoll_ctl() on
- * its own epoll instance when it parks on a new link). Do not read or
- * close it.
+ * batch or a terminal error), and right after eventbuf_subscribe(). It
+ * never changes: register it once, with EPOLLIN (level- or
+ * edge-triggered), and read until -EAGAIN each time it fires; the
+ * subscription re-arms itself inside eventbuf_sub_next_nonblock() when it
+ * runs out (one epoll_ctl() on its own epoll instance when it parks on a
+ * new link). Should that epoll_ctl() fail, the read returns its error
+ * (-ENOMEM, -ENOSPC) instead of -EAGAIN, and the next read retries it.
+ * Do not read or close it.
  *
  * Return: the descriptor, or -EINVAL.
  */
