@@ -41,6 +41,20 @@
 
 #include "internal.h"
 
+#ifdef EVENTBUF_SANITIZE
+#include <sanitizer/lsan_interface.h>
+/*
+ * LeakSanitizer scans the heap, stacks and globals, not anonymous
+ * mappings: the items in an arena are what point at the records and
+ * release arguments that wait for reclamation, so it must scan arenas.
+ */
+#define arena_watch(p) __lsan_register_root_region((p), ARENA_SIZE)
+#define arena_unwatch(p) __lsan_unregister_root_region((p), ARENA_SIZE)
+#else
+#define arena_watch(p) ((void)(p))
+#define arena_unwatch(p) ((void)(p))
+#endif
+
 #define SLAB_BIAS	(1u << 30)
 #define SLAB_MAX_ITEM	2048
 #define ARENA_SIZE	(2u << 20)
@@ -102,6 +116,7 @@ struct eventbuf_pool *__eventbuf_pool_new(void)
 
 static void arena_free(struct eventbuf_arena *arena)
 {
+	arena_unwatch(arena->base);
 	munmap(arena->base, ARENA_SIZE);
 	free(arena);
 }
@@ -179,6 +194,7 @@ static char *arena_map(void)
 	p += head;
 	/* Best effort: without transparent huge pages it is a no-op. */
 	madvise(p, ARENA_SIZE, MADV_HUGEPAGE);
+	arena_watch(p);
 	return p;
 }
 
@@ -258,7 +274,8 @@ void *__eventbuf_slab_alloc(struct eventbuf_pool *pool, size_t size)
 	size = (size + 7) & ~(size_t)7;
 	if (size > SLAB_MAX_ITEM)
 		return NULL;
-	if (pool->bump + size > pool->end) {
+	/* No slab yet: bump and end are NULL, and NULL + size is undefined. */
+	if (!pool->cur || size > (size_t)(pool->end - pool->bump)) {
 		if (pool->cur)
 			slab_seal(pool);
 		if (slab_next(pool))
@@ -272,7 +289,7 @@ void *__eventbuf_slab_alloc(struct eventbuf_pool *pool, size_t size)
 	 * read-for-ownership misses overlap with this append instead of
 	 * stalling the wake-up fence, which waits for pending stores.
 	 */
-	__builtin_prefetch(pool->bump + 512, 1, 3);
+	__builtin_prefetch((void *)((uintptr_t)pool->bump + 512), 1, 3);
 	return p;
 }
 
