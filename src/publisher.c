@@ -57,7 +57,10 @@
  * counted: the key buffer, each subscription of it, each snapshot record
  * (the handler's events may point at the key it was given) and each
  * end-of-snapshot item hold a reference, so an event handed out never
- * points at a key freed by a close or by the last unsubscribe.
+ * points at a key freed by a close or by the last unsubscribe. Snapshot
+ * records also hold the publisher, whose topic name the handler's events
+ * may point at, so their release callbacks may read it even after
+ * eventbuf_publisher_free().
  *
  * Lag. A subscription's ->last_seq is the key buffer's batch count it has
  * read up to. A subscriber starting from a cached snapshot starts at the
@@ -66,6 +69,7 @@
  * limit: otherwise it would be closed while reading as fast as it can.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -119,6 +123,7 @@ static struct record *record_new(size_t n, size_t ngroups,
 	rec->release = release;
 	rec->arg = arg;
 	rec->kn = NULL;
+	rec->pub = NULL;
 	rec->groups = (struct group *)(rec->events + n);
 	return rec;
 }
@@ -137,6 +142,8 @@ void __eventbuf_record_put(struct record *rec)
 		rec->release(rec->events, rec->n, rec->arg);
 	if (rec->kn)
 		__eventbuf_keyname_put(rec->kn);
+	if (rec->pub)
+		__eventbuf_publisher_unref(rec->pub);
 	free(rec);
 }
 
@@ -689,7 +696,9 @@ out:
 
 struct eventbuf_snapshot {
 	struct eventbuf *buf;
-	struct keyname *kn;	/* what the handler's events may point at */
+	/* what the handler's events may point at: its key and its topic */
+	struct keyname *kn;
+	struct eventbuf_publisher *pub;
 };
 
 int eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
@@ -707,6 +716,8 @@ int eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
 	memcpy(rec->events, events, n * sizeof(*events));
 	rec->groups[0] = (struct group){ rec, 0, (uint32_t)n, 0 };
 	rec->kn = keyname_get(snap->kn);
+	rec->pub = snap->pub;
+	atomic_fetch_add_explicit(&snap->pub->refs, 1, memory_order_relaxed);
 	ret = append_group(snap->buf, &rec->groups[0]);
 	if (ret)
 		rec->release = NULL;	/* not published: the caller keeps it */
@@ -775,7 +786,7 @@ static int snapshot_build(struct eventbuf_publisher *pub, struct keybuf *kb,
 			  struct eventbuf_item **firstp, uint64_t *indexp,
 			  bool *failedp)
 {
-	struct eventbuf_snapshot snap = { .kn = kb->kn };
+	struct eventbuf_snapshot snap = { .kn = kb->kn, .pub = pub };
 	int ret;
 
 	*indexp = 0;
@@ -842,6 +853,14 @@ static int64_t expire_locked(struct eventbuf_publisher *pub, int64_t now)
 		}
 	}
 	return next;
+}
+
+/* Drop every cached snapshot now, as if their time had come (tests). */
+void __eventbuf_publisher_expire_all(struct eventbuf_publisher *pub)
+{
+	pthread_mutex_lock(&pub->lock);
+	expire_locked(pub, INT64_MAX);
+	pthread_mutex_unlock(&pub->lock);
 }
 
 static void *expiry_run(void *arg)

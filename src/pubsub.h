@@ -48,6 +48,7 @@ struct record {
 	void *arg;
 	struct group *groups;
 	struct keyname *kn;		/* a snapshot's key, else NULL */
+	struct eventbuf_publisher *pub;	/* a snapshot's (its topic), else NULL */
 	struct eventbuf_event events[];
 };
 
@@ -77,7 +78,7 @@ struct keybuf {
 
 struct eventbuf_publisher {
 	pthread_mutex_t lock;
-	_Atomic uint32_t refs;		/* the owner + each subscription */
+	_Atomic uint32_t refs;	/* the owner, subscriptions, snapshot records */
 	bool shut_down;
 	int closed_fd;			/* an eventfd that is always readable */
 	int64_t ttl_ns;
@@ -127,6 +128,7 @@ __hidden void __eventbuf_record_get(struct record *rec);
 __hidden void __eventbuf_record_put(struct record *rec);
 __hidden void __eventbuf_keyname_put(struct keyname *kn);
 __hidden void __eventbuf_publisher_unref(struct eventbuf_publisher *pub);
+__hidden void __eventbuf_publisher_expire_all(struct eventbuf_publisher *pub);
 __hidden extern const char __eventbuf_end_of_snapshot[];
 __hidden extern const char __eventbuf_new_snapshot[];
 

@@ -23,6 +23,7 @@ enum handler_mode { SNAP_ONE, SNAP_TWO, SNAP_ZERO, SNAP_FAIL, SNAP_EMPTY };
 struct fixture {
 	struct eventbuf_publisher *pub;
 	enum handler_mode mode;
+	int fail_code;			/* SNAP_FAIL's, 0: -EPERM */
 	uint64_t snap_index;
 	_Atomic int calls;
 	struct release_log log;		/* published and snapshot events */
@@ -44,7 +45,7 @@ static int handler(void *arg, const char *topic, const char *key,
 	atomic_fetch_add(&f->calls, 1);
 	switch (f->mode) {
 	case SNAP_FAIL:
-		return -EPERM;
+		return f->fail_code ? f->fail_code : -EPERM;
 	case SNAP_ZERO:
 		*index = 0;
 		return 0;
@@ -681,6 +682,58 @@ static void test_publisher_handler_error(void **state)
 	sub = subscribe("k", 0);
 	expect_snapshot(sub, 1);
 	eventbuf_unsubscribe(sub);
+	/* A code the library uses for "retry" becomes -EIO: it is final. */
+	fx.mode = SNAP_FAIL;
+	fx.fail_code = -ENOSPC;
+	sub = subscribe("k2", 0);
+	assert_int_equal(eventbuf_sub_next(sub, 1000, -1, &ev, &n), -EIO);
+	eventbuf_unsubscribe(sub);
+}
+
+static _Atomic int topic_seen_in_release;
+
+static void topic_check_release(struct eventbuf_event *events, size_t n,
+				void *arg)
+{
+	(void)arg;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(events[i].topic, "test"))
+			atomic_fetch_add(&topic_seen_in_release, 1);
+}
+
+static int topic_handler(void *arg, const char *topic, const char *key,
+			 struct eventbuf_snapshot *snap, uint64_t *index)
+{
+	struct eventbuf_event ev = { .index = 1, .topic = topic, .key = key };
+
+	(void)arg;
+	*index = 1;
+	return eventbuf_snapshot_append(snap, &ev, 1, topic_check_release, NULL);
+}
+
+/*
+ * The handler's events point at the topic it was given; their release
+ * may run after eventbuf_publisher_free() (a cached snapshot, reclaimed
+ * later): the topic name is still there.
+ */
+static void test_publisher_topic_outlives_publisher(void **state)
+{
+	struct eventbuf_publisher_config cfg = { .snapshot_ttl_ms = 60000 };
+	struct eventbuf_subscription *sub;
+	struct eventbuf_subscribe_req req = { .topic = "test", .key = "k" };
+
+	(void)state;
+	eventbuf_publisher_free(fx.pub);
+	assert_int_equal(eventbuf_publisher_new(&cfg, &fx.pub), 0);
+	assert_int_equal(eventbuf_publisher_register(fx.pub, "test",
+						     topic_handler, NULL, 0), 0);
+	atomic_store(&topic_seen_in_release, 0);
+	assert_int_equal(eventbuf_subscribe(fx.pub, &req, &sub), 0);
+	eventbuf_unsubscribe(sub);
+	eventbuf_publisher_free(fx.pub);
+	fx.pub = NULL;
+	eventbuf_barrier();
+	assert_int_equal(atomic_load(&topic_seen_in_release), 1);
 }
 
 static bool readable(int fd)
@@ -1014,6 +1067,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_force_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_lag_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_handler_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_topic_outlives_publisher, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_pollable_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_churn, setup, teardown),

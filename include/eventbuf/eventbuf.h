@@ -52,9 +52,10 @@ extern "C" {
  * threads.
  *
  * Errors. Actions return 0 or a negative errno. -EAGAIN, -ETIMEDOUT,
- * -ECANCELED, -ENOMEM, -EMFILE, -ENFILE, -EINVAL, -EOVERFLOW and -EDEADLK
- * are reserved for the library's own results; any other negative value returned by a next call is
- * the code of a terminal error item (see eventbuf_append_error()).
+ * -ECANCELED, -ENOMEM, -EMFILE, -ENFILE, -ENOSPC, -EINVAL, -EOVERFLOW and
+ * -EDEADLK are reserved for the library's own results; any other negative
+ * value returned by a next call is the code of a terminal error item (see
+ * eventbuf_append_error()).
  */
 
 struct eventbuf;

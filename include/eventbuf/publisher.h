@@ -78,7 +78,8 @@ struct eventbuf_snapshot;
 /**
  * typedef eventbuf_snapshot_fn - write the current state of a key
  * @arg:   the argument given to eventbuf_publisher_register().
- * @topic: the topic (the registered string).
+ * @topic: the topic (the registered string): valid, like @key, until
+ *         the snapshot's events are released.
  * @key:   the key, or EVENTBUF_KEY_WILDCARD for a wildcard subscriber;
  *         valid until the snapshot's events are released, so events may
  *         point at it.
