@@ -40,7 +40,10 @@ CONFIG_ASAN ?= n
 CONFIG_TSAN ?= n
 CONFIG_VALGRIND ?= n
 CONFIG_EVENTBUF_DEBUG ?= n
+CONFIG_FUZZ ?= n
 QUICK ?= 0
+FUZZ_SECONDS ?= 60
+SOAK_SECONDS ?= 60
 
 ifeq ($(CONFIG_ASAN)$(CONFIG_TSAN),yy)
   $(error CONFIG_ASAN and CONFIG_TSAN cannot be combined)
@@ -49,6 +52,8 @@ endif
 # The output directory: O=dir, else one per sanitizer so builds never mix.
 ifneq ($(O),)
   objtree := $(abspath $(O))
+else ifeq ($(CONFIG_FUZZ),y)
+  objtree := $(srctree)/build-fuzz
 else ifeq ($(CONFIG_ASAN),y)
   objtree := $(srctree)/build-asan
 else ifeq ($(CONFIG_TSAN),y)
@@ -64,6 +69,9 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
 ifeq ($(origin CC),default)
   CC := gcc
+endif
+ifeq ($(CONFIG_FUZZ),y)
+  CC := clang
 endif
 CC ?= gcc
 AR := ar
@@ -86,6 +94,12 @@ ifeq ($(CONFIG_ASAN),y)
   OPTFLAGS := -O1 -g
   SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer -DEVENTBUF_SANITIZE
+endif
+ifeq ($(CONFIG_FUZZ),y)
+  # libFuzzer's coverage everywhere, its main() only in the fuzzers.
+  OPTFLAGS := -O1 -g
+  SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=all -fno-omit-frame-pointer -DEVENTBUF_SANITIZE
 endif
 ifeq ($(CONFIG_TSAN),y)
   # TSan does not model atomic_thread_fence() (gcc warns, -Wtsan): the
@@ -122,6 +136,8 @@ debug-objs := $(addprefix $(objtree)/debug/src/,$(sort $(obj-y) debug.o))
 $(debug-objs): ccflags := $(ccflags-y) -DCONFIG_EVENTBUF_DEBUG
 
 tests-y :=
+fuzz-y :=
+soak-y :=
 ccflags-y :=
 include $(srctree)/tests/Kbuild
 test-bins := $(addprefix $(objtree)/tests/,$(tests-y))
@@ -129,6 +145,14 @@ test-obj-files := $(sort $(addprefix $(objtree)/tests/,\
 	$(foreach t,$(tests-y),$($(t)-objs))))
 $(test-obj-files): ccflags := $(ccflags-y)
 $(test-obj-files): extra_cflags = $(CMOCKA_CFLAGS)
+fuzz-bins := $(addprefix $(objtree)/tests/,$(fuzz-y))
+fuzz-obj-files := $(sort $(addprefix $(objtree)/tests/,\
+	$(foreach f,$(fuzz-y),$($(f)-objs))))
+$(fuzz-obj-files): ccflags := $(ccflags-y)
+soak-bins := $(addprefix $(objtree)/tests/,$(soak-y))
+soak-obj-files := $(sort $(addprefix $(objtree)/tests/,\
+	$(foreach f,$(soak-y),$($(f)-objs))))
+$(soak-obj-files): ccflags := $(ccflags-y)
 
 bench-y :=
 ccflags-y :=
@@ -200,6 +224,8 @@ $(objtree)/$(1)/$(2): $(addprefix $(objtree)/$(1)/,$($(2)-objs)) \
 $(objtree)/$(1)/$(2): link_libs = $($(2)-ldflags) $(3)
 endef
 $(foreach t,$(tests-y),$(eval $(call program-rule,tests,$(t),$$(URCU_LIBS) $$(CMOCKA_LIBS) -lpthread)))
+$(foreach f,$(fuzz-y),$(eval $(call program-rule,tests,$(f),-fsanitize=fuzzer $$(URCU_LIBS) -lpthread)))
+$(foreach s,$(soak-y),$(eval $(call program-rule,tests,$(s),$$(URCU_LIBS) -lpthread)))
 $(foreach b,$(bench-y),$(eval $(call program-rule,bench,$(b),$$(URCU_LIBS) -lpthread -lm)))
 $(foreach e,$(examples-y),$(eval $(call program-rule,examples,$(e),$$(URCU_LIBS) -lpthread)))
 
@@ -223,6 +249,34 @@ check-abi: $(shared-lib)
 
 check-install: all
 	$(Q)$(srctree)/scripts/check-install.sh "$(MAKE)" $(objtree)
+
+# The API fuzzer (libFuzzer, clang): its own build in build-fuzz/. New
+# crashes are kept in build-fuzz/crashes/; copy them to tests/fuzz-corpus/
+# to make them regression inputs that make check replays.
+PHONY += fuzz fuzz-run
+ifneq ($(CONFIG_FUZZ),y)
+fuzz:
+	$(Q)$(srctree)/scripts/deps.sh clang
+	$(Q)echo 'int LLVMFuzzerTestOneInput(void) { return 0; }' | \
+		clang -x c -fsanitize=fuzzer -o /dev/null - 2>/dev/null || \
+		$(srctree)/scripts/deps.sh libclang-rt-dev
+	$(Q)$(MAKE) CONFIG_FUZZ=y fuzz-run
+else
+fuzz: fuzz-run
+endif
+fuzz-run: $(fuzz-bins)
+	$(Q)$(srctree)/scripts/run-fuzz.sh $(FUZZ_SECONDS) $(objtree) \
+		$(srctree)/tests/fuzz-corpus $(fuzz-bins)
+
+# A bounded soak: RSS and descriptors must stay flat (tests/soak.c).
+PHONY += soak
+soak: $(soak-bins)
+	$(Q)$(soak-bins) $(SOAK_SECONDS)
+
+# Exhaustive model checking of the wake-up and reclamation protocols.
+PHONY += verify
+verify:
+	$(Q)$(srctree)/scripts/verify.sh $(srctree)/tests/model $(objtree)/model
 
 PHONY += bench bench-build
 BENCH_ARGS ?=
@@ -259,6 +313,7 @@ uninstall:
 PHONY += clean
 clean:
 	$(Q)rm -rf $(srctree)/build $(srctree)/build-asan $(srctree)/build-tsan \
+		$(srctree)/build-fuzz \
 		$(if $(O),$(objtree))
 	@echo '  CLEAN'
 
@@ -271,9 +326,13 @@ help:
 	@echo '  bench         - run the benchmark against the mutex variants (QUICK=1: smoke run)'
 	@echo '  example-run   - run examples/service: 64 clients over loopback TCP for 3 s'
 	@echo '                  (EXAMPLE_ARGS="clients seconds workers")'
+	@echo '  verify        - model-check tests/model/*.pml with spin (installs it)'
+	@echo '  fuzz          - run the API fuzzer for FUZZ_SECONDS (libFuzzer, clang)'
+	@echo '  soak          - run writer, readers and subscribers for SOAK_SECONDS;'
+	@echo '                  fails if RSS or descriptors grow'
 	@echo '  install       - install to $$(DESTDIR)$$(PREFIX) (PREFIX=$(PREFIX))'
 	@echo '  uninstall     - remove what install put there'
-	@echo '  clean         - remove build, build-asan, build-tsan (and O=)'
+	@echo '  clean         - remove build, build-asan, build-tsan, build-fuzz (and O=)'
 	@echo ''
 	@echo 'Switches:'
 	@echo '  V=1                    - print whole commands; make -s prints nothing'

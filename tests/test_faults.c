@@ -1,21 +1,29 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * Injected faults. The binary is linked with --wrap for malloc, calloc and
- * mmap: every allocation the library makes from the test thread goes
- * through should_fail(), which can make every allocation from the Nth one
- * on fail (so that a fallback - a slab, then malloc() - cannot hide the
- * fault). Each operation is run with N = 0, 1, 2, ... until it succeeds
- * without a fault firing, so every allocation site on its path is hit.
- * After each failure the objects must be as they were: nothing published,
+ * Injected faults. The binary is linked with --wrap for malloc, calloc,
+ * mmap, epoll_create1 and epoll_ctl: every allocation (and epoll call) the
+ * library makes from the test thread goes through should_fail(), which
+ * can make every one from the Nth on fail (so that a fallback - a slab,
+ * then malloc() - cannot hide the fault). Each operation is run with N =
+ * 0, 1, 2, ... until it succeeds without a fault firing, so every site on
+ * its path is hit: append, splice, follow-after, readers, subscribe (fresh,
+ * from the cache, up to date, stale: the snapshot handler's appends
+ * included), publish, and a subscription parking on a new link. After
+ * each failure the objects must be as they were: nothing published,
  * nothing released, nothing leaked - and the operation must then work.
- * eventfd creation fails through a lowered RLIMIT_NOFILE.
+ * eventfd and epoll descriptors run out through a lowered RLIMIT_NOFILE.
  */
 #include <errno.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
+
+#include <eventbuf/publisher.h>
 
 #include "helpers.h"
 
@@ -27,15 +35,24 @@ void *__wrap_malloc(size_t size);
 void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd,
 		  off_t off);
+int __real_epoll_create1(int flags);
+int __real_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+int __wrap_epoll_create1(int flags);
+int __wrap_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 
 static _Atomic int fail_countdown = -1;	/* -1: never */
 static _Atomic int faults_fired;
+static pthread_t armed_thread;	/* only its calls fail */
 
-/* Allocations before the armed one pass; it and all after it fail. */
+/* Calls before the armed one pass; it and all after it fail. */
 static bool should_fail(void)
 {
 	int n = atomic_load(&fail_countdown);
 
+	/* liburcu's call_rcu thread and the publisher's expiry thread run
+	 * reclamation: their calls are not the operation under test. */
+	if (n < 0 || !pthread_equal(pthread_self(), armed_thread))
+		return false;
 	while (n > 0) {
 		if (atomic_compare_exchange_weak(&fail_countdown, &n, n - 1))
 			return false;
@@ -53,6 +70,24 @@ void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd,
 		return MAP_FAILED;
 	}
 	return __real_mmap(addr, len, prot, flags, fd, off);
+}
+
+int __wrap_epoll_create1(int flags)
+{
+	if (should_fail()) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return __real_epoll_create1(flags);
+}
+
+int __wrap_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	if (should_fail()) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return __real_epoll_ctl(epfd, op, fd, ev);
 }
 
 void *__wrap_malloc(size_t size)
@@ -76,6 +111,7 @@ void *__wrap_calloc(size_t n, size_t size)
 /* Fail every allocation from the @n-th from now on (0: all). */
 static void fail_from(int n)
 {
+	armed_thread = pthread_self();
 	atomic_store(&faults_fired, 0);
 	atomic_store(&fail_countdown, n);
 }
@@ -337,6 +373,313 @@ static void test_faults_eventfd_emfile(void **state)
 	eventbuf_drop(buf);
 }
 
+
+/* Splicing allocates nothing, and a refused splice changes nothing. */
+static void test_faults_splice(void **state)
+{
+	struct eventbuf *live, *snap;
+	struct eventbuf_item *start, *tip, *next;
+	int sites = 0, ret;
+
+	(void)state;
+	assert_int_equal(eventbuf_new(&live), 0);
+	assert_int_equal(eventbuf_new(&snap), 0);
+	assert_int_equal(eventbuf_head(snap, &start), 0);
+	assert_int_equal(append_batch(snap, 1, 1, NULL), 0);
+	assert_int_equal(eventbuf_head(live, &tip), 0);
+	for (;; sites++) {
+		fail_from(sites);
+		ret = eventbuf_append_item(snap, tip);
+		if (!disarm())
+			break;
+		assert_int_equal(ret, -ENOMEM);
+	}
+	assert_int_equal(ret, 0);
+	assert_int_equal(sites, 0);
+	assert_int_equal(append_batch(live, 2, 1, NULL), 0);
+	for (uint64_t want = 1; want <= 2; want++) {
+		assert_int_equal(eventbuf_item_next_nonblock(start, &next), 0);
+		assert_int_equal(eventbuf_item_events(next)[0].index, want);
+		eventbuf_item_put(start);
+		start = next;
+	}
+	eventbuf_item_put(start);
+	eventbuf_item_put(tip);
+	eventbuf_drop(snap);
+	eventbuf_drop(live);
+}
+
+/* ------------------------------------------------------------------ */
+/* The publisher                                                       */
+/* ------------------------------------------------------------------ */
+
+static struct release_log pub_log;
+static _Atomic uint64_t snap_appended;	/* snapshot batches that took */
+
+/* The key's snapshot: one event at index 5. */
+static int snap_handler(void *arg, const char *topic, const char *key,
+			struct eventbuf_snapshot *snap, uint64_t *index)
+{
+	struct eventbuf_event ev = { .index = 5, .topic = topic, .key = key };
+	int ret;
+
+	(void)arg;
+	*index = 5;
+	ret = eventbuf_snapshot_append(snap, &ev, 1, release_log_cb, &pub_log);
+	if (!ret)
+		atomic_fetch_add(&snap_appended, 1);
+	return ret;
+}
+
+static struct eventbuf_publisher *pub_new(uint32_t ttl_ms)
+{
+	struct eventbuf_publisher_config cfg = { .snapshot_ttl_ms = ttl_ms };
+	struct eventbuf_publisher *pub;
+
+	release_log_init(&pub_log, 64);
+	atomic_store(&snap_appended, 0);
+	assert_int_equal(eventbuf_publisher_new(&cfg, &pub), 0);
+	assert_int_equal(eventbuf_publisher_register(pub, "t", snap_handler,
+						     NULL, 0), 0);
+	return pub;
+}
+
+/* Free @pub; every snapshot batch that took has been released once. */
+static void pub_free(struct eventbuf_publisher *pub, uint64_t live)
+{
+	eventbuf_publisher_free(pub);
+	eventbuf_barrier();
+	assert_int_equal(atomic_load(&pub_log.bad), 0);
+	assert_int_equal(atomic_load(&pub_log.total),
+			 atomic_load(&snap_appended) + live);
+	release_log_free(&pub_log);
+}
+
+static void expect_stats(struct eventbuf_publisher *pub, uint64_t subs,
+			 uint64_t key_buffers, uint64_t cached)
+{
+	struct eventbuf_publisher_stats st;
+
+	assert_int_equal(eventbuf_publisher_stats(pub, &st), 0);
+	assert_int_equal(st.subscriptions, subs);
+	assert_int_equal(st.key_buffers, key_buffers);
+	assert_int_equal(st.cache_entries, cached);
+}
+
+static const struct eventbuf_event *sub_read(struct eventbuf_subscription *sub)
+{
+	const struct eventbuf_event *ev = NULL;
+	size_t n = 0;
+
+	assert_int_equal(eventbuf_sub_next(sub, 1000, -1, &ev, &n), 0);
+	assert_int_equal(n, 1);
+	return ev;
+}
+
+/*
+ * Subscribe with every site failing in turn; a failure leaves the
+ * publisher as it was (@subs, @kbs, @cached); then it works. Returns the
+ * subscription and the number of sites.
+ */
+static uint64_t live_published;
+
+static struct eventbuf_subscription *
+subscribe_faulty(struct eventbuf_publisher *pub, uint64_t index,
+		 uint64_t subs, uint64_t kbs, uint64_t cached, int *sitesp)
+{
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = "k",
+					      .index = index };
+	struct eventbuf_subscription *sub = NULL;
+	uint64_t alive;
+	int sites, ret;
+
+	eventbuf_barrier();
+	alive = atomic_load(&snap_appended) + live_published -
+		atomic_load(&pub_log.total);
+	for (sites = 0;; sites++) {
+		fail_from(sites);
+		ret = eventbuf_subscribe(pub, &req, &sub);
+		if (!disarm())
+			break;
+		assert_int_equal(ret, -ENOMEM);
+		expect_stats(pub, subs, kbs, cached);
+		/* A snapshot built in vain is released, once, by now. */
+		eventbuf_barrier();
+		assert_int_equal(atomic_load(&snap_appended) + live_published -
+				 atomic_load(&pub_log.total), alive);
+	}
+	assert_int_equal(ret, 0);
+	printf("# subscribe (index %llu, %s): %d sites failed in turn\n",
+	       (unsigned long long)index,
+	       !kbs ? "fresh" : cached ? "key cached" : "key buffer", sites);
+	*sitesp = sites;
+	return sub;
+}
+
+static void test_faults_subscribe(void **state)
+{
+	struct eventbuf_publisher *pub = pub_new(60000);
+	struct eventbuf_subscription *fresh, *cached, *resumed, *stale;
+	const struct eventbuf_event *ev;
+	int sites;
+
+	(void)state;
+	live_published = 0;
+	/* Fresh: subscription, epoll set, key buffer, snapshot buffer,
+	 * records, items - each fails in turn. */
+	fresh = subscribe_faulty(pub, 0, 0, 0, 0, &sites);
+	assert_true(sites >= 5);
+	expect_stats(pub, 1, 1, 1);
+	assert_int_equal(sub_read(fresh)->index, 5);
+	assert_true(eventbuf_event_is_end_of_snapshot(sub_read(fresh)));
+	/* From the cache: only the subscription's own. */
+	cached = subscribe_faulty(pub, 0, 1, 1, 1, &sites);
+	assert_true(sites >= 2);
+	assert_int_equal(sub_read(cached)->index, 5);
+	/* A live batch, then an up-to-date resume and a stale one. */
+	{
+		struct eventbuf_event live = { .index = 6, .topic = "t",
+					       .key = "k" };
+
+		assert_int_equal(eventbuf_publish(pub, &live, 1, release_log_cb,
+						  &pub_log), 0);
+		live_published++;
+	}
+	resumed = subscribe_faulty(pub, 6, 2, 1, 1, &sites);
+	stale = subscribe_faulty(pub, 4, 3, 1, 1, &sites);
+	assert_true(eventbuf_event_is_new_snapshot(sub_read(stale)));
+	assert_int_equal(sub_read(stale)->index, 5);
+	assert_true(eventbuf_event_is_end_of_snapshot(sub_read(stale)));
+	ev = sub_read(stale);
+	assert_int_equal(ev->index, 6);
+	{
+		struct eventbuf_event live = { .index = 7, .topic = "t",
+					       .key = "k" };
+
+		assert_int_equal(eventbuf_publish(pub, &live, 1, release_log_cb,
+						  &pub_log), 0);
+	}
+	assert_int_equal(sub_read(resumed)->index, 7);
+	eventbuf_unsubscribe(fresh);
+	eventbuf_unsubscribe(cached);
+	eventbuf_unsubscribe(resumed);
+	eventbuf_unsubscribe(stale);
+	expect_stats(pub, 0, 0, 0);
+	eventbuf_barrier();
+	/* Each batch released once: the live ones (6, 7) and every snapshot
+	 * built, the cached one included once the publisher is gone. */
+	assert_int_equal(release_log_count(&pub_log, 6, 8, 1), 2);
+	pub_free(pub, 2);
+}
+
+/*
+ * Publish: a failure before anything is appended returns -ENOMEM and
+ * publishes nothing. A key buffer that cannot take its batch has its
+ * subscribers closed (-ECONNRESET) rather than left with a hole; either
+ * way no subscriber that stays open misses a batch, and the batch is
+ * released exactly once.
+ */
+static void test_faults_publish(void **state)
+{
+	struct eventbuf_publisher *pub = pub_new(0);
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = "k" };
+	struct eventbuf_event live = { .topic = "t", .key = "k" };
+	const struct eventbuf_event *ev;
+	struct eventbuf_subscription *sub;
+	int sites, ret, closed = 0, published = 1;
+	size_t n;
+
+	(void)state;
+	for (sites = 0;; sites++) {
+		assert_int_equal(eventbuf_subscribe(pub, &req, &sub), 0);
+		assert_int_equal(sub_read(sub)->index, 5);
+		assert_true(eventbuf_event_is_end_of_snapshot(sub_read(sub)));
+		live.index = 10 + (uint64_t)sites;
+		fail_from(sites);
+		ret = eventbuf_publish(pub, &live, 1, release_log_cb, &pub_log);
+		if (!disarm())
+			break;
+		/* -ENOMEM: not published, @release not called. */
+		published += !ret;
+		ret = ret ? ret : eventbuf_sub_next_nonblock(sub, &ev, &n);
+		if (ret == -ECONNRESET)
+			closed++;
+		else
+			assert_int_equal(ret, -ENOMEM);
+		assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n),
+				 closed ? -ECONNRESET : -EAGAIN);
+		eventbuf_unsubscribe(sub);
+		closed = 0;
+	}
+	assert_int_equal(ret, 0);
+	printf("# publish: %d sites failed in turn\n", sites);
+	assert_true(sites >= 3);
+	assert_int_equal(sub_read(sub)->index, live.index);
+	eventbuf_unsubscribe(sub);
+	eventbuf_barrier();
+	/* Every batch published (if only to be dropped) released once. */
+	assert_int_equal(release_log_count(&pub_log, 10, 11 + (size_t)sites, 1),
+			 (size_t)published);
+	assert_int_equal(release_log_count(&pub_log, 10, 11 + (size_t)sites, 0),
+			 (size_t)(sites + 1 - published));
+	pub_free(pub, (uint64_t)published);
+}
+
+/*
+ * A subscription that cannot register its new link's descriptor says so
+ * (-ENOMEM, not terminal) instead of waiting on a descriptor nothing will
+ * wake; the next read registers it, and the publish then wakes it.
+ */
+static void test_faults_subscription_park(void **state)
+{
+	struct eventbuf_publisher *pub = pub_new(0);
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = "k" };
+	struct eventbuf_event live = { .index = 9, .topic = "t", .key = "k" };
+	struct pollfd pfd = { .events = POLLIN };
+	const struct eventbuf_event *ev;
+	struct eventbuf_subscription *sub;
+	size_t n;
+	int ret;
+
+	(void)state;
+	assert_int_equal(eventbuf_subscribe(pub, &req, &sub), 0);
+	pfd.fd = eventbuf_sub_fd(sub);
+	assert_int_equal(sub_read(sub)->index, 5);
+	assert_true(eventbuf_event_is_end_of_snapshot(sub_read(sub)));
+	fail_from(0);
+	ret = eventbuf_sub_next_nonblock(sub, &ev, &n);
+	assert_true(disarm());
+	assert_int_equal(ret, -ENOMEM);
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -EAGAIN);
+	assert_int_equal(poll(&pfd, 1, 0), 0);
+	assert_int_equal(eventbuf_publish(pub, &live, 1, NULL, NULL), 0);
+	assert_int_equal(poll(&pfd, 1, 1000), 1);
+	assert_int_equal(sub_read(sub)->index, 9);
+	eventbuf_unsubscribe(sub);
+	pub_free(pub, 0);
+}
+
+/* No descriptor for a subscription: -EMFILE, and nothing changed. */
+static void test_faults_subscribe_emfile(void **state)
+{
+	struct eventbuf_publisher *pub = pub_new(0);
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = "k" };
+	struct eventbuf_subscription *sub = NULL;
+	struct rlimit saved;
+	int fds[64], n;
+
+	(void)state;
+	n = exhaust_fds(fds, 64, &saved);
+	assert_int_equal(eventbuf_subscribe(pub, &req, &sub), -EMFILE);
+	assert_null(sub);
+	expect_stats(pub, 0, 0, 0);
+	restore_fds(fds, n, &saved);
+	assert_int_equal(eventbuf_subscribe(pub, &req, &sub), 0);
+	assert_int_equal(sub_read(sub)->index, 5);
+	eventbuf_unsubscribe(sub);
+	pub_free(pub, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -345,6 +688,11 @@ int main(void)
 		cmocka_unit_test_teardown(test_faults_append_error, teardown),
 		cmocka_unit_test_teardown(test_faults_follow_after_and_reader, teardown),
 		cmocka_unit_test_teardown(test_faults_eventfd_emfile, teardown),
+		cmocka_unit_test_teardown(test_faults_splice, teardown),
+		cmocka_unit_test_teardown(test_faults_subscribe, teardown),
+		cmocka_unit_test_teardown(test_faults_publish, teardown),
+		cmocka_unit_test_teardown(test_faults_subscription_park, teardown),
+		cmocka_unit_test_teardown(test_faults_subscribe_emfile, teardown),
 	};
 
 	return cmocka_run_group_tests_name("faults", tests, NULL, NULL);

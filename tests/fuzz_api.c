@@ -1,0 +1,744 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The API fuzzer: each input is a program of operations on one buffer
+ * chain and one publisher, run in one thread against a reference model
+ * that knows what every call must return.
+ *
+ * Buffer side: append (0-3 events, or an empty item), append a terminal
+ * error, splice a new buffer's chain in (the writer moves to it), try to
+ * splice the head onto itself (-ELOOP), readers that start at the head,
+ * read, park (wait fd) and go, held items that step with next and
+ * follow-after. Model: the list of items since the start; a reader or a
+ * held item is a position in it.
+ *
+ * Publisher side: three keys of one topic, publishes of 1-3 events sharing
+ * one index, subscriptions that start fresh, resume up to date or from a
+ * stale index, reads, unsubscribes, force-closes by key, cache expiry.
+ * Model: each key's history of (index, events); each subscription's next
+ * expected frame or batch; which key buffers exist and what they cached.
+ *
+ * Every result is compared; every release callback must run exactly once
+ * (checked after a grace period every 64 inputs and at exit); parked
+ * readers' descriptors must be readable after the next append. A check
+ * that fails prints the operation and aborts, so libFuzzer keeps the input.
+ *
+ * Built two ways: with -fsanitize=fuzzer for "make fuzz", and with
+ * FUZZ_REPLAY for the cmocka test test_fuzz_replay, which replays the
+ * inputs kept in tests/fuzz-corpus/ and a fixed set of generated ones.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <eventbuf/publisher.h>
+
+#include "pubsub.h"
+
+#define CHECK(cond)							\
+	do {								\
+		if (!(cond)) {						\
+			fprintf(stderr, "fuzz_api: op %zu (%s): check failed: %s (%s:%d)\n", \
+				op_no, op_name, #cond, __FILE__, __LINE__); \
+			abort();					\
+		}							\
+	} while (0)
+
+#define MAX_OPS 512		/* operations per input */
+#define MAX_ITEMS 512
+#define NREADERS 4
+#define NHELD 4
+#define NKEYS 3
+#define NSUBS 6
+#define MAX_HIST MAX_OPS	/* a key's publishes: at most one per operation */
+
+static size_t op_no;
+static const char *op_name = "setup";
+
+/* ------------------------------------------------------------------ */
+/* Release accounting, across inputs                                   */
+/* ------------------------------------------------------------------ */
+
+struct release_rec {
+	_Atomic int count;
+	struct release_rec *next;
+};
+
+static struct release_rec *pending;
+static unsigned long inputs;
+
+static void release_cb(struct eventbuf_event *events, size_t n, void *arg)
+{
+	struct release_rec *r = arg;
+
+	(void)events;
+	(void)n;
+	if (atomic_fetch_add(&r->count, 1) != 0) {
+		fprintf(stderr, "fuzz_api: a batch released twice\n");
+		abort();
+	}
+}
+
+static struct release_rec *release_rec_new(void)
+{
+	struct release_rec *r = calloc(1, sizeof(*r));
+
+	CHECK(r);
+	r->next = pending;
+	pending = r;
+	return r;
+}
+
+/* After a grace period, every batch of the inputs so far is released. */
+static void check_all_released(void)
+{
+	eventbuf_barrier();
+	while (pending) {
+		struct release_rec *r = pending;
+
+		pending = r->next;
+		CHECK(atomic_load(&r->count) == 1);
+		free(r);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The buffer model                                                    */
+/* ------------------------------------------------------------------ */
+
+struct mitem {
+	uint32_t n;		/* events; 0: empty */
+	uint64_t index;		/* of its first event */
+	int error;		/* a terminal error item */
+};
+
+struct bstate {
+	struct eventbuf *writer;
+	struct mitem items[MAX_ITEMS];
+	size_t nitems;		/* items[0] is the first buffer's sentinel */
+	uint64_t next_index;
+	int ended;		/* the error code once ended */
+	struct {
+		struct eventbuf_reader *r;
+		size_t pos;	/* the item it read last (or started at) */
+		int parked_fd;	/* -1 unless parked with a descriptor */
+	} readers[NREADERS];
+	struct {
+		struct eventbuf_item *it;
+		size_t pos;
+	} held[NHELD];
+};
+
+/* The item a reader at @pos returns next: its position, or nitems. */
+static size_t model_next(const struct bstate *b, size_t pos)
+{
+	for (size_t i = pos + 1; i < b->nitems; i++)
+		if (b->items[i].n || b->items[i].error)
+			return i;
+	return b->nitems;
+}
+
+/* Compare a read's result with the model's next item after @pos. */
+static size_t check_read(const struct bstate *b, size_t pos, int ret,
+			 const struct eventbuf_item *it)
+{
+	size_t want = model_next(b, pos);
+
+	if (want == b->nitems) {
+		CHECK(ret == -EAGAIN);
+		return pos;
+	}
+	if (b->items[want].error) {
+		CHECK(ret == b->items[want].error);
+		return pos;	/* sticky: stays before the error */
+	}
+	CHECK(ret == 0);
+	CHECK(eventbuf_item_count(it) == b->items[want].n);
+	for (uint32_t e = 0; e < b->items[want].n; e++)
+		CHECK(eventbuf_item_events(it)[e].index ==
+		      b->items[want].index + e);
+	return want;
+}
+
+static bool room(const struct bstate *b, size_t n)
+{
+	return b->nitems + n <= MAX_ITEMS;
+}
+
+/* Append @n events from @index on (0: an empty item) to @buf. */
+static int append_to(struct eventbuf *buf, uint32_t n, uint64_t index)
+{
+	struct eventbuf_event ev[3];
+	int ret;
+
+	for (uint32_t i = 0; i < n; i++)
+		ev[i] = (struct eventbuf_event){ .index = index + i };
+	ret = eventbuf_append(buf, n ? ev : NULL, n, release_cb,
+			      release_rec_new());
+	if (ret) {
+		/* Not published: the callback will never run. */
+		struct release_rec *r = pending;
+
+		pending = r->next;
+		free(r);
+	}
+	return ret;
+}
+
+static void record_item(struct bstate *b, uint32_t n)
+{
+	b->items[b->nitems++] = (struct mitem){ .n = n, .index = b->next_index };
+	b->next_index += n;
+}
+
+/* Every parked reader's descriptor fires once the next item is there. */
+static void check_parked_woken(struct bstate *b)
+{
+	for (int i = 0; i < NREADERS; i++) {
+		struct pollfd p = { .fd = b->readers[i].parked_fd,
+				    .events = POLLIN };
+
+		if (p.fd < 0)
+			continue;
+		CHECK(poll(&p, 1, 0) == 1);
+		b->readers[i].parked_fd = -1;
+	}
+}
+
+static void op_append(struct bstate *b, uint8_t arg)
+{
+	uint32_t n = arg % 4;
+	int ret;
+
+	op_name = "append";
+	if (!room(b, 1))
+		return;
+	ret = append_to(b->writer, n, b->next_index);
+	if (b->ended) {
+		CHECK(ret == -EPIPE);
+		return;
+	}
+	CHECK(ret == 0);
+	record_item(b, n);
+	check_parked_woken(b);
+}
+
+static void op_error(struct bstate *b, uint8_t arg)
+{
+	int code = -(int)(1 + arg % 30), ret;
+
+	op_name = "append_error";
+	if (!room(b, 1))
+		return;
+	ret = eventbuf_append_error(b->writer, code, "fuzz");
+	if (code_is_reserved(code)) {
+		CHECK(ret == -EINVAL);
+		return;
+	}
+	if (b->ended) {
+		CHECK(ret == -EPIPE);
+		return;
+	}
+	CHECK(ret == 0);
+	b->items[b->nitems++] = (struct mitem){ .error = code };
+	b->ended = code;
+	check_parked_woken(b);
+}
+
+/* A new buffer with @arg % 3 batches, spliced after the writer's head. */
+static void op_splice(struct bstate *b, uint8_t arg)
+{
+	struct eventbuf *nb;
+	struct eventbuf_item *start;
+	uint32_t nbatches = arg % 3;
+	int ret;
+
+	op_name = "splice";
+	if (!room(b, 1 + nbatches))
+		return;
+	CHECK(eventbuf_new(&nb) == 0);
+	CHECK(eventbuf_head(nb, &start) == 0);
+	for (uint32_t i = 0, index = b->next_index; i < nbatches; index += ++i)
+		CHECK(append_to(nb, 1 + i, index) == 0);
+	ret = eventbuf_append_item(b->writer, start);
+	eventbuf_item_put(start);
+	if (b->ended) {
+		CHECK(ret == -EPIPE);
+		/* Unspliced: its batches are released with it. */
+		eventbuf_drop(nb);
+		return;
+	}
+	CHECK(ret == 0);
+	b->items[b->nitems++] = (struct mitem){ 0 };	/* nb's sentinel */
+	for (uint32_t i = 0; i < nbatches; i++)
+		record_item(b, 1 + i);
+	eventbuf_drop(b->writer);
+	b->writer = nb;
+	check_parked_woken(b);
+}
+
+static void op_self_splice(struct bstate *b)
+{
+	struct eventbuf_item *head;
+	int ret;
+
+	op_name = "self_splice";
+	CHECK(eventbuf_head(b->writer, &head) == 0);
+	ret = eventbuf_append_item(b->writer, head);
+	CHECK(ret == (b->ended ? -EPIPE : -ELOOP));
+	eventbuf_item_put(head);
+}
+
+static void op_reader(struct bstate *b, uint8_t arg)
+{
+	int i = arg % NREADERS;
+	struct eventbuf_item *head;
+
+	if (b->readers[i].r) {
+		op_name = "reader_free";
+		eventbuf_reader_free(b->readers[i].r);
+		b->readers[i].r = NULL;
+		b->readers[i].parked_fd = -1;
+		return;
+	}
+	op_name = "reader_new";
+	if (b->ended)
+		return;		/* the head is the error item */
+	CHECK(eventbuf_head(b->writer, &head) == 0);
+	CHECK(eventbuf_reader_new(head, &b->readers[i].r) == 0);
+	eventbuf_item_put(head);
+	b->readers[i].pos = b->nitems - 1;
+	b->readers[i].parked_fd = -1;
+}
+
+static void op_read(struct bstate *b, uint8_t arg)
+{
+	int i = arg % NREADERS;
+	const struct eventbuf_item *it = NULL;
+	int ret;
+
+	op_name = "reader_next";
+	if (!b->readers[i].r)
+		return;
+	ret = eventbuf_reader_next_nonblock(b->readers[i].r, &it);
+	b->readers[i].pos = check_read(b, b->readers[i].pos, ret, it);
+}
+
+/* Park: a descriptor only when nothing is there to read. */
+static void op_park(struct bstate *b, uint8_t arg)
+{
+	int i = arg % NREADERS, fd = -1, ret;
+	size_t next;
+
+	op_name = "reader_wait_fd";
+	if (!b->readers[i].r)
+		return;
+	ret = eventbuf_reader_wait_fd(b->readers[i].r, &fd);
+	next = model_next(b, b->readers[i].pos);
+	if (next < b->nitems) {
+		CHECK(ret == -EALREADY);
+		return;
+	}
+	if (ret == -EALREADY)
+		return;		/* an empty item after it: read on */
+	CHECK(ret == 0 || ret == 1);
+	CHECK(fd >= 0);
+	b->readers[i].parked_fd = fd;
+}
+
+static void op_held(struct bstate *b, uint8_t arg)
+{
+	int i = arg % NHELD;
+	struct eventbuf_item *next = NULL;
+	size_t pos;
+	int ret;
+
+	if (!b->held[i].it) {
+		op_name = "head";
+		if (b->ended)
+			return;
+		CHECK(eventbuf_head(b->writer, &b->held[i].it) == 0);
+		b->held[i].pos = b->nitems - 1;
+		return;
+	}
+	switch ((arg / NHELD) % 3) {
+	case 0:
+		op_name = "item_put";
+		eventbuf_item_put(b->held[i].it);
+		b->held[i].it = NULL;
+		return;
+	case 1:
+		op_name = "item_next_nonblock";
+		ret = eventbuf_item_next_nonblock(b->held[i].it, &next);
+		pos = check_read(b, b->held[i].pos, ret, next);
+		if (ret == 0) {
+			eventbuf_item_put(b->held[i].it);
+			b->held[i].it = next;
+			b->held[i].pos = pos;
+		}
+		return;
+	default:
+		/* The next batch, or an empty item that continues from here. */
+		op_name = "item_follow_after";
+		ret = eventbuf_item_follow_after(b->held[i].it, &next);
+		pos = model_next(b, b->held[i].pos);
+		if (pos < b->nitems && b->items[pos].error) {
+			CHECK(ret == b->items[pos].error);
+			return;
+		}
+		CHECK(ret == 0);
+		if (pos < b->nitems) {
+			CHECK(check_read(b, b->held[i].pos, ret, next) == pos);
+			b->held[i].pos = pos;
+		} else {
+			CHECK(eventbuf_item_count(next) == 0);
+		}
+		eventbuf_item_put(b->held[i].it);
+		b->held[i].it = next;
+		return;
+	}
+}
+
+static void bstate_init(struct bstate *b)
+{
+	memset(b, 0, sizeof(*b));
+	CHECK(eventbuf_new(&b->writer) == 0);
+	b->nitems = 1;
+	b->next_index = 1;
+	for (int i = 0; i < NREADERS; i++)
+		b->readers[i].parked_fd = -1;
+}
+
+static void bstate_free(struct bstate *b)
+{
+	for (int i = 0; i < NREADERS; i++)
+		eventbuf_reader_free(b->readers[i].r);
+	for (int i = 0; i < NHELD; i++)
+		eventbuf_item_put(b->held[i].it);
+	eventbuf_drop(b->writer);
+}
+
+/* ------------------------------------------------------------------ */
+/* The publisher model                                                 */
+/* ------------------------------------------------------------------ */
+
+static const char *const keys[NKEYS] = { "a", "b", "c" };
+
+enum { EXPECT_NEW_SNAPSHOT, EXPECT_SNAPSHOT, EXPECT_EOS, EXPECT_LIVE };
+
+struct msub {
+	struct eventbuf_subscription *sub;
+	int key;
+	int expect;
+	uint64_t snap;		/* the snapshot's index */
+	uint64_t seen;		/* live batches at or below: delivered */
+	int closed;		/* the terminal code once closed */
+	bool attached;		/* counted by its key buffer */
+};
+
+struct mkey {
+	uint64_t hist[MAX_HIST];	/* index of each publish */
+	uint32_t hist_n[MAX_HIST];	/* and its events */
+	size_t nhist;
+	uint64_t last;			/* 0: nothing published */
+	bool buffer;			/* a key buffer exists */
+	bool head_live;			/* its head is a publish, not the start */
+	bool cached;
+	uint64_t cache_index;
+};
+
+struct pstate {
+	struct eventbuf_publisher *pub;
+	bool ttl;
+	uint64_t next_index;
+	struct mkey keys[NKEYS];
+	struct msub subs[NSUBS];
+};
+
+/* The handler writes the key's last publish: one event, its index. */
+static int handler(void *arg, const char *topic, const char *key,
+		   struct eventbuf_snapshot *snap, uint64_t *index)
+{
+	struct pstate *p = arg;
+	struct mkey *k = &p->keys[key[0] - 'a'];
+	struct eventbuf_event ev = { .index = k->last, .topic = topic,
+				     .key = key, .payload = "snapshot" };
+
+	*index = k->last;
+	return k->last ? eventbuf_snapshot_append(snap, &ev, 1, NULL, NULL) : 0;
+}
+
+static int attached(const struct pstate *p, int key)
+{
+	int n = 0;
+
+	for (int i = 0; i < NSUBS; i++)
+		n += p->subs[i].sub && p->subs[i].attached &&
+		     p->subs[i].key == key;
+	return n;
+}
+
+/* Its last subscriber gone, a key buffer and its cache go too. */
+static void key_detach(struct pstate *p, int key)
+{
+	if (attached(p, key))
+		return;
+	p->keys[key].buffer = false;
+	p->keys[key].head_live = false;
+	p->keys[key].cached = false;
+}
+
+static void op_subscribe(struct pstate *p, uint8_t arg, uint8_t arg2)
+{
+	int i = arg % NSUBS, key = (arg / NSUBS) % NKEYS;
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = keys[key] };
+	struct msub *s = &p->subs[i];
+	struct mkey *k = &p->keys[key];
+
+	if (s->sub) {
+		op_name = "unsubscribe";
+		eventbuf_unsubscribe(s->sub);
+		s->sub = NULL;
+		if (s->attached) {
+			s->attached = false;
+			key_detach(p, s->key);
+		}
+		return;
+	}
+	op_name = "subscribe";
+	/* 0: fresh; 1: up to date (if anything); 2: a stale index. */
+	switch (arg2 % 3) {
+	case 0:
+		req.index = 0;
+		break;
+	case 1:
+		req.index = k->last;
+		break;
+	default:
+		req.index = k->last ? k->last - 1 : 7;
+		break;
+	}
+	CHECK(eventbuf_subscribe(p->pub, &req, &s->sub) == 0);
+	*s = (struct msub){ .sub = s->sub, .key = key, .attached = true };
+	if (req.index && k->buffer && k->head_live && req.index == k->last) {
+		s->expect = EXPECT_LIVE;
+		s->seen = req.index;
+	} else {
+		s->expect = req.index ? EXPECT_NEW_SNAPSHOT : EXPECT_SNAPSHOT;
+		s->snap = k->buffer && k->cached ? k->cache_index : k->last;
+		if (!(k->buffer && k->cached) && p->ttl) {
+			k->cached = true;
+			k->cache_index = k->last;
+		}
+	}
+	if (!k->buffer) {
+		k->buffer = true;
+		k->head_live = false;
+	}
+}
+
+/* The next live batch after @seen in @key's history, or NULL. */
+static size_t next_live(const struct mkey *k, uint64_t seen)
+{
+	for (size_t h = 0; h < k->nhist; h++)
+		if (k->hist[h] > seen)
+			return h;
+	return k->nhist;
+}
+
+static void op_sub_read(struct pstate *p, uint8_t arg)
+{
+	struct msub *s = &p->subs[arg % NSUBS];
+	const struct eventbuf_event *ev = NULL;
+	struct mkey *k;
+	size_t n = 0, h;
+	int ret;
+
+	op_name = "sub_next";
+	if (!s->sub)
+		return;
+	k = &p->keys[s->key];
+	ret = eventbuf_sub_next_nonblock(s->sub, &ev, &n);
+	if (s->closed) {
+		CHECK(ret == s->closed);
+		return;
+	}
+	switch (s->expect) {
+	case EXPECT_NEW_SNAPSHOT:
+		CHECK(ret == 0 && n == 1 && eventbuf_event_is_new_snapshot(ev));
+		CHECK(!strcmp(ev->key, keys[s->key]));
+		s->expect = EXPECT_SNAPSHOT;
+		return;
+	case EXPECT_SNAPSHOT:
+		if (s->snap) {
+			CHECK(ret == 0 && n == 1 && ev->index == s->snap);
+			CHECK(!strcmp(ev->payload, "snapshot"));
+			s->expect = EXPECT_EOS;
+			return;
+		}
+		/* An empty snapshot is its end alone. */
+		__attribute__((fallthrough));
+	case EXPECT_EOS:
+		CHECK(ret == 0 && n == 1 && eventbuf_event_is_end_of_snapshot(ev));
+		CHECK(ev->index == s->snap);
+		CHECK(!strcmp(ev->key, keys[s->key]));
+		s->seen = s->snap;
+		s->expect = EXPECT_LIVE;
+		return;
+	default:
+		h = next_live(k, s->seen);
+		if (h == k->nhist) {
+			CHECK(ret == -EAGAIN);
+			return;
+		}
+		CHECK(ret == 0 && n == k->hist_n[h]);
+		for (size_t e = 0; e < n; e++)
+			CHECK(ev[e].index == k->hist[h] &&
+			      !strcmp(ev[e].key, keys[s->key]) &&
+			      !strcmp(ev[e].payload, "live"));
+		s->seen = k->hist[h];
+	}
+}
+
+static void op_publish(struct pstate *p, uint8_t arg)
+{
+	int key = arg % NKEYS;
+	uint32_t n = 1 + (arg / NKEYS) % 3;
+	struct eventbuf_event ev[3];
+	struct mkey *k = &p->keys[key];
+	uint64_t index = ++p->next_index;
+
+	op_name = "publish";
+	for (uint32_t e = 0; e < n; e++)
+		ev[e] = (struct eventbuf_event){ .index = index, .topic = "t",
+						 .key = keys[key],
+						 .payload = "live" };
+	CHECK(eventbuf_publish(p->pub, ev, n, release_cb,
+			       release_rec_new()) == 0);
+	k->last = index;
+	if (!k->buffer)
+		return;		/* nobody watches: not kept */
+	CHECK(k->nhist < MAX_HIST);
+	k->hist[k->nhist] = index;
+	k->hist_n[k->nhist++] = n;
+	k->head_live = true;
+}
+
+static void op_close_key(struct pstate *p, uint8_t arg)
+{
+	int key = arg % NKEYS, n = attached(p, key);
+
+	op_name = "close_key";
+	CHECK(eventbuf_publisher_close_key(p->pub, "t", keys[key]) == n);
+	for (int i = 0; i < NSUBS; i++) {
+		struct msub *s = &p->subs[i];
+
+		if (s->sub && s->attached && s->key == key) {
+			s->attached = false;
+			s->closed = -ECONNRESET;
+		}
+	}
+	key_detach(p, key);
+}
+
+static void op_expire(struct pstate *p)
+{
+	op_name = "expire_caches";
+	__eventbuf_publisher_expire_all(p->pub);
+	for (int key = 0; key < NKEYS; key++)
+		p->keys[key].cached = false;
+}
+
+static void check_stats(struct pstate *p)
+{
+	struct eventbuf_publisher_stats st;
+	uint64_t subs = 0, kbs = 0, cached = 0;
+
+	op_name = "stats";
+	for (int i = 0; i < NSUBS; i++)
+		subs += p->subs[i].sub && p->subs[i].attached;
+	for (int key = 0; key < NKEYS; key++) {
+		kbs += p->keys[key].buffer;
+		cached += p->keys[key].buffer && p->keys[key].cached;
+	}
+	CHECK(eventbuf_publisher_stats(p->pub, &st) == 0);
+	CHECK(st.subscriptions == subs);
+	CHECK(st.key_buffers == kbs);
+	CHECK(st.cache_entries == cached);
+}
+
+static void pstate_init(struct pstate *p, bool ttl)
+{
+	struct eventbuf_publisher_config cfg = {
+		.snapshot_ttl_ms = ttl ? 3600 * 1000 : 0,
+	};
+
+	memset(p, 0, sizeof(*p));
+	p->ttl = ttl;
+	CHECK(eventbuf_publisher_new(&cfg, &p->pub) == 0);
+	CHECK(eventbuf_publisher_register(p->pub, "t", handler, p, 0) == 0);
+}
+
+static void pstate_free(struct pstate *p)
+{
+	for (int i = 0; i < NSUBS; i++)
+		eventbuf_unsubscribe(p->subs[i].sub);
+	eventbuf_publisher_free(p->pub);
+}
+
+/* ------------------------------------------------------------------ */
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct bstate b;
+	static struct pstate p;
+
+	op_no = 0;
+	op_name = "setup";
+	bstate_init(&b);
+	pstate_init(&p, size && (data[0] & 1));
+	for (size_t i = 1; i + 1 < size && op_no < MAX_OPS; i += 2, op_no++) {
+		uint8_t arg = data[i + 1];
+
+		switch (data[i] % 16) {
+		case 0: case 1: case 2:	op_append(&b, arg); break;
+		case 3:		op_error(&b, arg); break;
+		case 4:		op_splice(&b, arg); break;
+		case 5:		op_self_splice(&b); break;
+		case 6:		op_reader(&b, arg); break;
+		case 7: case 8:	op_read(&b, arg); break;
+		case 9:		op_park(&b, arg); break;
+		case 10:	op_held(&b, arg); break;
+		case 11:	op_subscribe(&p, arg, data[i] / 16); break;
+		case 12:	op_publish(&p, arg); break;
+		case 13:	op_sub_read(&p, arg); break;
+		case 14:	op_close_key(&p, arg); break;
+		default:
+			if (arg & 1)
+				op_expire(&p);
+			else
+				check_stats(&p);
+			break;
+		}
+	}
+	check_stats(&p);
+	op_name = "teardown";
+	pstate_free(&p);
+	bstate_free(&b);
+	if (++inputs % 64 == 0)
+		check_all_released();
+	return 0;
+}
+
+#ifndef FUZZ_REPLAY
+/* libFuzzer's exit hook is not portable: check what is left at exit. */
+__attribute__((destructor)) static void fuzz_api_fini(void)
+{
+	check_all_released();
+}
+#endif
