@@ -221,6 +221,7 @@ __hidden struct eventbuf_item *__eventbuf_item_carve(struct eventbuf_pool *pool,
 
 /* slab.c: items are carved from SLAB_SIZE-aligned slabs of this size. */
 #define SLAB_SIZE (64 * 1024)
+__hidden extern uint32_t __eventbuf_slab_warmup;
 __hidden struct eventbuf_pool *__eventbuf_pool_new(void);
 __hidden void __eventbuf_pool_drop(struct eventbuf_pool *pool);
 __hidden void __eventbuf_pool_trim(struct eventbuf_pool *pool);

@@ -33,6 +33,13 @@
  * Items that do not fit a slab comfortably (large batches, long error
  * messages) and items made outside the writer (sentinels, followers) come
  * from malloc() and carry ITEM_MALLOCED.
+ *
+ * Warm-up. A buffer's first __eventbuf_slab_warmup items come from malloc()
+ * too: an arena is 2 MiB of resident memory once its first huge page is
+ * touched, and most buffers never need one - a snapshot holds a few items,
+ * a key that changes rarely holds a few more. Only a buffer that has
+ * appended that many items - a writer fast enough for the cache misses
+ * above to matter - pays for an arena.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -54,6 +61,9 @@
 #define arena_watch(p) ((void)(p))
 #define arena_unwatch(p) ((void)(p))
 #endif
+
+/* Tests that exercise slabs from the first item set it to 0. */
+uint32_t __eventbuf_slab_warmup = 1024;
 
 #define SLAB_BIAS	(1u << 30)
 #define SLAB_MAX_ITEM	2048
@@ -91,6 +101,7 @@ struct eventbuf_pool {
 	struct eventbuf_slab *cur;
 	char *bump, *end;
 	uint32_t used;
+	uint32_t warmup;	/* items left to take from malloc() */
 	/* shared, under @lock */
 	_Atomic uint32_t refs;
 	pthread_mutex_t lock;
@@ -111,6 +122,7 @@ struct eventbuf_pool *__eventbuf_pool_new(void)
 		return NULL;
 	atomic_init(&pool->refs, 1);	/* the buffer */
 	pthread_mutex_init(&pool->lock, NULL);
+	pool->warmup = __eventbuf_slab_warmup;
 	return pool;
 }
 
@@ -274,6 +286,10 @@ void *__eventbuf_slab_alloc(struct eventbuf_pool *pool, size_t size)
 	size = (size + 7) & ~(size_t)7;
 	if (size > SLAB_MAX_ITEM)
 		return NULL;
+	if (pool->warmup) {
+		pool->warmup--;
+		return NULL;
+	}
 	/* No slab yet: bump and end are NULL, and NULL + size is undefined. */
 	if (!pool->cur || size > (size_t)(pool->end - pool->bump)) {
 		if (pool->cur)

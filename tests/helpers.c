@@ -168,3 +168,16 @@ int expect_nothing_left(void)
 		(unsigned long long)st.open_eventfds, count_eventfds());
 	return -1;
 }
+
+long rss_kb(void)
+{
+	long pages = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (f) {
+		if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+			resident = 0;
+		fclose(f);
+	}
+	return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}

@@ -53,6 +53,15 @@ struct reader_result {
 void reader_result_init(struct reader_result *r, uint64_t first);
 void reader_result_see(struct reader_result *r, const struct eventbuf_item *item);
 
+/*
+ * How many items a new buffer takes from malloc() before it carves slabs
+ * (src/slab.c). Tests of the slab allocator itself set it to 0.
+ */
+extern uint32_t __eventbuf_slab_warmup;
+
+/* Resident set size of this process, KiB. */
+long rss_kb(void);
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t now_ms(void);
 

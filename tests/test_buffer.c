@@ -4,6 +4,8 @@
  * error items terminal, splicing, refusals.
  */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "helpers.h"
@@ -364,6 +366,32 @@ static void test_buffer_head_holds_newest(void **state)
 	assert_int_equal(eventbuf_new(&f->buf), 0);
 }
 
+/*
+ * A buffer that holds a few items costs a few hundred bytes, not an arena
+ * (2 MiB once a huge page is touched): a publisher keeps one buffer per
+ * watched key and per cached snapshot.
+ */
+static void test_buffer_small_buffers_stay_small(void **state)
+{
+	enum { NBUFS = 1000 };
+	struct eventbuf **bufs = calloc(NBUFS, sizeof(*bufs));
+	long before = rss_kb(), grew;
+
+	(void)state;
+	assert_non_null(bufs);
+	for (int i = 0; i < NBUFS; i++) {
+		assert_int_equal(eventbuf_new(&bufs[i]), 0);
+		for (uint64_t k = 1; k <= 10; k++)
+			assert_int_equal(append_batch(bufs[i], k, 1, NULL), 0);
+	}
+	grew = rss_kb() - before;
+	printf("# %d buffers of 10 items: RSS +%ld KiB\n", NBUFS, grew);
+	assert_true(grew < 64 * 1024);
+	for (int i = 0; i < NBUFS; i++)
+		eventbuf_drop(bufs[i]);
+	free(bufs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -379,6 +407,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_buffer_splice_cycle_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_buffer_append_after_join_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_buffer_head_holds_newest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_small_buffers_stay_small, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("buffer", tests, NULL, NULL);

@@ -253,6 +253,29 @@ static void test_faults_append(void **state)
 	release_log_free(&log);
 }
 
+/* During its warm-up a buffer's items come from malloc(): one site. */
+static void test_faults_append_warmup(void **state)
+{
+	struct append_case c = { .nevents = 1, .first_index = 1 };
+	struct release_log log;
+	int sites;
+
+	(void)state;
+	release_log_init(&log, 16);
+	c.log = &log;
+	__eventbuf_slab_warmup = 1024;
+	assert_int_equal(eventbuf_new(&c.buf), 0);
+	__eventbuf_slab_warmup = 0;
+	assert_int_equal(eventbuf_head(c.buf, &c.head_before), 0);
+	eventbuf_item_put(c.head_before);
+	assert_int_equal(cover_sites(append_op, &c, append_check, &sites), 0);
+	assert_int_equal(sites, 1);
+	eventbuf_drop(c.buf);
+	eventbuf_barrier();
+	assert_int_equal(atomic_load(&log.total), 1);
+	release_log_free(&log);
+}
+
 static void test_faults_append_error(void **state)
 {
 	struct eventbuf_item *start, *next;
@@ -682,9 +705,13 @@ static void test_faults_subscribe_emfile(void **state)
 
 int main(void)
 {
+	/* Slabs from the first item, so that their sites are covered; the
+	 * warm-up's malloc() path has its own test. */
+	__eventbuf_slab_warmup = 0;
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_faults_new, teardown),
 		cmocka_unit_test_teardown(test_faults_append, teardown),
+		cmocka_unit_test_teardown(test_faults_append_warmup, teardown),
 		cmocka_unit_test_teardown(test_faults_append_error, teardown),
 		cmocka_unit_test_teardown(test_faults_follow_after_and_reader, teardown),
 		cmocka_unit_test_teardown(test_faults_eventfd_emfile, teardown),
