@@ -93,6 +93,51 @@ static void test_reclaim_flat_without_readers(void **state)
 	eventbuf_drop(buf);
 }
 
+struct idle_case {
+	long before_kb, limit_kb;
+};
+
+static bool rss_back_down(void *arg)
+{
+	const struct idle_case *c = arg;
+
+	eventbuf_barrier();
+	return rss_kb() - c->before_kb < c->limit_kb;
+}
+
+/*
+ * A buffer that appended fast, then went idle, gives its slabs' memory
+ * back but the writer's current slab (and a page per free slab): 20 such
+ * buffers held 2 MiB each (their arenas' huge pages) before.
+ */
+static void test_reclaim_idle_buffers_give_memory_back(void **state)
+{
+	enum { NBUFS = 20, APPENDS = 20000 };
+	struct idle_case c = { .before_kb = rss_kb(), .limit_kb = 12 * 1024 };
+	struct eventbuf *bufs[NBUFS];
+	bool ok;
+
+	(void)state;
+#ifdef EVENTBUF_TSAN
+	skip();		/* the shadow of pages given back stays resident */
+#endif
+	if (getenv("EVENTBUF_UNDER_VALGRIND")) {
+		skip();		/* valgrind's own memory is in the RSS */
+		return;
+	}
+	for (int b = 0; b < NBUFS; b++) {
+		assert_int_equal(eventbuf_new(&bufs[b]), 0);
+		for (uint64_t i = 0; i < APPENDS; i++)
+			assert_int_equal(append_batch(bufs[b], i, 1, NULL), 0);
+	}
+	ok = wait_until(rss_back_down, &c, 5000);
+	printf("# %d idle buffers after %d appends each: RSS +%ld KiB\n",
+	       NBUFS, APPENDS, rss_kb() - c.before_kb);
+	for (int b = 0; b < NBUFS; b++)
+		eventbuf_drop(bufs[b]);
+	assert_true(ok);
+}
+
 static _Atomic uint64_t long_chain_released;
 
 static void count_release(struct eventbuf_event *events, size_t n, void *arg)
@@ -308,6 +353,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_reclaim_released_exactly_once, teardown),
 		cmocka_unit_test_teardown(test_reclaim_flat_without_readers, teardown),
+		cmocka_unit_test_teardown(test_reclaim_idle_buffers_give_memory_back, teardown),
 		cmocka_unit_test_teardown(test_reclaim_long_chain_small_stack, teardown),
 		cmocka_unit_test_teardown(test_reclaim_eventfds_bounded, teardown),
 		cmocka_unit_test_teardown(test_reclaim_spliced_chains, teardown),
