@@ -903,6 +903,7 @@ struct start {
 	bool snapshot;
 	uint64_t skip_through;		/* live batches it must not repeat */
 	uint64_t seq;			/* its key buffer's batches covered */
+	bool failed;			/* the handler failed: an error to read */
 };
 
 /*
@@ -921,7 +922,6 @@ static int start_of(struct eventbuf_publisher *pub, struct keybuf *kb,
 		    const struct eventbuf_subscribe_req *req, struct start *st)
 {
 	struct eventbuf_item *head;
-	bool failed;
 	int ret = eventbuf_head(kb->buf, &head);
 
 	if (ret)
@@ -941,8 +941,9 @@ static int start_of(struct eventbuf_publisher *pub, struct keybuf *kb,
 		st->seq = kb->cache_seq;
 		return 0;
 	}
-	ret = snapshot_build(pub, kb, &st->item, &st->skip_through, &failed);
-	if (!ret && !failed)
+	ret = snapshot_build(pub, kb, &st->item, &st->skip_through,
+			     &st->failed);
+	if (!ret && !st->failed)
 		cache_store(pub, kb, st->item, st->skip_through);
 	return ret;
 }
@@ -983,6 +984,10 @@ int eventbuf_subscribe(struct eventbuf_publisher *pub,
 		goto out_unlock;
 	}
 	sub->topic = t->name;
+	/* It will read the handler's error, never a batch: the lag limit
+	 * must not replace that error with -ENOBUFS. */
+	if (st.failed)
+		sub->lag_limit = 0;
 	sub_attach(pub, kb, sub);
 	atomic_store_explicit(&sub->last_seq, st.seq, memory_order_relaxed);
 	__eventbuf_sub_start(sub, reader, keyname_get(kb->kn),

@@ -682,6 +682,20 @@ static void test_publisher_handler_error(void **state)
 	sub = subscribe("k", 0);
 	expect_snapshot(sub, 1);
 	eventbuf_unsubscribe(sub);
+	/* A lag limit does not turn the handler's error into -ENOBUFS. */
+	{
+		struct eventbuf_subscribe_req req = { .topic = "test",
+						      .key = "k3",
+						      .lag_limit = 4 };
+
+		fx.mode = SNAP_FAIL;
+		assert_int_equal(eventbuf_subscribe(fx.pub, &req, &sub), 0);
+		for (uint64_t i = 1; i <= 64; i++)
+			assert_int_equal(publish("test", "k3", i), 0);
+		assert_int_equal(eventbuf_sub_next(sub, 1000, -1, &ev, &n),
+				 -EPERM);
+		eventbuf_unsubscribe(sub);
+	}
 	/* A code the library uses for "retry" becomes -EIO: it is final. */
 	fx.mode = SNAP_FAIL;
 	fx.fail_code = -ENOSPC;

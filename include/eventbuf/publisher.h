@@ -94,7 +94,8 @@ struct eventbuf_snapshot;
  * Return: 0, or a negative errno that ends every subscription waiting on
  * this snapshot with that code (it should not be one of the codes above).
  * Such a snapshot is not cached; the subscription stays attached to its
- * key, holding nothing, until the caller unsubscribes.
+ * key, holding nothing and with no lag limit (its error stays the one it
+ * reads), until the caller unsubscribes.
  */
 typedef int (*eventbuf_snapshot_fn)(void *arg, const char *topic,
 				    const char *key,
