@@ -289,12 +289,16 @@ void *__eventbuf_slab_alloc(struct eventbuf_pool *pool, size_t size)
 	size = (size + 7) & ~(size_t)7;
 	if (size > SLAB_MAX_ITEM)
 		return NULL;
-	if (pool->warmup) {
-		pool->warmup--;
-		return NULL;
-	}
-	/* No slab yet: bump and end are NULL, and NULL + size is undefined. */
+	/*
+	 * No slab yet (bump and end are NULL, and NULL + size is undefined),
+	 * which is also the case all through the warm-up: the fast path
+	 * tests nothing more.
+	 */
 	if (!pool->cur || size > (size_t)(pool->end - pool->bump)) {
+		if (pool->warmup) {
+			pool->warmup--;
+			return NULL;
+		}
 		if (pool->cur)
 			slab_seal(pool);
 		if (slab_next(pool))
