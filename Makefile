@@ -153,6 +153,7 @@ soak-bins := $(addprefix $(objtree)/tests/,$(soak-y))
 soak-obj-files := $(sort $(addprefix $(objtree)/tests/,\
 	$(foreach f,$(soak-y),$($(f)-objs))))
 $(soak-obj-files): ccflags := $(ccflags-y)
+$(soak-obj-files): extra_cflags = $(CMOCKA_CFLAGS)
 
 bench-y :=
 ccflags-y :=

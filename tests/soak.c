@@ -33,6 +33,8 @@
 
 #include <eventbuf/publisher.h>
 
+#include "helpers.h"
+
 #define KEYS 8
 #define NREADERS 4
 #define NSUBSCRIBERS 6
@@ -50,14 +52,6 @@ static int cancel_fd;
 		if (atomic_fetch_add(&failures, 1) < 10)		\
 			fprintf(stderr, "soak: " __VA_ARGS__);		\
 	} while (0)
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void pause_us(long us)
 {
@@ -376,19 +370,6 @@ struct sample {
 	int fds;
 	uint64_t live_items, eventfds;
 };
-
-static long rss_kb(void)
-{
-	long pages = 0, resident = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-
-	if (f) {
-		if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-			resident = 0;
-		fclose(f);
-	}
-	return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
 
 static int open_fds(void)
 {

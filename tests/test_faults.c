@@ -42,7 +42,7 @@ int __wrap_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 
 static _Atomic int fail_countdown = -1;	/* -1: never */
 static _Atomic int faults_fired;
-static pthread_t armed_thread;	/* only its calls fail */
+static pthread_t armed_thread;	/* only its calls fail; set once, in main() */
 
 /* Calls before the armed one pass; it and all after it fail. */
 static bool should_fail(void)
@@ -111,7 +111,6 @@ void *__wrap_calloc(size_t n, size_t size)
 /* Fail every allocation from the @n-th from now on (0: all). */
 static void fail_from(int n)
 {
-	armed_thread = pthread_self();
 	atomic_store(&faults_fired, 0);
 	atomic_store(&fail_countdown, n);
 }
@@ -708,6 +707,7 @@ int main(void)
 	/* Slabs from the first item, so that their sites are covered; the
 	 * warm-up's malloc() path has its own test. */
 	__eventbuf_slab_warmup = 0;
+	armed_thread = pthread_self();	/* before any other thread runs */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_faults_new, teardown),
 		cmocka_unit_test_teardown(test_faults_append, teardown),

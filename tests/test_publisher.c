@@ -429,6 +429,13 @@ static void test_publisher_cache_index_zero(void **state)
  * batch does, even after a force-close or the publisher's free dropped
  * the key buffer whose key it was (the handler receives that copy).
  */
+static void expect_keys(const struct eventbuf_event *const ev[3],
+			const char *key)
+{
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(ev[i]->key, key);
+}
+
 static void test_publisher_key_outlives_key_buffer(void **state)
 {
 	struct eventbuf_subscription *s1, *s2, *s3;
@@ -450,15 +457,13 @@ static void test_publisher_key_outlives_key_buffer(void **state)
 	assert_true(eventbuf_event_is_new_snapshot(ev3));
 	assert_int_equal(eventbuf_publisher_close_key(fx.pub, "test",
 						      "transient-key"), 3);
-	assert_string_equal(ev1->key, "transient-key");
-	assert_string_equal(ev2->key, "transient-key");
-	assert_string_equal(ev3->key, "transient-key");
+	expect_keys((const struct eventbuf_event *const[3]){ ev1, ev2, ev3 },
+		    "transient-key");
 	eventbuf_publisher_free(fx.pub);
 	fx.pub = NULL;
 	eventbuf_barrier();
-	assert_string_equal(ev1->key, "transient-key");
-	assert_string_equal(ev2->key, "transient-key");
-	assert_string_equal(ev3->key, "transient-key");
+	expect_keys((const struct eventbuf_event *const[3]){ ev1, ev2, ev3 },
+		    "transient-key");
 	eventbuf_unsubscribe(s1);
 	eventbuf_unsubscribe(s2);
 	eventbuf_unsubscribe(s3);
