@@ -246,7 +246,8 @@ endif
 check-abi: $(shared-lib)
 	$(Q)$(srctree)/scripts/check-abi.sh $(shared-lib) \
 		$(srctree)/include/eventbuf/eventbuf.h \
-		$(srctree)/include/eventbuf/publisher.h
+		$(srctree)/include/eventbuf/publisher.h \
+		$(srctree)/include/eventbuf/poller.h
 
 check-install: all
 	$(Q)$(srctree)/scripts/check-install.sh "$(MAKE)" $(objtree)

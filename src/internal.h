@@ -3,6 +3,7 @@
 #define _EVENTBUF_INTERNAL_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdbool.h>
@@ -79,7 +80,12 @@ enum {
  *  bit  1      ST_PINNED: a buffer's pin (reclaim.c). Keeps the item, not
  *              its eventfd: the pin never waits.
  *  bits 2..31  reference count, in units of ST_REF.
- *  bits 32..61 the link's eventfd + 1 (0: none yet).
+ *  bits 32..60 the link's eventfd + 1 (0: none yet).
+ *  bit 61      ST_EXPORTED: the eventfd was handed to the caller
+ *              (eventbuf_item_wait_fd(), eventbuf_reader_wait_fd(), a
+ *              subscription's own epoll set), who may keep it registered
+ *              anywhere: it is closed when the link is done, never
+ *              recycled (wait.c).
  *  bit 62      ST_SIGNALED: the writer has written the eventfd.
  *  bit 63      ST_CLOSED: the eventfd has been closed.
  *
@@ -92,7 +98,8 @@ enum {
 #define ST_REF_MASK	0xfffffffcull
 #define ST_REF_LIMIT	(1ull << 29)
 #define ST_FD_SHIFT	32
-#define ST_FD_MASK	(0x3fffffffull << ST_FD_SHIFT)
+#define ST_FD_MASK	(0x1fffffffull << ST_FD_SHIFT)
+#define ST_EXPORTED	(1ull << 61)
 #define ST_SIGNALED	(1ull << 62)
 #define ST_CLOSED	(1ull << 63)
 
@@ -237,11 +244,59 @@ __hidden void __eventbuf_pin(struct eventbuf_item *item);
 __hidden void __eventbuf_unpin(struct eventbuf_item *item);
 
 /* wait.c */
-__hidden int __eventbuf_arm(struct eventbuf_item *link, int *fdp);
+__hidden int __eventbuf_arm(struct eventbuf_item *link, int *fdp,
+			    bool exported);
+/* fdpool.c */
+__hidden void __eventbuf_fd_release(uint64_t w);
+__hidden int __eventbuf_fd_pool_get(void);
+__hidden void __eventbuf_fd_pool_put(int fd);
+__hidden void __eventbuf_fd_pool_drain(void);
+__hidden extern _Atomic uint64_t __eventbuf_fd_epoch;
 __hidden void __eventbuf_signal_waiters(struct eventbuf_item *link,
 					 uint64_t old);
 __hidden int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline_ns);
 __hidden int64_t __eventbuf_deadline(int timeout_ms);
+
+/*
+ * poller.c: what an attached reader or subscription embeds. All fields
+ * but @poller, @kick_next and @kicked belong to the poller's thread;
+ * @poller changes only under *@lock (the subscription's, NULL for a
+ * reader), which a closer on another thread holds to reach the poller;
+ * @kick_next and @kicked are under the poller's inbox lock.
+ */
+struct eventbuf_poller;
+
+enum { NODE_IDLE, NODE_PARKED, NODE_READY };
+
+struct __eventbuf_pollnode {
+	struct eventbuf_poller *poller;		/* NULL: not attached */
+	struct __eventbuf_pollnode *prev, *next;	/* waiters or ready */
+	struct __eventbuf_pollnode *aprev, *anext;	/* attached */
+	struct __eventbuf_pollnode *kick_next;	/* the inbox */
+	void *owner;				/* the reader or subscription */
+	void *data;
+	pthread_mutex_t *lock;
+	int fd;					/* parked under, or -1 */
+	uint8_t where;				/* NODE_* */
+	bool is_sub;
+	bool kicked;
+};
+
+__hidden int __eventbuf_poller_attach(struct eventbuf_poller *poller,
+				      struct __eventbuf_pollnode *node);
+__hidden void __eventbuf_poller_detach(struct __eventbuf_pollnode *node);
+__hidden int __eventbuf_poller_park(struct __eventbuf_pollnode *node,
+				    struct eventbuf_item *link, int fd);
+__hidden void __eventbuf_poller_unpark(struct __eventbuf_pollnode *node);
+__hidden void __eventbuf_poller_retry(struct __eventbuf_pollnode *node);
+__hidden void __eventbuf_poller_kick(struct __eventbuf_pollnode *node);
+
+/* reader.c, for pollers and subscriptions */
+__hidden struct __eventbuf_pollnode *
+__eventbuf_reader_node(struct eventbuf_reader *reader);
+__hidden int __eventbuf_reader_park(struct eventbuf_reader *reader,
+				    struct eventbuf_item **linkp, int *fdp,
+				    bool exported);
 
 /* stats.c: counters kept off the append path (see stats.c). */
 struct eventbuf_counters {

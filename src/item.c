@@ -224,7 +224,7 @@ int eventbuf_item_next(struct eventbuf_item *item, int timeout_ms,
 			ret = -ETIMEDOUT;
 			break;
 		}
-		ret = __eventbuf_arm(link_of(parked), &fd);
+		ret = __eventbuf_arm(link_of(parked), &fd, false);
 		if (ret == -EALREADY)
 			continue;
 		if (ret)
@@ -303,5 +303,5 @@ int eventbuf_item_wait_fd(struct eventbuf_item *item, int *fdp)
 	*fdp = -1;
 	if (item_is_error(item))
 		return -EALREADY;
-	return __eventbuf_arm(link_of(item), fdp);
+	return __eventbuf_arm(link_of(item), fdp, true);
 }

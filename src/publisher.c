@@ -73,7 +73,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -397,7 +396,6 @@ int eventbuf_publisher_new(const struct eventbuf_publisher_config *config,
 			   struct eventbuf_publisher **pubp)
 {
 	struct eventbuf_publisher *pub;
-	static const uint64_t one = 1;
 	pthread_condattr_t attr;
 
 	if (!pubp)
@@ -405,19 +403,6 @@ int eventbuf_publisher_new(const struct eventbuf_publisher_config *config,
 	pub = calloc(1, sizeof(*pub));
 	if (!pub)
 		return -ENOMEM;
-	pub->closed_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (pub->closed_fd < 0) {
-		int ret = -errno;
-
-		free(pub);
-		return ret;
-	}
-	/* Written once, never read: readable for good. */
-	if (write(pub->closed_fd, &one, sizeof(one)) != sizeof(one)) {
-		close(pub->closed_fd);
-		free(pub);
-		return -EIO;
-	}
 	pub->ttl_ns = config ? (int64_t)config->snapshot_ttl_ms * 1000000 : 0;
 	atomic_init(&pub->refs, 1);
 	pthread_mutex_init(&pub->lock, NULL);
@@ -439,7 +424,6 @@ void __eventbuf_publisher_unref(struct eventbuf_publisher *pub)
 	}
 	free(pub->topics);
 	free(pub->buckets);
-	close(pub->closed_fd);
 	pthread_cond_destroy(&pub->expiry_cond);
 	pthread_mutex_destroy(&pub->lock);
 	free(pub);

@@ -80,7 +80,6 @@ struct eventbuf_publisher {
 	pthread_mutex_t lock;
 	_Atomic uint32_t refs;	/* the owner, subscriptions, snapshot records */
 	bool shut_down;
-	int closed_fd;			/* an eventfd that is always readable */
 	int64_t ttl_ns;
 
 	struct topic **topics;
@@ -119,8 +118,12 @@ struct eventbuf_subscription {
 	struct eventbuf_event frame;	/* framing events handed out */
 	const char *topic;		/* the publisher's, which we hold */
 	struct keyname *kn;		/* a reference */
+	/* its own descriptors, made on demand; -1 until then */
 	int epfd;
+	int kick_fd;			/* readable: look (see subscription.c) */
 	int epfd_link;			/* link fd registered in epfd, or -1 */
+	/* its poller's, when attached (poller.c) */
+	struct __eventbuf_pollnode pn;
 };
 
 /* publisher.c */

@@ -51,7 +51,13 @@ struct eventbuf_reader {
 	struct eventbuf_item *error;
 	struct eventbuf_item *armed;	/* link of the last fd handed out */
 	unsigned int since_move;
+	struct __eventbuf_pollnode pn;	/* its poller's, when attached */
 };
+
+struct __eventbuf_pollnode *__eventbuf_reader_node(struct eventbuf_reader *r)
+{
+	return &r->pn;
+}
 
 int eventbuf_reader_new(struct eventbuf_item *start,
 			struct eventbuf_reader **readerp)
@@ -71,6 +77,8 @@ int eventbuf_reader_new(struct eventbuf_item *start,
 	}
 	r->anchor = start;
 	r->pos = start;
+	r->pn.owner = r;
+	r->pn.fd = -1;
 	counter_add(&__eventbuf_counters.readers, 1);
 	*readerp = r;
 	return 0;
@@ -80,6 +88,7 @@ void eventbuf_reader_free(struct eventbuf_reader *reader)
 {
 	if (!reader)
 		return;
+	__eventbuf_poller_detach(&reader->pn);
 	__eventbuf_put_deferred(reader->anchor);
 	counter_sub(&__eventbuf_counters.readers, 1);
 	free(reader);
@@ -104,13 +113,11 @@ static int move_anchor(struct eventbuf_reader *r)
 	return 0;
 }
 
-int eventbuf_reader_next_nonblock(struct eventbuf_reader *reader,
-				  const struct eventbuf_item **itemp)
+static int read_one(struct eventbuf_reader *reader,
+		    const struct eventbuf_item **itemp)
 {
 	struct eventbuf_item *found, *tip = NULL;
 
-	if (!reader || !itemp)
-		return -EINVAL;
 	if (reader->error)
 		return reader->error->u.err.code;
 	rcu_read_lock();
@@ -132,14 +139,17 @@ int eventbuf_reader_next_nonblock(struct eventbuf_reader *reader,
 	return 0;
 }
 
-int eventbuf_reader_wait_fd(struct eventbuf_reader *reader, int *fdp)
+/*
+ * Move the anchor to the newest item and arm its link: 0 with *@linkp and
+ * *@fdp set, -EALREADY (something to read), or an error. @exported: the
+ * caller hands *@fdp out (fdpool.c).
+ */
+int __eventbuf_reader_park(struct eventbuf_reader *reader,
+			   struct eventbuf_item **linkp, int *fdp, bool exported)
 {
 	struct eventbuf_item *found, *tip = NULL;
 	int ret;
 
-	if (!reader || !fdp)
-		return -EINVAL;
-	*fdp = -1;
 	if (reader->error)
 		return -EALREADY;
 	rcu_read_lock();
@@ -151,7 +161,61 @@ int eventbuf_reader_wait_fd(struct eventbuf_reader *reader, int *fdp)
 	ret = move_anchor(reader);
 	if (ret)
 		return ret;
-	ret = __eventbuf_arm(link_of(tip), fdp);
+	ret = __eventbuf_arm(link_of(tip), fdp, exported);
+	if (ret)
+		return ret;
+	*linkp = link_of(tip);
+	return 0;
+}
+
+/*
+ * An attached reader ran dry: park it with its poller. -EAGAIN once parked,
+ * -EALREADY to read again, or the error that kept it from parking (it is
+ * then reported again, so that the caller retries).
+ */
+static int park_attached(struct eventbuf_reader *reader)
+{
+	struct eventbuf_item *link;
+	int fd, ret;
+
+	ret = __eventbuf_reader_park(reader, &link, &fd, false);
+	if (!ret)
+		ret = __eventbuf_poller_park(&reader->pn, link, fd);
+	if (!ret)
+		return -EAGAIN;
+	if (ret != -EALREADY)
+		__eventbuf_poller_retry(&reader->pn);
+	return ret;
+}
+
+int eventbuf_reader_next_nonblock(struct eventbuf_reader *reader,
+				  const struct eventbuf_item **itemp)
+{
+	int ret;
+
+	if (!reader || !itemp)
+		return -EINVAL;
+	for (;;) {
+		ret = read_one(reader, itemp);
+		if (ret != -EAGAIN || !reader->pn.poller)
+			return ret;
+		ret = park_attached(reader);
+		if (ret != -EALREADY)
+			return ret;
+	}
+}
+
+int eventbuf_reader_wait_fd(struct eventbuf_reader *reader, int *fdp)
+{
+	struct eventbuf_item *link;
+	int ret;
+
+	if (!reader || !fdp)
+		return -EINVAL;
+	*fdp = -1;
+	if (reader->pn.poller)
+		return -EISCONN;
+	ret = __eventbuf_reader_park(reader, &link, fdp, true);
 	if (ret)
 		return ret;
 	/*
@@ -159,9 +223,9 @@ int eventbuf_reader_wait_fd(struct eventbuf_reader *reader, int *fdp)
 	 * link means the same open file; a new link may reuse the number of
 	 * a descriptor closed meanwhile, so only the link tells them apart.
 	 */
-	if (reader->armed == link_of(tip))
+	if (reader->armed == link)
 		return 0;
-	reader->armed = link_of(tip);
+	reader->armed = link;
 	return 1;
 }
 
@@ -169,9 +233,12 @@ int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
 			 int cancel_fd, const struct eventbuf_item **itemp)
 {
 	int64_t deadline = __eventbuf_deadline(timeout_ms);
+	struct eventbuf_item *link;
 	bool yielded = false;
 	int ret, fd;
 
+	if (reader && reader->pn.poller && timeout_ms != 0)
+		return -EISCONN;
 	for (;;) {
 		ret = eventbuf_reader_next_nonblock(reader, itemp);
 		if (ret != -EAGAIN)
@@ -184,7 +251,7 @@ int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
 			continue;
 		}
 		yielded = false;
-		ret = eventbuf_reader_wait_fd(reader, &fd);
+		ret = __eventbuf_reader_park(reader, &link, &fd, false);
 		if (ret == -EALREADY)
 			continue;
 		if (ret < 0)

@@ -74,10 +74,8 @@
 /* Close the eventfd of an item we now own, unless already closed. */
 static void close_owned(uint64_t w)
 {
-	if (st_fd(w) >= 0 && !(w & ST_CLOSED)) {
-		close(st_fd(w));
-		counter_sub(&__eventbuf_counters.eventfds, 1);
-	}
+	if (st_fd(w) >= 0 && !(w & ST_CLOSED))
+		__eventbuf_fd_release(w);
 }
 
 /*
@@ -104,10 +102,8 @@ static struct eventbuf_item *unref(struct eventbuf_item *item)
 		 * frees it; acquire: theirs before ours if we free it. */
 	} while (!atomic_compare_exchange_weak_explicit(&item->state, &old,
 			new, memory_order_acq_rel, memory_order_relaxed));
-	if ((new & ST_CLOSED) && !(old & ST_CLOSED)) {
-		close(st_fd(new));
-		counter_sub(&__eventbuf_counters.eventfds, 1);
-	}
+	if ((new & ST_CLOSED) && !(old & ST_CLOSED))
+		__eventbuf_fd_release(new);
 	return st_owned(new) ? item : NULL;
 }
 
@@ -313,4 +309,5 @@ void eventbuf_barrier(void)
 	while (!drain_idle() ||
 	       atomic_load(&__eventbuf_counters.dropping) != 0)
 		rcu_barrier();
+	__eventbuf_fd_pool_drain();
 }

@@ -15,29 +15,52 @@
  * until then, as promised, while the items themselves go back to
  * reclamation at once.
  *
- * The pollable descriptor is an epoll instance of the subscription's own
- * (->epfd), so it never changes for the caller. It holds:
- * - the publisher's always-readable eventfd, registered edge-triggered
- *   when the subscription is made: that one edge makes epfd readable right
- *   after subscribe, so a caller that waits before its first read does not
- *   sleep through a snapshot that is already there. A close turns it
- *   level-triggered (EPOLL_CTL_MOD: no allocation, so it cannot fail for
- *   lack of memory), and epfd stays readable for good;
+ * A subscription is waited on in one of two ways, chosen by its owner:
+ *
+ * Through a poller (poller.c; eventbuf_poller_add_sub()): ->pn is the
+ * poller's node. A read that runs dry parks the reader's link with the
+ * poller; the subscription has no descriptor of its own. A closer (on any
+ * thread, holding ->lock, which attach and detach take to change
+ * ->pn.poller) pushes the subscription on the poller's inbox, and the
+ * poller reports it.
+ *
+ * Through its own descriptor (eventbuf_sub_fd(), or a blocking
+ * eventbuf_sub_next()): ->epfd, an epoll instance made on first demand,
+ * so that it never changes for the caller. It holds:
+ * - ->kick_fd, an eventfd of the subscription's own, written once when it
+ *   is made and never read, registered edge-triggered: that one edge makes
+ *   epfd readable at once, so a caller that waits before its first read
+ *   does not sleep through a snapshot that is already there. A close turns
+ *   it level-triggered (EPOLL_CTL_MOD: no allocation, so it cannot fail for
+ *   lack of memory), and epfd stays readable for good. Being the
+ *   subscription's own, it adds no wake-up path to any other set: a file
+ *   shared by every subscription's epfd would hit the kernel's limit on
+ *   nested wake-up paths (500 sets inside a set) long before a service's
+ *   subscriber count;
  * - edge-triggered, the eventfd of the link the reader parks on, added
  *   whenever the reader parks on a link other than the one registered
- *   (->epfd_link). A failed registration is returned to the caller and
+ *   (->epfd_link), and marked exported so that it is never recycled
+ *   (fdpool.c). A failed registration is returned to the caller and
  *   retried on the next park, never forgotten: the caller's next read
  *   retries instead of waiting on a descriptor nothing will wake.
+ *   Subscribers of one key share that link's eventfd, so a hot key whose
+ *   subscribers all sit in one epoll set through their own descriptors
+ *   meets the same 500-path limit: that is what pollers are for.
  * A read that runs dry empties epfd's ready list before it parks again,
  * so epfd is readable exactly when something happened since. Descriptors
  * of links left behind stay in the set until their items are reclaimed
  * (closing an eventfd removes it from every epoll set).
+ *
+ * With neither, a read that runs dry does not park: nothing would wait.
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
+
+#include <eventbuf/poller.h>
 
 #include "pubsub.h"
 
@@ -45,30 +68,56 @@ int __eventbuf_sub_alloc(struct eventbuf_publisher *pub,
 			 const struct eventbuf_subscribe_req *req,
 			 struct eventbuf_subscription **subp)
 {
-	struct epoll_event first = { .events = EPOLLIN | EPOLLET };
 	struct eventbuf_subscription *sub = calloc(1, sizeof(*sub));
 
 	if (!sub)
 		return -ENOMEM;
-	sub->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (sub->epfd < 0 ||
-	    epoll_ctl(sub->epfd, EPOLL_CTL_ADD, pub->closed_fd, &first)) {
-		int ret = -errno;
-
-		if (sub->epfd >= 0)
-			close(sub->epfd);
-		free(sub);
-		return ret;
-	}
 	pthread_mutex_init(&sub->lock, NULL);
 	sub->pub = pub;
 	sub->tag = req->tag;
 	sub->lag_limit = req->lag_limit;
+	sub->epfd = -1;
+	sub->kick_fd = -1;
 	sub->epfd_link = -1;
+	sub->pn.owner = sub;
+	sub->pn.lock = &sub->lock;
+	sub->pn.is_sub = true;
+	sub->pn.fd = -1;
 	atomic_init(&sub->last_seq, 0);
 	atomic_fetch_add_explicit(&pub->refs, 1, memory_order_relaxed);
 	*subp = sub;
 	return 0;
+}
+
+/* Under ->lock: make ->epfd and ->kick_fd (see the top of this file). */
+static int make_fds(struct eventbuf_subscription *sub)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+	static const uint64_t one = 1;
+	int ret;
+
+	if (sub->epfd >= 0)
+		return 0;
+	if (sub->state != SUB_OPEN)
+		ev.events = EPOLLIN;
+	sub->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (sub->epfd < 0)
+		goto fail;
+	sub->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (sub->kick_fd < 0 ||
+	    write(sub->kick_fd, &one, sizeof(one)) != sizeof(one) ||
+	    epoll_ctl(sub->epfd, EPOLL_CTL_ADD, sub->kick_fd, &ev))
+		goto fail;
+	return 0;
+fail:
+	ret = errno ? -errno : -EIO;
+	if (sub->kick_fd >= 0)
+		close(sub->kick_fd);
+	if (sub->epfd >= 0)
+		close(sub->epfd);
+	sub->kick_fd = -1;
+	sub->epfd = -1;
+	return ret;
 }
 
 void __eventbuf_sub_start(struct eventbuf_subscription *sub,
@@ -105,13 +154,17 @@ void __eventbuf_sub_close(struct eventbuf_subscription *sub, int code)
 		eventbuf_reader_free(sub->reader);
 		sub->reader = NULL;
 		/* Readable for good: the entry exists, MOD cannot fail. */
-		epoll_ctl(sub->epfd, EPOLL_CTL_MOD, sub->pub->closed_fd, &ev);
+		if (sub->epfd >= 0)
+			epoll_ctl(sub->epfd, EPOLL_CTL_MOD, sub->kick_fd, &ev);
+		if (sub->pn.poller)
+			__eventbuf_poller_kick(&sub->pn);
 	}
 	pthread_mutex_unlock(&sub->lock);
 }
 
 void __eventbuf_sub_free(struct eventbuf_subscription *sub)
 {
+	__eventbuf_poller_detach(&sub->pn);
 	pthread_mutex_lock(&sub->lock);
 	drop_held(sub);
 	eventbuf_reader_free(sub->reader);
@@ -120,7 +173,10 @@ void __eventbuf_sub_free(struct eventbuf_subscription *sub)
 	pthread_mutex_destroy(&sub->lock);
 	if (sub->kn)
 		__eventbuf_keyname_put(sub->kn);
-	close(sub->epfd);
+	if (sub->epfd >= 0) {
+		close(sub->kick_fd);
+		close(sub->epfd);
+	}
 	__eventbuf_publisher_unref(sub->pub);
 	free(sub);
 }
@@ -139,11 +195,31 @@ static void drain_epfd(struct eventbuf_subscription *sub)
  * the error that kept the link's descriptor out of epfd (retried next
  * time: ->epfd_link still names the old link).
  */
+static int park_polled(struct eventbuf_subscription *sub)
+{
+	struct eventbuf_item *link;
+	int fd, ret;
+
+	ret = __eventbuf_reader_park(sub->reader, &link, &fd, false);
+	if (ret == -EALREADY)
+		return 0;
+	if (!ret)
+		ret = __eventbuf_poller_park(&sub->pn, link, fd);
+	if (!ret)
+		return -EAGAIN;
+	__eventbuf_poller_retry(&sub->pn);
+	return ret;
+}
+
 static int park(struct eventbuf_subscription *sub)
 {
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
 	int fd, ret;
 
+	if (sub->pn.poller)
+		return park_polled(sub);
+	if (sub->epfd < 0)
+		return -EAGAIN;		/* nobody can be waiting */
 	drain_epfd(sub);
 	ret = eventbuf_reader_wait_fd(sub->reader, &fd);
 	if (ret == -EALREADY)
@@ -245,6 +321,11 @@ int eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
 	int64_t deadline = __eventbuf_deadline(timeout_ms);
 	int ret;
 
+	if (sub && timeout_ms != 0) {
+		ret = eventbuf_sub_fd(sub);
+		if (ret < 0)
+			return ret;
+	}
 	for (;;) {
 		ret = eventbuf_sub_next_nonblock(sub, events, n);
 		if (ret != -EAGAIN)
@@ -257,7 +338,43 @@ int eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
 	}
 }
 
-int eventbuf_sub_fd(const struct eventbuf_subscription *sub)
+int eventbuf_sub_fd(const struct eventbuf_subscription *csub)
 {
-	return sub ? sub->epfd : -EINVAL;
+	/* Made on first demand: the handle is const to the caller only. */
+	struct eventbuf_subscription *sub = (struct eventbuf_subscription *)csub;
+	int ret;
+
+	if (!sub)
+		return -EINVAL;
+	pthread_mutex_lock(&sub->lock);
+	ret = sub->pn.poller ? -EISCONN : make_fds(sub);
+	pthread_mutex_unlock(&sub->lock);
+	return ret ? ret : sub->epfd;
+}
+
+int eventbuf_poller_add_sub(struct eventbuf_poller *poller,
+			    struct eventbuf_subscription *sub, void *data)
+{
+	bool own_fd;
+
+	if (!poller || !sub)
+		return -EINVAL;
+	pthread_mutex_lock(&sub->lock);
+	own_fd = sub->epfd >= 0;
+	pthread_mutex_unlock(&sub->lock);
+	if (own_fd || sub->pn.poller)
+		return -EBUSY;
+	sub->pn.data = data;
+	return __eventbuf_poller_attach(poller, &sub->pn);
+}
+
+int eventbuf_poller_del_sub(struct eventbuf_poller *poller,
+			    struct eventbuf_subscription *sub)
+{
+	if (!poller || !sub)
+		return -EINVAL;
+	if (sub->pn.poller != poller)
+		return -ENOENT;
+	__eventbuf_poller_detach(&sub->pn);
+	return 0;
 }

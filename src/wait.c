@@ -73,16 +73,21 @@ static bool published(const struct eventbuf_item *link)
 	return __atomic_load_n(&link->next, __ATOMIC_ACQUIRE) != NULL;
 }
 
+/* A reset eventfd: a recycled one (fdpool.c), else a new one. */
 static int create_fd(void)
 {
-	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int fd = __eventbuf_fd_pool_get();
 
+	if (fd >= 0)
+		return fd;
+	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	if (fd >= (int)(ST_FD_MASK >> ST_FD_SHIFT) - 1) {
 		close(fd);
 		return -EMFILE;
 	}
+	counter_add(&__eventbuf_counters.eventfds, 1);
 	return fd;
 }
 
@@ -107,18 +112,17 @@ static int install_fd(struct eventbuf_item *link)
 	if (fd < 0)
 		return fd;
 	if (published(link)) {
-		close(fd);
+		__eventbuf_fd_pool_put(fd);	/* second look */
 		return -EALREADY;
 	}
 	do {
 		if (st_fd(w) >= 0) {
-			close(fd);	/* another waiter won */
+			__eventbuf_fd_pool_put(fd);	/* another waiter won */
 			return (w & ST_CLOSED) ? -EALREADY : st_fd(w);
 		}
 	} while (!atomic_compare_exchange_weak_explicit(&link->state, &w,
 			st_with_fd(w, fd), memory_order_acq_rel,
 			memory_order_acquire));
-	counter_add(&__eventbuf_counters.eventfds, 1);
 	return fd;
 }
 
@@ -145,11 +149,10 @@ static void drop_orphan(struct eventbuf_item *link)
 	} while (!atomic_compare_exchange_weak_explicit(&link->state, &w,
 			w | ST_CLOSED, memory_order_acq_rel,
 			memory_order_relaxed));
-	close(st_fd(w));
-	counter_sub(&__eventbuf_counters.eventfds, 1);
+	__eventbuf_fd_release(w);	/* never written: no reset needed */
 }
 
-int __eventbuf_arm(struct eventbuf_item *link, int *fdp)
+int __eventbuf_arm(struct eventbuf_item *link, int *fdp, bool exported)
 {
 	int fd;
 
@@ -165,6 +168,12 @@ int __eventbuf_arm(struct eventbuf_item *link, int *fdp)
 		drop_orphan(link);
 		return -EALREADY;
 	}
+	/* Before the caller's reference can go: the releasing CAS sees it
+	 * (same word, later in its modification order; fdpool.c). */
+	if (exported && !(atomic_load_explicit(&link->state,
+			memory_order_relaxed) & ST_EXPORTED))
+		atomic_fetch_or_explicit(&link->state, ST_EXPORTED,
+					 memory_order_relaxed);
 	*fdp = fd;
 	return 0;
 }
@@ -193,10 +202,8 @@ void __eventbuf_signal_waiters(struct eventbuf_item *link, uint64_t old)
 			new |= ST_CLOSED;
 	} while (!atomic_compare_exchange_weak_explicit(&link->state, &old,
 			new, memory_order_acq_rel, memory_order_acquire));
-	if (new & ST_CLOSED) {
-		close(fd);
-		counter_sub(&__eventbuf_counters.eventfds, 1);
-	}
+	if (new & ST_CLOSED)
+		__eventbuf_fd_release(new);
 }
 
 static int64_t now_ns(void)

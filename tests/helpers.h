@@ -68,6 +68,9 @@ int64_t now_ms(void);
 /* Number of eventfds this process holds (/proc/self/fd). */
 int count_eventfds(void);
 
+/* @fd is readable now (poll() with no wait). */
+bool fd_readable(int fd);
+
 /* Seed from EVENTBUF_TEST_SEED or the clock; printed for reruns. */
 unsigned int test_seed(void);
 

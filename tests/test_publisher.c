@@ -755,13 +755,6 @@ static void test_publisher_topic_outlives_publisher(void **state)
 	assert_int_equal(atomic_load(&topic_seen_in_release), 1);
 }
 
-static bool readable(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-
-	return poll(&p, 1, 0) == 1;
-}
-
 /* The descriptor never changes and says when to read. */
 static void test_publisher_pollable_fd(void **state)
 {
@@ -775,19 +768,19 @@ static void test_publisher_pollable_fd(void **state)
 	fd = eventbuf_sub_fd(sub);
 	assert_true(fd >= 0);
 	/* The snapshot is there before any read: so says the descriptor. */
-	assert_true(readable(fd));
+	assert_true(fd_readable(fd));
 	expect_snapshot(sub, 1);
 	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -EAGAIN);
-	assert_false(readable(fd));
+	assert_false(fd_readable(fd));
 	assert_int_equal(publish("test", "k", 2), 0);
-	assert_true(readable(fd));
+	assert_true(fd_readable(fd));
 	expect_live(sub, 2);
 	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -EAGAIN);
-	assert_false(readable(fd));
+	assert_false(fd_readable(fd));
 	assert_int_equal(eventbuf_sub_fd(sub), fd);
 	/* A close wakes it too. */
 	assert_int_equal(eventbuf_publisher_close_key(fx.pub, "test", "k"), 1);
-	assert_true(readable(fd));
+	assert_true(fd_readable(fd));
 	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -ECONNRESET);
 	eventbuf_unsubscribe(sub);
 }

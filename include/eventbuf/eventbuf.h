@@ -51,6 +51,14 @@ extern "C" {
  * Items are immutable once published and may be shared by any number of
  * threads.
  *
+ * Descriptors. A link that somebody waits on gets an eventfd; when the
+ * link is done with it, the descriptor is reset and kept for the next link
+ * (at most 8 are kept idle; eventbuf_barrier() closes them), unless it was
+ * handed to the caller by eventbuf_item_wait_fd() or
+ * eventbuf_reader_wait_fd(): those are closed, as the caller may have left
+ * them in an epoll set. Pollers (<eventbuf/poller.h>) rely on the reuse to
+ * park without a system call.
+ *
  * Errors. Actions return 0 or a negative errno. -EAGAIN, -ETIMEDOUT,
  * -ECANCELED, -ENOMEM, -EMFILE, -ENFILE, -ENOSPC, -EINVAL, -EOVERFLOW and
  * -EDEADLK are reserved for the library's own results; any other negative
@@ -512,7 +520,9 @@ EVENTBUF_API int eventbuf_reader_error(const struct eventbuf_reader *reader,
  * On return, every item that nothing held when the call began has had its
  * release callback run and been freed - the items of dropped buffers, and
  * of live buffers everything before their head. Call it before tearing down
- * what release callbacks use, and before unloading the library.
+ * what release callbacks use, and before unloading the library. It also
+ * closes the few eventfds the library keeps for reuse (see "Descriptors"
+ * in the DOC block at the top), so that a program can check it leaks none.
  *
  * Context: may block for several callback periods (liburcu runs call_rcu()
  * callbacks every 10 ms or so); never from a release callback or under a

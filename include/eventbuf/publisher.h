@@ -245,9 +245,12 @@ eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
  *
  * Context: any thread; takes the publisher's mutex and may run the
  * snapshot handler.
+ * A subscription holds no descriptor of its own until eventbuf_sub_fd()
+ * asks for one; attached to a poller (<eventbuf/poller.h>) it never does.
+ *
  * Return: 0; -EINVAL (bad arguments, unknown topic, wildcard key on a
- * topic without EVENTBUF_TOPIC_WILDCARD); -ENOMEM; -EMFILE, -ENFILE (no
- * descriptor for the subscription); -ESHUTDOWN (the publisher is freed).
+ * topic without EVENTBUF_TOPIC_WILDCARD); -ENOMEM; -ESHUTDOWN (the
+ * publisher is freed).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_subscribe(struct eventbuf_publisher *pub,
@@ -258,7 +261,10 @@ eventbuf_subscribe(struct eventbuf_publisher *pub,
  * eventbuf_unsubscribe() - end and free a subscription
  * @sub: the subscription, or NULL.
  *
- * Context: the subscription's owner, not concurrently with a read on it.
+ * A subscription attached to a poller is detached first.
+ *
+ * Context: the subscription's owner, not concurrently with a read on it;
+ * the poller's thread when it is attached to one.
  */
 EVENTBUF_API void eventbuf_unsubscribe(struct eventbuf_subscription *sub);
 
@@ -270,11 +276,13 @@ EVENTBUF_API void eventbuf_unsubscribe(struct eventbuf_subscription *sub);
  *          closes the subscription meanwhile).
  * @n:      receives how many.
  *
- * Context: the subscription's reader thread; never blocks.
- * Return: 0; -EAGAIN (nothing yet: wait for eventbuf_sub_fd()); -EINVAL;
- * -EMFILE, -ENFILE, -ENOMEM, -ENOSPC (nothing yet, and no descriptor to
- * wait on: retry later; not terminal); a terminal code (see the DOC block
- * above).
+ * Context: the subscription's reader thread (its poller's, when
+ * attached); never blocks.
+ * Return: 0; -EAGAIN (nothing yet: wait for eventbuf_sub_fd() or the
+ * poller, with which the subscription is parked now); -EINVAL; -EMFILE,
+ * -ENFILE, -ENOMEM, -ENOSPC, -EOVERFLOW (nothing yet, and no descriptor to
+ * wait on: retry later; not terminal; an attached subscription is
+ * reported again); a terminal code (see the DOC block above).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
@@ -286,9 +294,13 @@ eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
  * @timeout_ms: < 0 forever, 0 not at all.
  * @cancel_fd:  a descriptor whose readability cancels the wait, or -1.
  *
+ * With a timeout, the first call makes the subscription's own descriptor
+ * (as eventbuf_sub_fd() does) to wait on.
+ *
  * Context: the subscription's reader thread; may block.
  * Return: as eventbuf_sub_next_nonblock(), -ETIMEDOUT or -ECANCELED
- * instead of -EAGAIN (neither is terminal).
+ * instead of -EAGAIN (neither is terminal); -EISCONN (attached to a
+ * poller, and @timeout_ms is not 0: wait through the poller).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
@@ -299,17 +311,29 @@ eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
  * eventbuf_sub_fd() - the subscription's pollable descriptor
  * @sub: the subscription.
  *
- * Readable when eventbuf_sub_next_nonblock() may have something to say (a
- * batch or a terminal error), and right after eventbuf_subscribe(). It
- * never changes: register it once, with EPOLLIN (level- or
- * edge-triggered), and read until -EAGAIN each time it fires; the
- * subscription re-arms itself inside eventbuf_sub_next_nonblock() when it
- * runs out (one epoll_ctl() on its own epoll instance when it parks on a
- * new link). Should that epoll_ctl() fail, the read returns its error
- * (-ENOMEM, -ENOSPC) instead of -EAGAIN, and the next read retries it.
- * Do not read or close it.
+ * Made on the first call: an epoll instance and an eventfd, two
+ * descriptors per subscription, for small programs. A service with many
+ * subscriptions attaches them to a poller instead (<eventbuf/poller.h>):
+ * no descriptor per subscription, and no limit on subscribers per key.
+ * Here the subscribers of one key share the eventfd of the link they park
+ * on, and Linux refuses (EINVAL from epoll_ctl()) to add more than 500
+ * epoll sets that watch one file to another epoll set: no more than 500
+ * subscriptions of one key may be polled through their own descriptors
+ * from one epoll set.
  *
- * Return: the descriptor, or -EINVAL.
+ * Readable when eventbuf_sub_next_nonblock() may have something to say (a
+ * batch or a terminal error), and right after it is made. It never
+ * changes: register it once, with EPOLLIN (level- or edge-triggered), and
+ * read until -EAGAIN each time it fires; the subscription re-arms itself
+ * inside eventbuf_sub_next_nonblock() when it runs out (one epoll_ctl() on
+ * its own epoll instance when it parks on a new link). Should that
+ * epoll_ctl() fail, the read returns its error (-ENOMEM, -ENOSPC) instead
+ * of -EAGAIN, and the next read retries it. Do not read or close it.
+ *
+ * Context: the subscription's reader thread; never blocks.
+ * Return: the descriptor; -EINVAL (@sub is NULL); -EISCONN (@sub is
+ * attached to a poller); -EMFILE, -ENFILE, -ENOMEM (it could not be made;
+ * a later call tries again).
  */
 EVENTBUF_API int eventbuf_sub_fd(const struct eventbuf_subscription *sub);
 

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef _EVENTBUF_POLLER_H
+#define _EVENTBUF_POLLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <eventbuf/eventbuf.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * DOC: pollers - many readers and subscriptions in one event loop
+ *
+ * A poller is one event loop's view of eventbuf: one descriptor for the
+ * loop's own epoll set (or to wait on with eventbuf_poller_wait()), and
+ * any number of readers and subscriptions attached to it. It is what a
+ * service with thousands of subscribers uses instead of one descriptor
+ * each:
+ *
+ * - An attached reader or subscription *parks* by itself when a read
+ *   returns -EAGAIN. The poller registers the eventfd of each distinct link
+ *   its parked objects wait on once, however many wait there, and keeps
+ *   the registration when the link is done: eventfds are recycled
+ *   (eventbuf.h), so the next link usually comes with a descriptor the
+ *   poller already watches. A delivery then costs no eventfd(), no
+ *   epoll_ctl() and no close().
+ * - Descriptors in use: two per poller (its epoll instance and an eventfd
+ *   for wake-ups from other threads) plus one per distinct link that
+ *   something waits on, never one per subscription. The wake-up paths of
+ *   one link's eventfd are the pollers watching it (Linux allows 500
+ *   nested paths per file, see epoll(7) and fs/eventpoll.c), so any number
+ *   of subscriptions of one key are fine.
+ * - When its descriptor is readable, eventbuf_poller_ready() fills an
+ *   array with the attached objects that may read now; read each until it
+ *   returns -EAGAIN (which parks it again) or a terminal code. An object
+ *   reported and not read to -EAGAIN is not reported again until it is.
+ *   Reports are never stale: a reader is reported only once the link it
+ *   parked on has a successor (or its subscription was closed), although
+ *   the descriptor may fire without a report (eventbuf_poller_ready()
+ *   then returns 0).
+ * - A newly attached object is reported at once, so the first reads
+ *   happen (and park it) without the caller keeping track.
+ * - The descriptor works with level- and edge-triggered registration:
+ *   when eventbuf_poller_ready() leaves reports for the next call (the
+ *   array was full), the poller makes its descriptor fire again.
+ *
+ * Threads. A poller, and every reader and subscription attached to it,
+ * is used by one thread at a time (the loop's): ready, wait, add, del,
+ * free, and the reads, eventbuf_reader_free() and eventbuf_unsubscribe() of
+ * attached objects. The publisher closes a subscription (force-close, lag
+ * limit, eventbuf_publisher_free()) from any thread: the poller hears of
+ * it through its own eventfd and reports the subscription, whose next
+ * read returns the code.
+ *
+ * An attached object is waited on only through its poller: its own
+ * blocking and descriptor calls (eventbuf_reader_next() with a timeout,
+ * eventbuf_reader_wait_fd(), eventbuf_sub_next() with a timeout,
+ * eventbuf_sub_fd()) return -EISCONN until it is detached.
+ */
+
+struct eventbuf_poller;
+struct eventbuf_subscription;
+
+/**
+ * struct eventbuf_poll_event - one report of eventbuf_poller_ready()
+ * @reader: the reader that may read now, or NULL.
+ * @sub:    the subscription that may read now, or NULL (exactly one of
+ *          @reader and @sub is set).
+ * @data:   the value given when it was attached.
+ */
+struct eventbuf_poll_event {
+	struct eventbuf_reader *reader;
+	struct eventbuf_subscription *sub;
+	void *data;
+};
+
+/**
+ * struct eventbuf_poller_stats - what one poller did (its thread's view)
+ * @attached:   readers and subscriptions attached now.
+ * @parked:     of those, parked on a link now.
+ * @links:      distinct links they are parked on now (one registration
+ *              and one reference each).
+ * @epoll_adds: epoll_ctl(EPOLL_CTL_ADD) calls so far.
+ * @wakeups:    link wake-ups that reported something.
+ * @stale:      descriptor events that reported nothing (an eventfd that
+ *              fired for a link nobody here waits on any more).
+ * @reports:    objects handed out by eventbuf_poller_ready().
+ */
+struct eventbuf_poller_stats {
+	uint64_t attached;
+	uint64_t parked;
+	uint64_t links;
+	uint64_t epoll_adds;
+	uint64_t wakeups;
+	uint64_t stale;
+	uint64_t reports;
+};
+
+/**
+ * eventbuf_poller_new() - create a poller
+ * @pollerp: receives the poller, owned by the caller (eventbuf_poller_free()).
+ *
+ * Context: any thread; may allocate; creates two descriptors.
+ * Return:
+ * * 0        - success.
+ * * -EINVAL  - @pollerp is NULL.
+ * * -ENOMEM  - out of memory.
+ * * -EMFILE, -ENFILE - no descriptor; nothing was created.
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_poller_new(struct eventbuf_poller **pollerp);
+
+/**
+ * eventbuf_poller_free() - free a poller
+ * @poller: the poller, or NULL (no-op).
+ *
+ * Objects still attached are detached first: they are left as they were,
+ * owned by the caller, no longer parked and usable on their own or with
+ * another poller. Nothing attached is freed.
+ *
+ * Context: the poller's thread; never blocks.
+ */
+EVENTBUF_API void eventbuf_poller_free(struct eventbuf_poller *poller);
+
+/**
+ * eventbuf_poller_fd() - the descriptor to watch
+ * @poller: the poller.
+ *
+ * Readable when eventbuf_poller_ready() may have something to report.
+ * Register it with EPOLLIN, level- or edge-triggered. Never read, write
+ * or close it. It stays the same for the poller's life.
+ *
+ * Return: the descriptor, or -EINVAL when @poller is NULL.
+ */
+EVENTBUF_API int eventbuf_poller_fd(const struct eventbuf_poller *poller);
+
+/**
+ * eventbuf_poller_add_reader() - attach a reader
+ * @poller: the poller.
+ * @reader: a reader not attached anywhere; it stays the caller's.
+ * @data:   handed back in each report of @reader.
+ *
+ * @reader is reported by the next eventbuf_poller_ready().
+ *
+ * Context: the poller's thread; never blocks.
+ * Return:
+ * * 0       - attached.
+ * * -EINVAL - @poller or @reader is NULL.
+ * * -EBUSY  - @reader is already attached (to this poller or another).
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_poller_add_reader(struct eventbuf_poller *poller,
+			   struct eventbuf_reader *reader, void *data);
+
+/**
+ * eventbuf_poller_add_sub() - attach a subscription
+ * @poller: the poller.
+ * @sub:    a subscription not attached anywhere, whose eventbuf_sub_fd()
+ *          was never asked for; it stays the caller's.
+ * @data:   handed back in each report of @sub.
+ *
+ * An attached subscription has no descriptor of its own. It is reported
+ * by the next eventbuf_poller_ready(), and again whenever the publisher
+ * closes it.
+ *
+ * Context: the poller's thread; never blocks.
+ * Return:
+ * * 0       - attached.
+ * * -EINVAL - @poller or @sub is NULL.
+ * * -EBUSY  - @sub is already attached, or has its own descriptor
+ *             (eventbuf_sub_fd() was called, or eventbuf_sub_next() waited).
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_poller_add_sub(struct eventbuf_poller *poller,
+			struct eventbuf_subscription *sub, void *data);
+
+/**
+ * eventbuf_poller_del_reader() - detach a reader
+ * @poller: the poller @reader is attached to.
+ * @reader: the reader; no longer parked or reported once this returns.
+ *
+ * eventbuf_reader_free() detaches by itself.
+ *
+ * Context: the poller's thread; never blocks.
+ * Return: 0; -EINVAL (a NULL argument); -ENOENT (@reader is not attached
+ * to @poller).
+ */
+EVENTBUF_API int eventbuf_poller_del_reader(struct eventbuf_poller *poller,
+					    struct eventbuf_reader *reader);
+
+/**
+ * eventbuf_poller_del_sub() - detach a subscription
+ * @poller: the poller @sub is attached to.
+ * @sub:    the subscription; no longer parked or reported once this
+ *          returns.
+ *
+ * eventbuf_unsubscribe() detaches by itself.
+ *
+ * Context: the poller's thread; never blocks.
+ * Return: 0; -EINVAL (a NULL argument); -ENOENT (@sub is not attached to
+ * @poller).
+ */
+EVENTBUF_API int eventbuf_poller_del_sub(struct eventbuf_poller *poller,
+					 struct eventbuf_subscription *sub);
+
+/**
+ * eventbuf_poller_ready() - collect what may read now
+ * @poller: the poller.
+ * @evs:    array of @max reports to fill.
+ * @max:    its size, at least 1.
+ *
+ * Never blocks. Each reported object was unparked: read it until -EAGAIN.
+ * What does not fit in @evs is kept for the next call, and the poller's
+ * descriptor fires again for it.
+ *
+ * Context: the poller's thread; never blocks.
+ * Return: the number of reports (0: nothing now), or -EINVAL (a NULL
+ * argument, @max 0).
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_poller_ready(struct eventbuf_poller *poller,
+		      struct eventbuf_poll_event *evs, size_t max);
+
+/**
+ * eventbuf_poller_wait() - wait for something to report
+ * @poller:     the poller.
+ * @evs, @max:  as eventbuf_poller_ready().
+ * @timeout_ms: < 0 forever, 0 not at all.
+ * @cancel_fd:  a descriptor whose readability cancels the wait, or -1.
+ *
+ * For a thread that uses only the poller, with no epoll set of its own.
+ *
+ * Context: the poller's thread; may block (not under an RCU read-side
+ * critical section).
+ * Return: the number of reports (at least 1); -ETIMEDOUT; -ECANCELED;
+ * -EINVAL as eventbuf_poller_ready() or for an invalid @cancel_fd;
+ * -EDEADLK (called inside an RCU read-side critical section of the
+ * library's flavor).
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_poller_wait(struct eventbuf_poller *poller,
+		     struct eventbuf_poll_event *evs, size_t max,
+		     int timeout_ms, int cancel_fd);
+
+/**
+ * eventbuf_poller_stats() - read a poller's counters
+ * @poller: the poller.
+ * @stats:  filled on return.
+ *
+ * Context: the poller's thread.
+ * Return: 0, or -EINVAL when an argument is NULL.
+ */
+EVENTBUF_API int eventbuf_poller_stats(const struct eventbuf_poller *poller,
+				       struct eventbuf_poller_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* _EVENTBUF_POLLER_H */

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * DOC: Theory of operation - recycled eventfds
+ *
+ * Every link that somebody waits on needs an eventfd (wait.c). Creating
+ * one, registering it in an epoll set and closing it costs three system
+ * calls and a kernel allocation per link; a subscriber of a quiet key
+ * parks on a fresh link after every event, so that would be paid per
+ * delivery. Instead, when a link is done with its eventfd, the descriptor
+ * goes back to a small pool, reset to zero, and the next link that needs
+ * one takes it. A poller (poller.c) that watched the descriptor keeps it
+ * in its epoll set, so the next link usually arrives with a descriptor
+ * the poller already watches.
+ *
+ * When a link is done with its eventfd. Exactly when the old code closed
+ * it: the put, signal or walk that sets ST_CLOSED in the link's state word
+ * (reclaim.c, wait.c) calls __eventbuf_fd_release() with that word, once.
+ * Setting ST_CLOSED needs one of: the writer signalled the link (the write
+ * came before ST_SIGNALED, in the writer's own compare-and-swap), or the
+ * writer finished with the link without seeing the eventfd (->signal_done
+ * and not signalled: it never will write it), or the item is owned by
+ * reclamation; and in every case no reference is left, so nobody polls
+ * it through this link. So after release nothing writes the descriptor on
+ * behalf of its old link: it carries no old wake-up into its new one.
+ *
+ * Reset. A signalled eventfd holds a count; release reads it back to zero
+ * (a read() that happens before the descriptor is pushed, and so before
+ * any link can install it), so its next link starts unreadable. An
+ * unsignalled one was never written and needs no read.
+ *
+ * What a recycled descriptor may still carry is a wake-up *already queued*
+ * in an epoll ready list that watched it for the old link: an epoll set
+ * that consumed nothing since the old write still lists it. Consumers must
+ * treat a wake-up as "look", never as "there is something": the readers'
+ * blocking waits re-check ->next after poll() returns, and a poller reports
+ * a waiter only when its link has a successor (poller.c). So a stale event
+ * costs a look, and never hides a new one: the new link's write is a new
+ * event for every set that watches the descriptor (eventfd wakes its
+ * waiters on every write, and an edge-triggered epoll item is queued again
+ * unless it is still queued, in which case the next epoll_wait() reports
+ * it after the write).
+ *
+ * Exported descriptors are never recycled. eventbuf_item_wait_fd() and
+ * eventbuf_reader_wait_fd() hand the descriptor to the caller, who may
+ * leave it in any epoll set: recycling it would wake that set for an
+ * unrelated link for ever after. ST_EXPORTED marks such a link (set by the
+ * holder that hands it out, before it drops its reference, so it is in
+ * the word that the releasing compare-and-swap sees); its eventfd is
+ * closed as before.
+ *
+ * The epoch. A poller remembers which descriptors its epoll set watches;
+ * once a descriptor is closed, the kernel drops it from every set, and its
+ * number may come back as a new eventfd that no set watches. Every close
+ * of a library eventfd first increments __eventbuf_fd_epoch (a seq_cst
+ * read-modify-write), and a poller trusts its memory of a registration
+ * only if the epoch has not moved since it registered. The new eventfd's
+ * number reaches a poller only through the link's state word (installed
+ * with a release compare-and-swap after eventfd() returned, itself after
+ * the close that freed the number, and loaded with acquire), so a poller
+ * that sees the new descriptor sees the increment too.
+ *
+ * The pool is small (FD_POOL_MAX): it absorbs the release-then-park of
+ * each delivery, not a burst of unsubscribes, whose descriptors are
+ * closed. eventbuf_barrier() empties it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define FD_POOL_MAX 8
+
+_Atomic uint64_t __eventbuf_fd_epoch;
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static int pool_fds[FD_POOL_MAX];
+static int pool_n;
+
+static void fd_close(int fd)
+{
+	/* Before the close: pairs with the poller's load of the epoch after
+	 * it loaded a descriptor from a link's state word (see above). */
+	atomic_fetch_add_explicit(&__eventbuf_fd_epoch, 1, memory_order_seq_cst);
+	close(fd);
+	counter_sub(&__eventbuf_counters.eventfds, 1);
+}
+
+/* A reset eventfd from the pool, or -1 when the pool is empty. */
+int __eventbuf_fd_pool_get(void)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&pool_lock);
+	if (pool_n > 0)
+		fd = pool_fds[--pool_n];
+	pthread_mutex_unlock(&pool_lock);
+	return fd;
+}
+
+/* Back to the pool, or closed when it is full. @fd reads as zero. */
+void __eventbuf_fd_pool_put(int fd)
+{
+	bool kept = false;
+
+	pthread_mutex_lock(&pool_lock);
+	if (pool_n < FD_POOL_MAX) {
+		pool_fds[pool_n++] = fd;
+		kept = true;
+	}
+	pthread_mutex_unlock(&pool_lock);
+	if (!kept)
+		fd_close(fd);
+}
+
+void __eventbuf_fd_release(uint64_t w)
+{
+	int fd = st_fd(w);
+	uint64_t count;
+
+	if (w & ST_EXPORTED) {
+		fd_close(fd);
+		return;
+	}
+	/* Reset a signalled one; EAGAIN cannot happen (the writer wrote it
+	 * before it set ST_SIGNALED) but would mean zero anyway. */
+	if ((w & ST_SIGNALED) &&
+	    read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN) {
+		fd_close(fd);
+		return;
+	}
+	__eventbuf_fd_pool_put(fd);
+}
+
+void __eventbuf_fd_pool_drain(void)
+{
+	int fd;
+
+	while ((fd = __eventbuf_fd_pool_get()) >= 0)
+		fd_close(fd);
+}
