@@ -109,6 +109,7 @@ struct loop_ctx {
 	const char *what;
 	pthread_t tid;
 	_Atomic pid_t task;
+	_Atomic bool finished;	/* read all it expected, or failed */
 };
 
 struct run {
@@ -245,6 +246,7 @@ static void *loop_main(void *arg)
 			l->t_tput = bench_now_ns();
 		credit(l);
 	}
+	atomic_store(&l->finished, true);
 	return NULL;
 }
 
@@ -426,7 +428,8 @@ static void run_one(struct config *c, int i)
 						: j * r->per_key);
 		}
 		for (int k = 0; j >= r->nevents && k < NLOOPS; k++)
-			wait_asleep(atomic_load(&r->loops[k].task));
+			if (!atomic_load(&r->loops[k].finished))
+				wait_asleep(atomic_load(&r->loops[k].task));
 		ret = impl->publish(r->ps, j % r->nkeys, j + 1, bench_now_ns());
 		if (ret)
 			bench_die("subscribers: publish", ret);
