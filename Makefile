@@ -282,10 +282,10 @@ ifeq ($(SANFLAGS),)
 	$(Q)$(MAKE) check-abi check-install
 endif
 
+# Every public header, so that a new one is checked without an edit here.
 check-abi: $(shared-lib)
-	$(Q)$(srctree)/scripts/check-abi.sh $(shared-lib) \
-		$(srctree)/include/eventbuf/eventbuf.h \
-		$(srctree)/include/eventbuf/publisher.h
+	$(Q)$(srctree)/scripts/check-abi.sh $(shared-lib) $(srctree)/src/eventbuf.map \
+		$(wildcard $(srctree)/include/eventbuf/*.h)
 
 check-install: all
 	$(Q)$(srctree)/scripts/check-install.sh "$(MAKE)" $(objtree)
