@@ -270,7 +270,7 @@ $(pc-file): $(srctree)/src/eventbuf.pc.in FORCE
 targets += $(static-lib) $(debug-lib) $(shared-lib) $(shared-links) $(pc-file)
 
 # ---------------------------------------------------------------------------
-PHONY += tests check check-abi check-install
+PHONY += tests check check-abi check-install check-build check-readme
 tests: $(test-bins)
 
 check: all tests
@@ -279,7 +279,7 @@ check: all tests
 		"$(if $(filter y,$(CONFIG_TSAN)),$(srctree)/tests/tsan.supp)" \
 		$(test-bins)
 ifeq ($(SANFLAGS),)
-	$(Q)$(MAKE) check-abi check-install
+	$(Q)$(MAKE) check-abi check-install check-build check-readme
 endif
 
 # Every public header, so that a new one is checked without an edit here.
@@ -289,6 +289,15 @@ check-abi: $(shared-lib)
 
 check-install: all
 	$(Q)$(srctree)/scripts/check-install.sh "$(MAKE)" $(objtree)
+
+# clean, O=, installs, rebuilds and check-abi, on a copy of the tree.
+check-build:
+	$(Q)$(srctree)/scripts/check-build.sh
+
+# Every ```c block of the README compiles with -Wall -Wextra -Werror.
+check-readme: $(static-lib)
+	$(Q)$(srctree)/scripts/check-readme.sh $(srctree)/README.md $(objtree)/readme \
+		$(static-lib) $(URCU_LIBS) -lpthread
 
 # The API fuzzer (libFuzzer, clang): its own build in build-fuzz/. New
 # crashes are kept in build-fuzz/crashes/; copy them to tests/fuzz-corpus/
@@ -372,7 +381,7 @@ help:
 	@echo 'Targets:'
 	@echo '  all           - libeventbuf.a, libeventbuf.so.$(VERSION), eventbuf.pc, examples'
 	@echo '  check         - build and run the cmocka suite (installs deps if missing),'
-	@echo '                  then the ABI and install checks'
+	@echo '                  then the ABI, install, build and README checks'
 	@echo '  bench         - run the benchmark against the mutex variants (QUICK=1: smoke run)'
 	@echo '  example-run   - run examples/service: 64 clients over loopback TCP for 3 s'
 	@echo '                  (EXAMPLE_ARGS="clients seconds workers")'
@@ -382,11 +391,11 @@ help:
 	@echo '                  fails if RSS or descriptors grow'
 	@echo '  install       - install to $$(DESTDIR)$$(PREFIX) (PREFIX=$(PREFIX))'
 	@echo '  uninstall     - remove what install put there'
-	@echo '  clean         - remove build, build-asan, build-tsan, build-fuzz (and O=)'
+	@echo '  clean         - remove build, build-asan, build-tsan, build-fuzz (and an O= it made)'
 	@echo ''
 	@echo 'Switches:'
 	@echo '  V=1                    - print whole commands; make -s prints nothing'
-	@echo '  O=dir                  - build in dir'
+	@echo '  O=dir                  - build in dir (new, empty, or made by an earlier build)'
 	@echo '  CONFIG_ASAN=y          - AddressSanitizer + UBSan build in build-asan/'
 	@echo '  CONFIG_TSAN=y          - ThreadSanitizer build in build-tsan/'
 	@echo '  CONFIG_VALGRIND=y      - run the tests under valgrind memcheck'
