@@ -148,8 +148,9 @@ so_libs = $(URCU_LIBS) -lpthread
 # ---------------------------------------------------------------------------
 # Goals from the Kbuild files. $(call descend,DIR,LISTS) includes DIR/Kbuild,
 # which fills obj-y, ccflags-y and the program LISTS (tests-y, ...), each
-# program P naming its objects in P-objs. It defines DIR-objs (every
-# object), DIR-LIST (the programs' paths), DIR-LIST-objs, and their rules:
+# program P naming its objects in P-objs. It defines kbuild-DIR-objs (every
+# object), kbuild-DIR-LIST (the programs' paths), kbuild-DIR-LIST-objs and
+# kbuild-DIR-ccflags, and their rules:
 # objects are compiled with that Kbuild file's ccflags-y and rebuilt when it
 # changes; programs link the objects and link-libs-LIST.
 .DEFAULT_GOAL := all
@@ -172,19 +173,19 @@ obj-y :=
 ccflags-y :=
 $$(foreach l,$(2),$$(eval $$(l) :=))
 include $(srctree)/$(1)/Kbuild
-$(1)-ccflags := $$(ccflags-y)
-$$(foreach l,$(2),$$(eval $(1)-$$(l) := $$(addprefix $(objtree)/$(1)/,$$($$(l)))))
-$$(foreach l,$(2),$$(eval $(1)-$$(l)-objs := $$(sort $$(addprefix $(objtree)/$(1)/,\
+kbuild-$(1)-ccflags := $$(ccflags-y)
+$$(foreach l,$(2),$$(eval kbuild-$(1)-$$(l) := $$(addprefix $(objtree)/$(1)/,$$($$(l)))))
+$$(foreach l,$(2),$$(eval kbuild-$(1)-$$(l)-objs := $$(sort $$(addprefix $(objtree)/$(1)/,\
 	$$(foreach p,$$($$(l)),$$($$(p)-objs))))))
-$(1)-objs := $$(sort $$(addprefix $(objtree)/$(1)/,$$(obj-y)) \
-	$$(foreach l,$(2),$$($(1)-$$(l)-objs)))
-$$($(1)-objs): ccflags := $$(ccflags-y)
-$$($(1)-objs): $(srctree)/$(1)/Kbuild | deps
+kbuild-$(1)-objs := $$(sort $$(addprefix $(objtree)/$(1)/,$$(obj-y)) \
+	$$(foreach l,$(2),$$(kbuild-$(1)-$$(l)-objs)))
+$$(kbuild-$(1)-objs): ccflags := $$(ccflags-y)
+$$(kbuild-$(1)-objs): $(srctree)/$(1)/Kbuild | deps
 $(objtree)/$(1)/%.o: $(srctree)/$(1)/%.c FORCE
 	$$(call if_changed,cc_o_c)
 $$(foreach l,$(2),$$(foreach p,$$($$(l)),$$(eval $$(call program-rule,$(1),$$(p),$$(l)))))
-targets += $$($(1)-objs) $$(foreach l,$(2),$$($(1)-$$(l)))
-dep-files += $$($(1)-objs:.o=.d)
+targets += $$(kbuild-$(1)-objs) $$(foreach l,$(2),$$(kbuild-$(1)-$$(l)))
+dep-files += $$(kbuild-$(1)-objs:.o=.d)
 endef
 
 link-libs-tests-y = $(URCU_LIBS) $(CMOCKA_LIBS) -lpthread
@@ -196,13 +197,13 @@ link-libs-examples-y = $(URCU_LIBS) -lpthread
 static-lib := $(objtree)/libeventbuf.a
 
 $(eval $(call descend,src,))
-lib-objs := $(src-objs)
+lib-objs := $(kbuild-src-objs)
 
 # The same library with CONFIG_EVENTBUF_DEBUG, for the tests that check it.
 debug-lib := $(objtree)/libeventbuf-debug.a
-debug-objs := $(sort $(patsubst $(objtree)/src/%,$(objtree)/debug/src/%,$(src-objs)) \
+debug-objs := $(sort $(patsubst $(objtree)/src/%,$(objtree)/debug/src/%,$(kbuild-src-objs)) \
 	$(objtree)/debug/src/debug.o)
-$(debug-objs): ccflags := $(src-ccflags) -DCONFIG_EVENTBUF_DEBUG
+$(debug-objs): ccflags := $(kbuild-src-ccflags) -DCONFIG_EVENTBUF_DEBUG
 $(debug-objs): $(srctree)/src/Kbuild | deps
 $(objtree)/debug/src/%.o: $(srctree)/src/%.c FORCE
 	$(call if_changed,cc_o_c)
@@ -210,18 +211,18 @@ targets += $(debug-objs)
 dep-files += $(debug-objs:.o=.d)
 
 $(eval $(call descend,tests,tests-y fuzz-y soak-y))
-test-bins := $(tests-tests-y)
-fuzz-bins := $(tests-fuzz-y)
-soak-bins := $(tests-soak-y)
-$(tests-tests-y-objs) $(tests-soak-y-objs): extra_cflags = $(CMOCKA_CFLAGS)
-$(tests-tests-y-objs) $(tests-soak-y-objs): | deps-test
+test-bins := $(kbuild-tests-tests-y)
+fuzz-bins := $(kbuild-tests-fuzz-y)
+soak-bins := $(kbuild-tests-soak-y)
+$(kbuild-tests-tests-y-objs) $(kbuild-tests-soak-y-objs): extra_cflags = $(CMOCKA_CFLAGS)
+$(kbuild-tests-tests-y-objs) $(kbuild-tests-soak-y-objs): | deps-test
 
 $(eval $(call descend,bench,bench-y))
-bench-bins := $(bench-bench-y)
-$(bench-objs): extra_cflags = -DURCU_VERSION='"$(shell $(PKG_CONFIG) --modversion liburcu-bp)"'
+bench-bins := $(kbuild-bench-bench-y)
+$(kbuild-bench-objs): extra_cflags = -DURCU_VERSION='"$(shell $(PKG_CONFIG) --modversion liburcu-bp)"'
 
 $(eval $(call descend,examples,examples-y))
-example-bins := $(examples-examples-y)
+example-bins := $(kbuild-examples-examples-y)
 
 shared-lib := $(objtree)/libeventbuf.so.$(VERSION)
 shared-links := $(objtree)/libeventbuf.so.$(VERSION_MAJOR) $(objtree)/libeventbuf.so

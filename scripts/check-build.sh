@@ -123,6 +123,9 @@ expect "make CFLAGS=-DPROBE" "$(rebuilt CFLAGS=-DPROBE | grep '^CC')" "$(printf 
 [ ! -e "$tmp/find.log" ] || fail "make ran find: $(head -3 "$tmp/find.log")"
 echo "  BUILD   PREFIX, a Kbuild file and CFLAGS rebuild exactly what uses them; no find: ok"
 
+# The programs make check does not build come from the same macro.
+fmake "" -s O="$out" bench-build > "$tmp/log" 2>&1 || fail "make bench-build: $(tail -5 "$tmp/log")"
+
 # check-abi can fail: a declaration the version script lacks, a wildcard.
 lib=$(ls "$out"/libeventbuf.so.*.*.*)
 "$src/scripts/check-abi.sh" "$lib" "$src/src/eventbuf.map" "$src"/include/eventbuf/*.h > /dev/null
