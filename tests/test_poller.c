@@ -8,7 +8,6 @@
  * test asserts on those records; descriptor counts come from
  * /proc/self/fd.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,20 +82,6 @@ static int teardown(void **state)
 	eventbuf_publisher_free(pub);
 	pub = NULL;
 	return expect_nothing_left();
-}
-
-static int count_fds(void)
-{
-	struct dirent *de;
-	int n = 0;
-	DIR *dir = opendir("/proc/self/fd");
-
-	if (!dir)
-		return -1;
-	while ((de = readdir(dir)))
-		n += de->d_name[0] != '.';
-	closedir(dir);
-	return n - 1;	/* the directory's own descriptor */
 }
 
 static uint64_t open_eventfds(void)
