@@ -1043,7 +1043,7 @@ static void test_poller_free_while_ready(void **state)
 static void test_poller_recycling(void **state)
 {
 	struct obj objs[RECYCLE_KEYS];
-	char keys[RECYCLE_KEYS][8];
+	char keys[RECYCLE_KEYS][16];
 	struct eventbuf_poller *p;
 	struct eventbuf_poller_stats st;
 	uint64_t rounds = scaled(300, 30), warm_adds = 0;
@@ -1109,7 +1109,7 @@ static void test_poller_exported_not_recycled(void **state)
 	const struct eventbuf_item *it;
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct obj objs[RECYCLE_KEYS];
-	char keys[RECYCLE_KEYS][8];
+	char keys[RECYCLE_KEYS][16];
 	int user_ep, fd, ifd, pep;
 
 	(void)state;
