@@ -17,6 +17,14 @@
  * Model: each key's history of (index, events); each subscription's next
  * expected frame or batch; which key buffers exist and what they cached.
  *
+ * Poller: one poller made and freed, readers and subscriptions attached
+ * and detached (-EBUSY twice, -ENOENT when not attached, -EISCONN for a
+ * descriptor of an attached reader), and ready calls: every report names
+ * an attached object with its data, once per call, and every attached
+ * object that ran dry (-EAGAIN) and has something now (per the model) is
+ * reported. Model: which objects are attached, and which ran dry since
+ * they were last reported.
+ *
  * Every result is compared; every release callback must run exactly once
  * (checked after a grace period every 64 inputs and at exit); parked
  * readers' descriptors must be readable after the next append. A check
@@ -34,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <eventbuf/poller.h>
 #include <eventbuf/publisher.h>
 
 #include "pubsub.h"
@@ -125,6 +134,8 @@ struct bstate {
 		struct eventbuf_reader *r;
 		size_t pos;	/* the item it read last (or started at) */
 		int parked_fd;	/* -1 unless parked with a descriptor */
+		bool polled;	/* attached to the poller */
+		bool dry;	/* polled, read to -EAGAIN, not reported since */
 	} readers[NREADERS];
 	struct {
 		struct eventbuf_item *it;
@@ -302,6 +313,7 @@ static void op_reader(struct bstate *b, uint8_t arg)
 		eventbuf_reader_free(b->readers[i].r);
 		b->readers[i].r = NULL;
 		b->readers[i].parked_fd = -1;
+		b->readers[i].polled = b->readers[i].dry = false;
 		return;
 	}
 	op_name = "reader_new";
@@ -325,6 +337,8 @@ static void op_read(struct bstate *b, uint8_t arg)
 		return;
 	ret = eventbuf_reader_next_nonblock(b->readers[i].r, &it);
 	b->readers[i].pos = check_read(b, b->readers[i].pos, ret, it);
+	if (ret == -EAGAIN && b->readers[i].polled)
+		b->readers[i].dry = true;
 }
 
 /* Park: a descriptor only when nothing is there to read. */
@@ -337,6 +351,10 @@ static void op_park(struct bstate *b, uint8_t arg)
 	if (!b->readers[i].r)
 		return;
 	ret = eventbuf_reader_wait_fd(b->readers[i].r, &fd);
+	if (b->readers[i].polled) {
+		CHECK(ret == -EISCONN && fd == -1);
+		return;
+	}
 	next = model_next(b, b->readers[i].pos);
 	if (next < b->nitems) {
 		CHECK(ret == -EALREADY);
@@ -437,6 +455,8 @@ struct msub {
 	uint64_t seen;		/* live batches at or below: delivered */
 	int closed;		/* the terminal code once closed */
 	bool attached;		/* counted by its key buffer */
+	bool polled;		/* attached to the poller */
+	bool dry;		/* polled, read to -EAGAIN, not reported since */
 };
 
 struct mkey {
@@ -502,6 +522,7 @@ static void op_subscribe(struct pstate *p, uint8_t arg, uint8_t arg2)
 		op_name = "unsubscribe";
 		eventbuf_unsubscribe(s->sub);
 		s->sub = NULL;
+		s->polled = s->dry = false;
 		if (s->attached) {
 			s->attached = false;
 			key_detach(p, s->key);
@@ -562,6 +583,8 @@ static void op_sub_read(struct pstate *p, uint8_t arg)
 		return;
 	k = &p->keys[s->key];
 	ret = eventbuf_sub_next_nonblock(s->sub, &ev, &n);
+	if (ret == -EAGAIN && s->polled)
+		s->dry = true;
 	if (s->closed) {
 		CHECK(ret == s->closed);
 		return;
@@ -689,6 +712,135 @@ static void pstate_free(struct pstate *p)
 	eventbuf_publisher_free(p->pub);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* The poller                                                          */
+/* ------------------------------------------------------------------ */
+
+static struct eventbuf_poller *poller;
+
+static void poller_forget(struct bstate *b, struct pstate *p)
+{
+	for (int i = 0; i < NREADERS; i++)
+		b->readers[i].polled = b->readers[i].dry = false;
+	for (int i = 0; i < NSUBS; i++)
+		p->subs[i].polled = p->subs[i].dry = false;
+}
+
+/* Has the model something for an object that ran dry? */
+static bool reader_has_more(struct bstate *b, int i)
+{
+	return model_next(b, b->readers[i].pos) < b->nitems;
+}
+
+static bool sub_has_more(struct pstate *p, int i)
+{
+	struct msub *s = &p->subs[i];
+
+	return s->closed || (s->expect == EXPECT_LIVE &&
+			     next_live(&p->keys[s->key], s->seen) <
+			     p->keys[s->key].nhist);
+}
+
+/* Collect every report: each names an attached object, with its data,
+ * once; every dry object with something to read is among them. */
+static void poller_ready(struct bstate *b, struct pstate *p, size_t max)
+{
+	struct eventbuf_poll_event evs[NREADERS + NSUBS];
+	bool seen_r[NREADERS] = { false }, seen_s[NSUBS] = { false };
+	int n;
+
+	op_name = "poller_ready";
+	do {
+		n = eventbuf_poller_ready(poller, evs, max);
+		CHECK(n >= 0 && (size_t)n <= max);
+		for (int e = 0; e < n; e++) {
+			CHECK(!evs[e].reader != !evs[e].sub);
+			if (evs[e].reader) {
+				int i = (int)((uintptr_t)evs[e].data - 1);
+
+				CHECK(i >= 0 && i < NREADERS);
+				CHECK(b->readers[i].r == evs[e].reader);
+				CHECK(b->readers[i].polled && !seen_r[i]);
+				seen_r[i] = true;
+				b->readers[i].dry = false;
+			} else {
+				int i = (int)((uintptr_t)evs[e].data - 1 - NREADERS);
+
+				CHECK(i >= 0 && i < NSUBS);
+				CHECK(p->subs[i].sub == evs[e].sub);
+				CHECK(p->subs[i].polled && !seen_s[i]);
+				seen_s[i] = true;
+				p->subs[i].dry = false;
+			}
+		}
+	} while (n > 0);
+	for (int i = 0; i < NREADERS; i++)
+		CHECK(!b->readers[i].dry || !reader_has_more(b, i));
+	for (int i = 0; i < NSUBS; i++)
+		CHECK(!p->subs[i].dry || !sub_has_more(p, i));
+}
+
+static void op_poller(struct bstate *b, struct pstate *p, uint8_t arg)
+{
+	int i = (arg >> 5) % NREADERS, j = (arg >> 5) % NSUBS;
+	void *rdata = (void *)(uintptr_t)(1 + i);
+	void *sdata = (void *)(uintptr_t)(1 + NREADERS + j);
+	struct eventbuf_reader *r = b->readers[i].r;
+	struct msub *s = &p->subs[j];
+	int ret;
+
+	if (!poller) {
+		op_name = "poller_new";
+		CHECK(eventbuf_poller_new(&poller) == 0);
+		return;
+	}
+	switch ((arg >> 1) % 8) {
+	case 0:
+		op_name = "poller_free";
+		eventbuf_poller_free(poller);
+		poller = NULL;
+		poller_forget(b, p);
+		return;
+	case 1:
+		op_name = "poller_add_reader";
+		if (!r)
+			return;
+		ret = eventbuf_poller_add_reader(poller, r, rdata);
+		CHECK(ret == (b->readers[i].polled ? -EBUSY : 0));
+		b->readers[i].polled = true;
+		b->readers[i].parked_fd = -1;
+		return;
+	case 2:
+		op_name = "poller_del_reader";
+		if (!r)
+			return;
+		ret = eventbuf_poller_del_reader(poller, r);
+		CHECK(ret == (b->readers[i].polled ? 0 : -ENOENT));
+		b->readers[i].polled = b->readers[i].dry = false;
+		return;
+	case 3:
+		op_name = "poller_add_sub";
+		if (!s->sub)
+			return;
+		ret = eventbuf_poller_add_sub(poller, s->sub, sdata);
+		CHECK(ret == (s->polled ? -EBUSY : 0));
+		s->polled = true;
+		return;
+	case 4:
+		op_name = "poller_del_sub";
+		if (!s->sub)
+			return;
+		ret = eventbuf_poller_del_sub(poller, s->sub);
+		CHECK(ret == (s->polled ? 0 : -ENOENT));
+		s->polled = s->dry = false;
+		return;
+	default:
+		poller_ready(b, p, 1 + arg % (NREADERS + NSUBS));
+		return;
+	}
+}
+
 /* ------------------------------------------------------------------ */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -720,6 +872,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 14:	op_close_key(&p, arg); break;
 		default:
 			if (arg & 1)
+				op_poller(&b, &p, arg);
+			else if (arg & 2)
 				op_expire(&p);
 			else
 				check_stats(&p);
@@ -727,7 +881,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	check_stats(&p);
+	if (poller)
+		poller_ready(&b, &p, NREADERS + NSUBS);
 	op_name = "teardown";
+	eventbuf_poller_free(poller);	/* detaches, then the objects go */
+	poller = NULL;
 	pstate_free(&p);
 	bstate_free(&b);
 	if (++inputs % 64 == 0)

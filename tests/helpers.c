@@ -127,6 +127,20 @@ int count_eventfds(void)
 	return n;
 }
 
+int count_fds(void)
+{
+	struct dirent *de;
+	int n = 0;
+	DIR *dir = opendir("/proc/self/fd");
+
+	if (!dir)
+		return -1;
+	while ((de = readdir(dir)))
+		n += de->d_name[0] != '.';
+	closedir(dir);
+	return n - 1;	/* the directory's own descriptor */
+}
+
 unsigned int test_seed(void)
 {
 	const char *env = getenv("EVENTBUF_TEST_SEED");

@@ -68,6 +68,9 @@ int64_t now_ms(void);
 /* Number of eventfds this process holds (/proc/self/fd). */
 int count_eventfds(void);
 
+/* Number of descriptors this process holds, of any kind (/proc/self/fd). */
+int count_fds(void);
+
 /* @fd is readable now (poll() with no wait). */
 bool fd_readable(int fd);
 

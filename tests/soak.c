@@ -12,7 +12,12 @@
  *    check that every change of their key arrives once and in order after
  *    the snapshot, and unsubscribe after a random time; some carry a lag
  *    limit; a closer thread force-closes random keys; the snapshot cache
- *    has a short TTL, so entries come and go.
+ *    has a short TTL, so entries come and go;
+ *  - an event-loop thread makes a poller per round, attaches subscriptions
+ *    and raw readers to it, waits with eventbuf_poller_wait(), reads each
+ *    reported object until -EAGAIN with the same checks, detaches and
+ *    re-attaches some, resubscribes closed ones, and frees the poller with
+ *    everything still attached.
  * Every second it samples RSS, open descriptors and live items, and
  * prints the curve. It fails if a check failed, if RSS or descriptors
  * grew between the first and the last third of the run (beyond a fixed
@@ -31,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <eventbuf/poller.h>
 #include <eventbuf/publisher.h>
 
 #include "helpers.h"
@@ -45,6 +51,7 @@ static _Atomic uint64_t failures;
 static _Atomic uint64_t released_batches, published_batches;
 static _Atomic uint64_t reads_checked, sub_rounds, sub_events, closes;
 static _Atomic uint64_t reader_rounds, cancels;
+static _Atomic uint64_t poller_rounds, poller_reads;
 static int cancel_fd;
 
 #define FAIL(...)							\
@@ -361,6 +368,184 @@ static void *closer(void *arg)
 }
 
 /* ------------------------------------------------------------------ */
+/* An event loop with a poller                                         */
+/* ------------------------------------------------------------------ */
+
+#define LOOP_SUBS 16
+#define LOOP_READERS 2
+
+struct loop_obj {
+	struct eventbuf_subscription *sub;
+	struct eventbuf_reader *r;
+	int key;
+	uint64_t want;		/* next seq (sub) or index (reader); 0: any */
+	bool live, attached;
+};
+
+static void loop_sub_new(struct eventbuf_poller *p, struct loop_obj *o,
+			 unsigned int *seed)
+{
+	struct eventbuf_subscribe_req req = { .topic = "soak" };
+	int ret;
+
+	o->key = (int)(rand_r(seed) % KEYS);
+	req.key = keys[o->key];
+	req.lag_limit = rand_r(seed) % 2 ? 0 : 4096;
+	o->want = 0;
+	o->live = false;
+	o->attached = false;
+	ret = eventbuf_subscribe(pub, &req, &o->sub);
+	if (ret) {
+		FAIL("loop subscribe: %d\n", ret);
+		o->sub = NULL;
+		return;
+	}
+	ret = eventbuf_poller_add_sub(p, o->sub, o);
+	if (ret)
+		FAIL("poller_add_sub: %d\n", ret);
+	o->attached = !ret;
+}
+
+/* Read @o until -EAGAIN or the end; false once it ended (closed). */
+static bool loop_drain(struct loop_obj *o)
+{
+	const struct eventbuf_event *ev;
+	const struct eventbuf_item *it;
+	size_t n;
+	int ret;
+
+	for (;;) {
+		if (o->r) {
+			ret = eventbuf_reader_next_nonblock(o->r, &it);
+			if (ret == -EAGAIN)
+				return true;
+			if (ret) {
+				FAIL("loop reader: %d\n", ret);
+				return true;
+			}
+			ev = eventbuf_item_events(it);
+			if (o->want && ev[0].index != o->want)
+				FAIL("loop reader: index %" PRIu64 " after %" PRIu64 "\n",
+				     ev[0].index, o->want - 1);
+			o->want = ev[0].index + 1;
+			atomic_fetch_add(&poller_reads, 1);
+			continue;
+		}
+		ret = eventbuf_sub_next_nonblock(o->sub, &ev, &n);
+		if (ret == -EAGAIN)
+			return true;
+		if (ret == -ECONNRESET || ret == -ENOBUFS) {
+			atomic_fetch_add(&closes, 1);
+			return false;
+		}
+		if (ret) {
+			FAIL("loop sub_next: %d\n", ret);
+			return false;
+		}
+		if (eventbuf_event_is_end_of_snapshot(ev)) {
+			o->live = true;
+			continue;
+		}
+		for (size_t i = 0; i < n; i++) {
+			uint64_t seq = (uint64_t)(uintptr_t)ev[i].payload;
+
+			if (o->live && o->want && seq != o->want)
+				FAIL("loop %s: seq %" PRIu64 " after %" PRIu64 "\n",
+				     keys[o->key], seq, o->want - 1);
+			o->want = seq + 1;
+			if (o->live)
+				atomic_fetch_add(&poller_reads, 1);
+		}
+	}
+}
+
+static void loop_round(unsigned int *seed)
+{
+	struct loop_obj objs[LOOP_SUBS + LOOP_READERS];
+	struct eventbuf_poll_event evs[8];
+	struct eventbuf_poller *p;
+	int64_t end = now_ms() + 50 + rand_r(seed) % 500;
+	int ret;
+
+	memset(objs, 0, sizeof(objs));
+	ret = eventbuf_poller_new(&p);
+	if (ret) {
+		FAIL("poller_new: %d\n", ret);
+		return;
+	}
+	for (int i = 0; i < LOOP_SUBS; i++)
+		loop_sub_new(p, &objs[i], seed);
+	for (int i = LOOP_SUBS; i < LOOP_SUBS + LOOP_READERS; i++) {
+		struct eventbuf_item *head = NULL;
+
+		if (eventbuf_head(raw, &head) ||
+		    eventbuf_reader_new(head, &objs[i].r)) {
+			FAIL("loop reader_new\n");
+			eventbuf_item_put(head);
+			continue;
+		}
+		if (eventbuf_item_count(head))
+			objs[i].want = eventbuf_item_events(head)[0].index + 1;
+		eventbuf_item_put(head);
+		ret = eventbuf_poller_add_reader(p, objs[i].r, &objs[i]);
+		if (ret)
+			FAIL("poller_add_reader: %d\n", ret);
+		objs[i].attached = !ret;
+	}
+	while (now_ms() < end && !atomic_load(&stop)) {
+		struct loop_obj *o;
+		int n = eventbuf_poller_wait(p, evs, 8, 20, -1);
+
+		if (n == -ETIMEDOUT)
+			continue;
+		if (n < 0) {
+			FAIL("poller_wait: %d\n", n);
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			o = evs[i].data;
+			if (!o->attached || (o->r ? evs[i].reader != o->r :
+						    evs[i].sub != o->sub))
+				FAIL("poller: a report for the wrong object\n");
+			if (!loop_drain(o)) {
+				eventbuf_unsubscribe(o->sub);	/* detaches */
+				loop_sub_new(p, o, seed);
+			}
+		}
+		/* Now and then, detach one and attach it again. */
+		o = &objs[rand_r(seed) % (LOOP_SUBS + LOOP_READERS)];
+		if (rand_r(seed) % 8 == 0 && o->attached) {
+			ret = o->r ? eventbuf_poller_del_reader(p, o->r) :
+				     eventbuf_poller_del_sub(p, o->sub);
+			if (ret)
+				FAIL("poller_del: %d\n", ret);
+			ret = o->r ? eventbuf_poller_add_reader(p, o->r, o) :
+				     eventbuf_poller_add_sub(p, o->sub, o);
+			if (ret)
+				FAIL("poller_add again: %d\n", ret);
+			o->attached = !ret;
+		}
+	}
+	/* Freed with everything attached: detaches them. */
+	eventbuf_poller_free(p);
+	for (int i = 0; i < LOOP_SUBS + LOOP_READERS; i++) {
+		eventbuf_unsubscribe(objs[i].sub);
+		eventbuf_reader_free(objs[i].r);
+	}
+	atomic_fetch_add(&poller_rounds, 1);
+}
+
+static void *event_loop(void *arg)
+{
+	unsigned int seed = 17;
+
+	(void)arg;
+	while (!atomic_load(&stop))
+		loop_round(&seed);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* Sampling                                                            */
 /* ------------------------------------------------------------------ */
 
@@ -445,7 +630,7 @@ int main(int argc, char **argv)
 	struct eventbuf_publisher_config cfg = { .snapshot_ttl_ms = 20 };
 	static struct sample samples[MAX_SAMPLES];
 	struct subscriber subs[NSUBSCRIBERS];
-	pthread_t tid[NREADERS + NSUBSCRIBERS + 4];
+	pthread_t tid[NREADERS + NSUBSCRIBERS + 5];
 	struct eventbuf_stats st;
 	int nthreads = 0, n = 0;
 	int64_t t0, end;
@@ -468,6 +653,7 @@ int main(int argc, char **argv)
 	pthread_create(&tid[nthreads++], NULL, canceller, NULL);
 	pthread_create(&tid[nthreads++], NULL, publisher, NULL);
 	pthread_create(&tid[nthreads++], NULL, closer, NULL);
+	pthread_create(&tid[nthreads++], NULL, event_loop, NULL);
 	for (int i = 0; i < NREADERS; i++)
 		pthread_create(&tid[nthreads++], NULL, raw_reader,
 			       (void *)(uintptr_t)(100 + i));
@@ -500,11 +686,13 @@ int main(int argc, char **argv)
 	printf("soak: %" PRIu64 " batches published, %" PRIu64 " released; "
 	       "%" PRIu64 " reads checked by %" PRIu64 " reader rounds (%"
 	       PRIu64 " cancelled); %" PRIu64 " subscriptions, %" PRIu64
-	       " live events checked, %" PRIu64 " closed by the publisher\n",
+	       " live events checked, %" PRIu64 " closed by the publisher; "
+	       "%" PRIu64 " poller rounds, %" PRIu64 " reads through pollers\n",
 	       atomic_load(&published_batches), atomic_load(&released_batches),
 	       atomic_load(&reads_checked), atomic_load(&reader_rounds),
 	       atomic_load(&cancels), atomic_load(&sub_rounds),
-	       atomic_load(&sub_events), atomic_load(&closes));
+	       atomic_load(&sub_events), atomic_load(&closes),
+	       atomic_load(&poller_rounds), atomic_load(&poller_reads));
 	printf("soak: after: %" PRIu64 " live items, %" PRIu64 " eventfds\n",
 	       st.live_items, st.open_eventfds);
 	if (atomic_load(&released_batches) != atomic_load(&published_batches))
@@ -516,7 +704,8 @@ int main(int argc, char **argv)
 		     st.live_items, st.open_eventfds);
 	if (growth)
 		FAIL("RSS or descriptors grew with time\n");
-	if (!atomic_load(&reads_checked) || !atomic_load(&sub_events))
+	if (!atomic_load(&reads_checked) || !atomic_load(&sub_events) ||
+	    !atomic_load(&poller_reads))
 		FAIL("nothing was read\n");
 	if (atomic_load(&failures)) {
 		printf("soak: FAILED (%" PRIu64 " failures)\n",

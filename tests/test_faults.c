@@ -11,7 +11,12 @@
  * included), publish, and a subscription parking on a new link. After
  * each failure the objects must be as they were: nothing published,
  * nothing released, nothing leaked - and the operation must then work.
- * eventfd and epoll descriptors run out through a lowered RLIMIT_NOFILE.
+ * eventfd and epoll descriptors run out through a lowered RLIMIT_NOFILE,
+ * or fail through the eventfd() wrapper. Pollers: creation, and an
+ * attached reader or subscription parking (its poller's registration
+ * array grows with realloc(), the link's eventfd is made, the poller's
+ * epoll_ctl()): the read says why, the object is reported again, and
+ * its next read parks it.
  */
 #include <errno.h>
 #include <poll.h>
@@ -19,10 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <eventbuf/poller.h>
 #include <eventbuf/publisher.h>
 
 #include "helpers.h"
@@ -39,6 +46,10 @@ int __real_epoll_create1(int flags);
 int __real_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 int __wrap_epoll_create1(int flags);
 int __wrap_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+int __real_eventfd(unsigned int initval, int flags);
+int __wrap_eventfd(unsigned int initval, int flags);
+void *__real_realloc(void *ptr, size_t size);
+void *__wrap_realloc(void *ptr, size_t size);
 
 static _Atomic int fail_countdown = -1;	/* -1: never */
 static _Atomic int faults_fired;
@@ -90,6 +101,28 @@ int __wrap_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	return __real_epoll_ctl(epfd, op, fd, ev);
 }
 
+/* Only the poller tests count eventfd() among the sites: the older tests
+ * expect the first failure on their path to be another one. */
+static bool fail_eventfds;
+
+int __wrap_eventfd(unsigned int initval, int flags)
+{
+	if (fail_eventfds && should_fail()) {
+		errno = EMFILE;
+		return -1;
+	}
+	return __real_eventfd(initval, flags);
+}
+
+void *__wrap_realloc(void *ptr, size_t size)
+{
+	if (should_fail()) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return __real_realloc(ptr, size);
+}
+
 void *__wrap_malloc(size_t size)
 {
 	if (should_fail()) {
@@ -133,6 +166,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	disarm();
+	fail_eventfds = false;
 	return expect_nothing_left();
 }
 
@@ -706,6 +740,176 @@ static void test_faults_subscribe_emfile(void **state)
 	pub_free(pub, 0);
 }
 
+/* A poller is made whole or not at all: no descriptor left behind. */
+static void test_faults_poller_new(void **state)
+{
+	struct eventbuf_poller *p = NULL;
+	int fds = count_fds(), sites, ret;
+
+	(void)state;
+	fail_eventfds = true;
+	for (sites = 0;; sites++) {
+		fail_from(sites);
+		ret = eventbuf_poller_new(&p);
+		if (!disarm())
+			break;
+		assert_true(ret == -ENOMEM || ret == -EMFILE);
+		assert_int_equal(count_fds(), fds);
+	}
+	assert_int_equal(ret, 0);
+	/* calloc(), epoll_create1(), eventfd(), epoll_ctl() */
+	assert_true(sites >= 4);
+	assert_int_equal(count_fds(), fds + 2);
+	eventbuf_poller_free(p);
+	assert_int_equal(count_fds(), fds);
+	fail_eventfds = false;
+}
+
+/* One attached object: a reader of a fresh buffer, or a subscription of
+ * a fresh key read up to its parking spot (fresh links: no eventfd yet). */
+struct park_case {
+	struct eventbuf_publisher *pub;	/* NULL: a reader */
+	struct eventbuf *buf;
+	struct eventbuf_reader *r;
+	struct eventbuf_subscription *sub;
+	char key[16];
+};
+
+static void case_new(struct park_case *c, int i)
+{
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = c->key };
+	const struct eventbuf_event *ev;
+	struct eventbuf_item *head;
+	size_t n;
+
+	if (!c->pub) {
+		assert_int_equal(eventbuf_new(&c->buf), 0);
+		assert_int_equal(eventbuf_head(c->buf, &head), 0);
+		assert_int_equal(eventbuf_reader_new(head, &c->r), 0);
+		eventbuf_item_put(head);
+		return;
+	}
+	snprintf(c->key, sizeof(c->key), "k%d", i);
+	assert_int_equal(eventbuf_subscribe(c->pub, &req, &c->sub), 0);
+	assert_int_equal(eventbuf_sub_next_nonblock(c->sub, &ev, &n), 0);
+	assert_int_equal(ev->index, 5);
+	assert_int_equal(eventbuf_sub_next_nonblock(c->sub, &ev, &n), 0);
+	assert_true(eventbuf_event_is_end_of_snapshot(ev));
+}
+
+static void case_free(struct park_case *c)
+{
+	eventbuf_reader_free(c->r);
+	eventbuf_unsubscribe(c->sub);
+	eventbuf_drop(c->buf);
+	c->r = NULL;
+	c->sub = NULL;
+	c->buf = NULL;
+}
+
+static int case_read(struct park_case *c, uint64_t *index)
+{
+	const struct eventbuf_item *it;
+	const struct eventbuf_event *ev;
+	size_t n;
+	int ret;
+
+	if (c->r) {
+		ret = eventbuf_reader_next_nonblock(c->r, &it);
+		if (!ret)
+			*index = eventbuf_item_events(it)[0].index;
+	} else {
+		ret = eventbuf_sub_next_nonblock(c->sub, &ev, &n);
+		if (!ret)
+			*index = ev->index;
+	}
+	return ret;
+}
+
+static int case_publish(struct park_case *c)
+{
+	struct eventbuf_event ev = { .index = 6, .topic = "t", .key = c->key };
+
+	if (c->buf)
+		return append_batch(c->buf, 6, 1, NULL);
+	return eventbuf_publish(c->pub, &ev, 1, NULL, NULL);
+}
+
+static bool case_is(const struct park_case *c, const struct eventbuf_poll_event *pe)
+{
+	return pe->reader == c->r && pe->sub == c->sub;
+}
+
+/*
+ * Park a freshly attached object with every site on the way failing in
+ * turn, each time on a fresh poller (its registration array grows) with
+ * the eventfd pool emptied (the link needs a new eventfd). The read
+ * returns the error and nothing is lost: the object is reported again,
+ * its next read parks it, and the next event is reported and read.
+ * Returns the number of sites.
+ */
+static int park_faults(struct eventbuf_publisher *pub)
+{
+	struct park_case c = { .pub = pub };
+	struct eventbuf_poller_stats st;
+	struct eventbuf_poll_event pe;
+	struct eventbuf_poller *p;
+	uint64_t got = 0;
+	int sites, ret;
+
+	for (sites = 0;; sites++) {
+		case_new(&c, sites);
+		assert_int_equal(eventbuf_poller_new(&p), 0);
+		if (c.r)
+			assert_int_equal(eventbuf_poller_add_reader(p, c.r, NULL), 0);
+		else
+			assert_int_equal(eventbuf_poller_add_sub(p, c.sub, NULL), 0);
+		assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 1);
+		eventbuf_barrier();	/* the link needs a new eventfd */
+		fail_from(sites);
+		ret = case_read(&c, &got);
+		if (!disarm()) {
+			assert_int_equal(ret, -EAGAIN);
+			assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 0);
+		} else {
+			assert_true(ret == -ENOMEM || ret == -EMFILE);
+			assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 1);
+			assert_true(case_is(&c, &pe));
+			assert_int_equal(case_read(&c, &got), -EAGAIN);
+		}
+		assert_int_equal(eventbuf_poller_stats(p, &st), 0);
+		assert_int_equal(st.parked, 1);
+		assert_int_equal(st.links, 1);
+		assert_int_equal(case_publish(&c), 0);
+		assert_int_equal(eventbuf_poller_wait(p, &pe, 1, 1000, -1), 1);
+		assert_true(case_is(&c, &pe));
+		assert_int_equal(case_read(&c, &got), 0);
+		assert_int_equal(got, 6);
+		eventbuf_poller_free(p);
+		case_free(&c);
+		if (ret == -EAGAIN)
+			return sites;
+	}
+}
+
+static void test_faults_poller_park(void **state)
+{
+	struct eventbuf_publisher *pub = pub_new(0);
+	int sites;
+
+	(void)state;
+	fail_eventfds = true;
+	sites = park_faults(NULL);
+	printf("# reader park: %d sites failed in turn\n", sites);
+	/* eventfd(), realloc(), epoll_ctl() */
+	assert_true(sites >= 3);
+	sites = park_faults(pub);
+	printf("# subscription park: %d sites failed in turn\n", sites);
+	assert_true(sites >= 3);
+	pub_free(pub, 0);
+	fail_eventfds = false;
+}
+
 int main(void)
 {
 	/* Slabs from the first item, so that their sites are covered; the
@@ -724,6 +928,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_faults_publish, teardown),
 		cmocka_unit_test_teardown(test_faults_subscription_park, teardown),
 		cmocka_unit_test_teardown(test_faults_subscribe_emfile, teardown),
+		cmocka_unit_test_teardown(test_faults_poller_new, teardown),
+		cmocka_unit_test_teardown(test_faults_poller_park, teardown),
 	};
 
 	return cmocka_run_group_tests_name("faults", tests, NULL, NULL);

@@ -1,0 +1,1361 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Pollers: many readers and subscriptions behind one descriptor per event
+ * loop. The loops here are the test's own: each poller's descriptor sits in
+ * an epoll set of the test (edge- or level-triggered), or a worker thread
+ * waits with eventbuf_poller_wait() alone. Every object records what it
+ * read (order, count, terminal code, reports that found nothing), and the
+ * test asserts on those records; descriptor counts come from
+ * /proc/self/fd.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <eventbuf/poller.h>
+#include <eventbuf/publisher.h>
+
+#include "helpers.h"
+
+#define SNAP_INDEX	1	/* live events of the publisher start above */
+#define EVS_MAX		256
+
+/* One attached reader or subscription and what was read from it. */
+struct obj {
+	struct eventbuf_reader *r;
+	struct eventbuf_subscription *s;
+	uint64_t next;		/* next index expected */
+	uint64_t want;		/* next index once caught up */
+	uint64_t count;		/* events read */
+	uint64_t bad;		/* events out of order */
+	uint64_t reports;
+	uint64_t empty;		/* reports after which nothing was read */
+	int term;		/* terminal code read, 0 if none */
+	int error;		/* unexpected return, 0 if none */
+};
+
+static struct eventbuf_publisher *pub;
+
+/* An empty snapshot at SNAP_INDEX: subscribers read its end, then live. */
+static int snap_handler(void *arg, const char *topic, const char *key,
+			struct eventbuf_snapshot *snap, uint64_t *index)
+{
+	(void)arg;
+	(void)topic;
+	(void)key;
+	(void)snap;
+	*index = SNAP_INDEX;
+	return 0;
+}
+
+static int setup_ttl(uint32_t ttl_ms)
+{
+	struct eventbuf_publisher_config cfg = { .snapshot_ttl_ms = ttl_ms };
+
+	if (eventbuf_publisher_new(&cfg, &pub) ||
+	    eventbuf_publisher_register(pub, "t", snap_handler, NULL, 0))
+		return -1;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return setup_ttl(1000);
+}
+
+/* No snapshot cache: a cached snapshot keeps the link it led to, and that
+ * link its eventfd, for the cache's lifetime. */
+static int setup_nocache(void **state)
+{
+	(void)state;
+	return setup_ttl(0);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	eventbuf_publisher_free(pub);
+	pub = NULL;
+	return expect_nothing_left();
+}
+
+static uint64_t open_eventfds(void)
+{
+	struct eventbuf_stats st;
+
+	eventbuf_stats(&st);
+	return st.open_eventfds;
+}
+
+static struct eventbuf_poller_stats pstats(struct eventbuf_poller *p)
+{
+	struct eventbuf_poller_stats st;
+
+	assert_int_equal(eventbuf_poller_stats(p, &st), 0);
+	return st;
+}
+
+static struct eventbuf_subscription *sub_new(const char *key, uint64_t tag,
+					     uint64_t lag_limit)
+{
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = key,
+					      .tag = tag,
+					      .lag_limit = lag_limit };
+	struct eventbuf_subscription *sub = NULL;
+
+	assert_int_equal(eventbuf_subscribe(pub, &req, &sub), 0);
+	return sub;
+}
+
+static int publish(const char *key, uint64_t index)
+{
+	struct eventbuf_event ev = { .index = index, .topic = "t", .key = key };
+
+	return eventbuf_publish(pub, &ev, 1, NULL, NULL);
+}
+
+static void see(struct obj *o, const struct eventbuf_event *ev, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (ev[i].index != o->next)
+			o->bad++;
+		o->next = ev[i].index + 1;
+		o->count++;
+	}
+}
+
+/*
+ * Read @o until -EAGAIN (parked again) or a terminal code. Returns how
+ * many reads returned something (a batch, a frame or a terminal code).
+ */
+static uint64_t drain(struct obj *o)
+{
+	const struct eventbuf_event *ev;
+	const struct eventbuf_item *it;
+	uint64_t got = 0;
+	size_t n;
+	int ret;
+
+	for (;;) {
+		if (o->r) {
+			ret = eventbuf_reader_next_nonblock(o->r, &it);
+			if (!ret)
+				see(o, eventbuf_item_events(it),
+				    eventbuf_item_count(it));
+		} else {
+			ret = eventbuf_sub_next_nonblock(o->s, &ev, &n);
+			if (!ret && !eventbuf_event_is_end_of_snapshot(ev))
+				see(o, ev, n);
+		}
+		if (ret == -EAGAIN)
+			return got;
+		got++;
+		if (ret) {
+			if (ret != -ECONNRESET && ret != -ENOBUFS &&
+			    ret != -ESHUTDOWN && !o->error)
+				o->error = ret;
+			o->term = ret;
+			return got;
+		}
+	}
+}
+
+/* Handle one report: drain its object, count reports that found nothing. */
+static void handle(const struct eventbuf_poll_event *pe)
+{
+	struct obj *o = pe->data;
+
+	o->reports++;
+	if (!drain(o) && o->reports > 1)
+		o->empty++;
+}
+
+/* eventbuf_poller_ready() once, everything handled; returns the count. */
+static int ready_once(struct eventbuf_poller *p, size_t max)
+{
+	struct eventbuf_poll_event evs[EVS_MAX];
+	int n = eventbuf_poller_ready(p, evs, max);
+
+	for (int i = 0; i < n; i++)
+		handle(&evs[i]);
+	return n;
+}
+
+/* Collect and handle until the poller has nothing more to report. */
+static void ready_all(struct eventbuf_poller *p)
+{
+	int n;
+
+	while ((n = ready_once(p, EVS_MAX)) > 0)
+		;
+	assert_int_equal(n, 0);
+}
+
+static bool caught_up(const struct obj *o, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (o[i].next != o[i].want || o[i].term || o[i].error)
+			return false;
+	return true;
+}
+
+static void set_want(struct obj *o, size_t n, uint64_t want)
+{
+	for (size_t i = 0; i < n; i++)
+		o[i].want = want;
+}
+
+/*
+ * The caller's loop: wait on the outer epoll set @ep for @p's descriptor,
+ * take one array of reports each time it fires, until every object in
+ * @objs has read up to its ->want (or the deadline passes; the caller's
+ * assertions on the objects then fail). Returns how many times @ep fired.
+ */
+static int loop_until(int ep, struct eventbuf_poller *p, struct obj *objs,
+		      size_t n, size_t max)
+{
+	int64_t deadline = now_ms() + 10000;
+	struct epoll_event ev;
+	int fired = 0;
+
+	while (!caught_up(objs, n)) {
+		int left = (int)(deadline - now_ms());
+
+		if (left <= 0 || epoll_wait(ep, &ev, 1, left) != 1)
+			break;
+		fired++;
+		assert_ptr_equal(ev.data.ptr, p);
+		ready_once(p, max);
+	}
+	return fired;
+}
+
+static int outer_epoll(struct eventbuf_poller *p, bool edge)
+{
+	struct epoll_event ev = { .events = EPOLLIN | (edge ? EPOLLET : 0),
+				  .data.ptr = p };
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	assert_true(ep >= 0);
+	assert_true(eventbuf_poller_fd(p) >= 0);
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, eventbuf_poller_fd(p),
+				   &ev), 0);
+	return ep;
+}
+
+static void assert_objs(const struct obj *o, size_t n, uint64_t want,
+			uint64_t count)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (o[i].next != want || o[i].count != count || o[i].bad ||
+		    o[i].error || o[i].term || o[i].empty)
+			printf("# obj %zu: next %llu count %llu bad %llu error %d term %d empty %llu\n",
+			       i, (unsigned long long)o[i].next,
+			       (unsigned long long)o[i].count,
+			       (unsigned long long)o[i].bad, o[i].error,
+			       o[i].term, (unsigned long long)o[i].empty);
+		assert_int_equal(o[i].error, 0);
+		assert_int_equal(o[i].term, 0);
+		assert_int_equal(o[i].bad, 0);
+		assert_int_equal(o[i].next, want);
+		assert_int_equal(o[i].count, count);
+		assert_int_equal(o[i].empty, 0);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+
+#define FAN_PER_POLLER	2000	/* 1,000 subscriptions, 1,000 readers */
+#define FAN_EVENTS	50
+
+/*
+ * 2,000 subscriptions of one key and 2,000 readers of one buffer, half on
+ * each of two pollers, one poller in an edge-triggered set and the other
+ * in a level-triggered one: every event reaches every object, in order;
+ * descriptors stay at two per poller plus the parked links; and once warm,
+ * a delivery registers nothing new.
+ */
+static void test_poller_fan_out(void **state)
+{
+	struct eventbuf_poller *p[2];
+	struct obj *objs[2];
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+	uint64_t adds_warm[2] = { 0, 0 };
+	uint64_t published = 0;
+	unsigned int seed = test_seed();
+	int ep[2], base_fds, base_efds, round;
+
+	(void)state;
+	base_fds = count_fds();
+	base_efds = count_eventfds();
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	/* Poller 0 in an edge-triggered set, poller 1 in a level-triggered
+	 * one; each with 1,000 subscriptions (objs[i][0, 1000)) and 1,000
+	 * readers (objs[i][1000, 2000)). */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(eventbuf_poller_new(&p[i]), 0);
+		ep[i] = outer_epoll(p[i], i == 0);
+		objs[i] = calloc(FAN_PER_POLLER, sizeof(*objs[i]));
+		assert_non_null(objs[i]);
+		for (int j = 0; j < FAN_PER_POLLER; j++) {
+			struct obj *o = &objs[i][j];
+
+			if (j < FAN_PER_POLLER / 2) {
+				o->s = sub_new("k", 0, 0);
+				o->next = SNAP_INDEX + 1;
+				assert_int_equal(eventbuf_poller_add_sub(p[i], o->s, o), 0);
+			} else {
+				assert_int_equal(eventbuf_reader_new(head, &o->r), 0);
+				assert_int_equal(eventbuf_poller_add_reader(p[i], o->r, o), 0);
+			}
+			o->want = o->next;
+		}
+	}
+	eventbuf_item_put(head);
+	/* Attached objects are reported at once: their first reads park them
+	 * all at one link of the key's buffer or of @buf. */
+	for (int i = 0; i < 2; i++) {
+		struct eventbuf_poller_stats st;
+
+		ready_all(p[i]);
+		st = pstats(p[i]);
+		assert_int_equal(st.attached, FAN_PER_POLLER);
+		assert_int_equal(st.parked, FAN_PER_POLLER);
+		assert_int_equal(st.links, 2);
+		assert_int_equal(st.reports, FAN_PER_POLLER);
+		for (int j = 0; j < FAN_PER_POLLER; j++)
+			assert_int_equal(objs[i][j].reports, 1);
+	}
+
+	for (round = 0; published < FAN_EVENTS; round++) {
+		uint64_t burst = 1 + rand_r(&seed) % 4;
+		int fds, efds;
+
+		if (burst > FAN_EVENTS - published)
+			burst = FAN_EVENTS - published;
+		for (uint64_t b = 0; b < burst; b++) {
+			assert_int_equal(publish("k", SNAP_INDEX + 1 + published), 0);
+			assert_int_equal(append_batch(buf, published, 1, NULL), 0);
+			published++;
+		}
+		for (int i = 0; i < 2; i++) {
+			set_want(objs[i], FAN_PER_POLLER / 2,
+				 SNAP_INDEX + 1 + published);
+			set_want(objs[i] + FAN_PER_POLLER / 2,
+				 FAN_PER_POLLER / 2, published);
+			assert_true(loop_until(ep[i], p[i], objs[i],
+					       FAN_PER_POLLER, EVS_MAX) > 0);
+			assert_true(caught_up(objs[i], FAN_PER_POLLER));
+		}
+		/* Two per poller (its epoll instance and eventfd), two outer
+		 * sets, two parked links, the idle pool (8). */
+		fds = count_fds() - base_fds;
+		efds = count_eventfds() - base_efds;
+		if (fds > 2 * 2 + 2 + 2 + 8 || efds > 2 + 2 + 8)
+			printf("# round %d: %d descriptors, %d eventfds\n",
+			       round, fds, efds);
+		assert_true(fds <= 2 * 2 + 2 + 2 + 8);
+		assert_true(efds <= 2 + 2 + 8);
+		/*
+		 * The link each subscription's snapshot led to keeps its
+		 * eventfd until the snapshot's items are reclaimed (a grace
+		 * period later); closing it makes every poller register its
+		 * recycled descriptors once more. Past that, nothing new.
+		 */
+		if (round == 1)
+			eventbuf_barrier();
+		for (int i = 0; i < 2; i++) {
+			struct eventbuf_poller_stats st = pstats(p[i]);
+
+			assert_int_equal(st.parked, FAN_PER_POLLER);
+			assert_int_equal(st.links, 2);
+			/* Warm two rounds after the barrier: the links'
+			 * eventfds are recycled ones this poller watches. */
+			if (round == 3)
+				adds_warm[i] = st.epoll_adds;
+			else if (round > 3)
+				assert_int_equal(st.epoll_adds, adds_warm[i]);
+		}
+	}
+	assert_true(round > 10);
+	for (int i = 0; i < 2; i++) {
+		struct eventbuf_poller_stats st = pstats(p[i]);
+
+		printf("# poller %d: %d rounds, %llu epoll adds, %llu wake-ups, %llu stale, %llu reports\n",
+		       i, round, (unsigned long long)st.epoll_adds,
+		       (unsigned long long)st.wakeups,
+		       (unsigned long long)st.stale,
+		       (unsigned long long)st.reports);
+		assert_objs(objs[i], FAN_PER_POLLER / 2,
+			    SNAP_INDEX + 1 + FAN_EVENTS, FAN_EVENTS);
+		assert_objs(objs[i] + FAN_PER_POLLER / 2, FAN_PER_POLLER / 2,
+			    FAN_EVENTS, FAN_EVENTS);
+		for (int j = 0; j < FAN_PER_POLLER; j++) {
+			eventbuf_unsubscribe(objs[i][j].s);
+			eventbuf_reader_free(objs[i][j].r);
+		}
+		assert_int_equal(pstats(p[i]).attached, 0);
+		assert_int_equal(pstats(p[i]).links, 0);
+		close(ep[i]);
+		eventbuf_poller_free(p[i]);
+		free(objs[i]);
+	}
+	eventbuf_drop(buf);
+}
+
+/* ---------------------------------------------------------------------- */
+
+#define WAIT_KEYS	8
+#define WAIT_SUBS	64
+#define WAIT_EVENTS	400
+
+struct waiter {
+	struct eventbuf_poller *p;
+	struct obj objs[WAIT_SUBS + 1];	/* the last one is a raw reader */
+	int cancel_fd;
+	_Atomic uint64_t seen;		/* events read, for the test thread */
+	int exit_code;			/* what ended the loop */
+	uint64_t waits;
+};
+
+static void *waiter_run(void *arg)
+{
+	struct waiter *w = arg;
+	struct eventbuf_poll_event evs[16];
+	int64_t deadline = now_ms() + 20000;
+
+	for (;;) {
+		int left = (int)(deadline - now_ms());
+		int n = eventbuf_poller_wait(w->p, evs, 16, left > 0 ? left : 0,
+					     w->cancel_fd);
+
+		if (n < 0) {
+			w->exit_code = n;
+			return NULL;
+		}
+		w->waits++;
+		for (int i = 0; i < n; i++) {
+			struct obj *o = evs[i].data;
+			uint64_t before = o->count;
+
+			handle(&evs[i]);
+			atomic_fetch_add(&w->seen, o->count - before);
+		}
+	}
+}
+
+static bool all_seen(void *arg)
+{
+	struct waiter *w = arg;
+
+	return atomic_load(&w->seen) >= (uint64_t)WAIT_EVENTS / WAIT_KEYS *
+					   (WAIT_SUBS / WAIT_KEYS) * WAIT_KEYS +
+					   WAIT_EVENTS;
+}
+
+/*
+ * A thread whose only loop is eventbuf_poller_wait(): it hears of every
+ * event of its subscriptions and of its reader, and stops when cancelled.
+ */
+static void test_poller_wait_thread(void **state)
+{
+	static struct waiter w;
+	static const char *const keys[WAIT_KEYS] = {
+		"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7" };
+	uint64_t per_key[WAIT_KEYS] = { 0 };
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+	unsigned int seed = test_seed();
+	pthread_t tid;
+	bool done;
+
+	(void)state;
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(eventbuf_poller_new(&w.p), 0);
+	w.cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	assert_true(w.cancel_fd >= 0);
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	for (int i = 0; i < WAIT_SUBS; i++) {
+		w.objs[i].s = sub_new(keys[i % WAIT_KEYS], 0, 0);
+		w.objs[i].next = SNAP_INDEX + 1;
+		assert_int_equal(eventbuf_poller_add_sub(w.p, w.objs[i].s,
+							 &w.objs[i]), 0);
+	}
+	assert_int_equal(eventbuf_reader_new(head, &w.objs[WAIT_SUBS].r), 0);
+	assert_int_equal(eventbuf_poller_add_reader(w.p, w.objs[WAIT_SUBS].r,
+						    &w.objs[WAIT_SUBS]), 0);
+	eventbuf_item_put(head);
+	/* From here on the poller and its objects are the worker's. */
+	assert_int_equal(pthread_create(&tid, NULL, waiter_run, &w), 0);
+	for (uint64_t e = 0; e < WAIT_EVENTS; e++) {
+		int k = (int)(e % WAIT_KEYS);
+
+		assert_int_equal(publish(keys[k], SNAP_INDEX + 1 + per_key[k]), 0);
+		per_key[k]++;
+		assert_int_equal(append_batch(buf, e, 1, NULL), 0);
+		if (rand_r(&seed) % 32 == 0) {
+			struct timespec ts = { 0, (rand_r(&seed) % 300) * 1000 };
+
+			nanosleep(&ts, NULL);	/* let the worker park */
+		}
+	}
+	done = wait_until(all_seen, &w, 10000);
+	assert_int_equal(eventfd_write(w.cancel_fd, 1), 0);
+	assert_int_equal(pthread_join(tid, NULL), 0);
+	printf("# waiter: %llu waits, %llu events\n",
+	       (unsigned long long)w.waits,
+	       (unsigned long long)atomic_load(&w.seen));
+	assert_true(done);
+	assert_int_equal(w.exit_code, -ECANCELED);
+	assert_objs(w.objs, WAIT_SUBS, SNAP_INDEX + 1 + WAIT_EVENTS / WAIT_KEYS,
+		    WAIT_EVENTS / WAIT_KEYS);
+	assert_objs(&w.objs[WAIT_SUBS], 1, WAIT_EVENTS, WAIT_EVENTS);
+	/* Nothing left to report, and the wait says so in time. */
+	{
+		struct eventbuf_poll_event ev;
+
+		assert_int_equal(eventbuf_poller_wait(w.p, &ev, 1, 10, -1),
+				 -ETIMEDOUT);
+		assert_int_equal(eventbuf_poller_wait(w.p, &ev, 1, 0, -1),
+				 -ETIMEDOUT);
+	}
+	for (int i = 0; i <= WAIT_SUBS; i++) {
+		eventbuf_unsubscribe(w.objs[i].s);
+		eventbuf_reader_free(w.objs[i].r);
+	}
+	eventbuf_poller_free(w.p);
+	close(w.cancel_fd);
+	eventbuf_drop(buf);
+}
+
+/* ---------------------------------------------------------------------- */
+
+/*
+ * Reports that do not fit in the array: an edge-triggered set hears of
+ * them again, one array at a time, until all are out; then it stays quiet.
+ */
+static void overflow(size_t max)
+{
+	enum { N = 20 };
+	struct obj objs[N];
+	struct eventbuf_poller *p;
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+	struct epoll_event ev;
+	int ep, fired = 0, got, total = 0;
+
+	memset(objs, 0, sizeof(objs));
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	ep = outer_epoll(p, true);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(eventbuf_reader_new(head, &objs[i].r), 0);
+		assert_int_equal(eventbuf_poller_add_reader(p, objs[i].r,
+							    &objs[i]), 0);
+	}
+	eventbuf_item_put(head);
+	for (int round = 0; round < 3; round++) {
+		if (round)
+			assert_int_equal(append_batch(buf, round - 1, 1, NULL), 0);
+		fired = 0;
+		total = 0;
+		while (total < N) {
+			if (epoll_wait(ep, &ev, 1, 2000) != 1)
+				break;
+			fired++;
+			got = ready_once(p, max);
+			assert_true(got >= 0 && (size_t)got <= max);
+			total += got;
+		}
+		assert_int_equal(total, N);
+		assert_true(fired >= (N + (int)max - 1) / (int)max);
+		/* Everything reported and parked: the set stays quiet. */
+		while (epoll_wait(ep, &ev, 1, 0) == 1)
+			assert_int_equal(ready_once(p, max), 0);
+		assert_int_equal(pstats(p).parked, N);
+	}
+	assert_objs(objs, N, 2, 2);
+	for (int i = 0; i < N; i++)
+		eventbuf_reader_free(objs[i].r);
+	close(ep);
+	eventbuf_poller_free(p);
+	eventbuf_drop(buf);
+}
+
+static void test_poller_overflow_max1(void **state)
+{
+	(void)state;
+	overflow(1);
+}
+
+static void test_poller_overflow_max7(void **state)
+{
+	(void)state;
+	overflow(7);
+}
+
+/* ---------------------------------------------------------------------- */
+
+#define CLOSE_SUBS 2000
+
+enum closer_kind { CLOSE_KEY, CLOSE_TAG, CLOSE_SHUTDOWN };
+
+struct closer {
+	enum closer_kind kind;
+	int ret;
+};
+
+static void *closer_run(void *arg)
+{
+	struct closer *c = arg;
+
+	switch (c->kind) {
+	case CLOSE_KEY:
+		c->ret = eventbuf_publisher_close_key(pub, "t", "k");
+		break;
+	case CLOSE_TAG:
+		c->ret = eventbuf_publisher_close_tag(pub, 7);
+		break;
+	case CLOSE_SHUTDOWN:
+		eventbuf_publisher_free(pub);
+		c->ret = 0;
+		break;
+	}
+	return NULL;
+}
+
+/* 2,000 subscriptions of "k" on two pollers, read to their parking spot;
+ * those with odd numbers have tag 7. */
+static struct obj *parked_subs(struct eventbuf_poller *p[2], uint64_t lag_limit)
+{
+	struct obj *objs = calloc(CLOSE_SUBS, sizeof(*objs));
+
+	assert_non_null(objs);
+	for (int i = 0; i < CLOSE_SUBS; i++) {
+		objs[i].s = sub_new("k", (i & 1) ? 7 : 0, lag_limit);
+		objs[i].next = SNAP_INDEX + 1;
+		assert_int_equal(eventbuf_poller_add_sub(p[i % 2], objs[i].s,
+							 &objs[i]), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		ready_all(p[i]);
+		assert_int_equal(pstats(p[i]).parked, CLOSE_SUBS / 2);
+	}
+	return objs;
+}
+
+/* The poller's loop after a close: every @closed object is reported and
+ * reads @code, twice; the others are not reported. */
+static void expect_closed(int ep[2], struct eventbuf_poller *p[2],
+			  struct obj *objs, bool (*closed)(int i), int code)
+{
+	const struct eventbuf_event *ev;
+	size_t n;
+
+	for (int i = 0; i < 2; i++) {
+		int64_t deadline = now_ms() + 10000;
+		struct epoll_event e;
+		int want = 0, got = 0;
+
+		for (int j = i; j < CLOSE_SUBS; j += 2)
+			want += closed(j);
+		while (got < want && now_ms() < deadline &&
+		       epoll_wait(ep[i], &e, 1, 2000) == 1) {
+			int k;
+
+			while ((k = ready_once(p[i], EVS_MAX)) > 0)
+				got += k;
+		}
+		assert_int_equal(got, want);
+	}
+	for (int i = 0; i < CLOSE_SUBS; i++) {
+		if (closed(i)) {
+			assert_int_equal(objs[i].reports, 2);
+			assert_int_equal(objs[i].term, code);
+			assert_int_equal(eventbuf_sub_next_nonblock(objs[i].s,
+								    &ev, &n),
+					 code);
+		} else {
+			assert_int_equal(objs[i].reports, 1);
+			assert_int_equal(objs[i].term, 0);
+		}
+		assert_int_equal(objs[i].error, 0);
+	}
+}
+
+static void free_subs(struct obj *objs, struct eventbuf_poller *p[2])
+{
+	for (int i = 0; i < CLOSE_SUBS; i++)
+		eventbuf_unsubscribe(objs[i].s);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(pstats(p[i]).attached, 0);
+		assert_int_equal(pstats(p[i]).parked, 0);
+		assert_int_equal(pstats(p[i]).links, 0);
+	}
+	free(objs);
+}
+
+static bool every(int i)
+{
+	(void)i;
+	return true;
+}
+
+static bool odd(int i)
+{
+	return i & 1;
+}
+
+static void close_from_thread(enum closer_kind kind, int want_ret,
+			      bool (*closed)(int i), int code)
+{
+	struct eventbuf_poller *p[2];
+	struct closer c = { .kind = kind };
+	struct obj *objs;
+	pthread_t tid;
+	int ep[2];
+
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(eventbuf_poller_new(&p[i]), 0);
+		ep[i] = outer_epoll(p[i], i == 0);
+	}
+	objs = parked_subs(p, 0);
+	assert_int_equal(pthread_create(&tid, NULL, closer_run, &c), 0);
+	assert_int_equal(pthread_join(tid, NULL), 0);
+	assert_int_equal(c.ret, want_ret);
+	expect_closed(ep, p, objs, closed, code);
+	free_subs(objs, p);
+	for (int i = 0; i < 2; i++) {
+		close(ep[i]);
+		eventbuf_poller_free(p[i]);
+	}
+	if (kind == CLOSE_SHUTDOWN)
+		assert_int_equal(setup(NULL), 0);	/* for teardown */
+}
+
+static void test_poller_close_key(void **state)
+{
+	(void)state;
+	close_from_thread(CLOSE_KEY, CLOSE_SUBS, every, -ECONNRESET);
+}
+
+static void test_poller_close_tag(void **state)
+{
+	(void)state;
+	close_from_thread(CLOSE_TAG, CLOSE_SUBS / 2, odd, -ECONNRESET);
+}
+
+static void test_poller_shutdown(void **state)
+{
+	(void)state;
+	close_from_thread(CLOSE_SHUTDOWN, 0, every, -ESHUTDOWN);
+}
+
+/*
+ * 2,000 parked subscriptions that read nothing while 100 events go by,
+ * with a lag limit of 32: each is reported and reads -ENOBUFS.
+ */
+static void test_poller_lag_limit(void **state)
+{
+	struct eventbuf_poller *p[2];
+	struct obj *objs;
+	int ep[2];
+
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(eventbuf_poller_new(&p[i]), 0);
+		ep[i] = outer_epoll(p[i], i == 1);
+	}
+	objs = parked_subs(p, 32);
+	for (uint64_t e = 0; e < 100; e++)
+		assert_int_equal(publish("k", SNAP_INDEX + 1 + e), 0);
+	expect_closed(ep, p, objs, every, -ENOBUFS);
+	for (int i = 0; i < CLOSE_SUBS; i++)
+		assert_int_equal(objs[i].count, 0);
+	free_subs(objs, p);
+	for (int i = 0; i < 2; i++) {
+		close(ep[i]);
+		eventbuf_poller_free(p[i]);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+
+/* Detaching: nothing is reported afterwards; -ENOENT for another poller. */
+static void test_poller_detach(void **state)
+{
+	struct eventbuf_poller *p, *q;
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+	struct obj r = { 0 }, s = { .next = SNAP_INDEX + 1 };
+	struct eventbuf_poller_stats st;
+
+	(void)state;
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(eventbuf_poller_new(&q), 0);
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r.r), 0);
+	eventbuf_item_put(head);
+	s.s = sub_new("k", 0, 0);
+	assert_int_equal(eventbuf_poller_add_reader(p, r.r, &r), 0);
+	assert_int_equal(eventbuf_poller_add_sub(p, s.s, &s), 0);
+	ready_all(p);
+	st = pstats(p);
+	assert_int_equal(st.attached, 2);
+	assert_int_equal(st.parked, 2);
+	assert_int_equal(st.links, 2);
+
+	assert_int_equal(eventbuf_poller_del_reader(q, r.r), -ENOENT);
+	assert_int_equal(eventbuf_poller_del_sub(q, s.s), -ENOENT);
+	assert_int_equal(eventbuf_poller_del_reader(p, r.r), 0);
+	assert_int_equal(eventbuf_poller_del_sub(p, s.s), 0);
+	assert_int_equal(eventbuf_poller_del_reader(p, r.r), -ENOENT);
+	assert_int_equal(eventbuf_poller_del_sub(p, s.s), -ENOENT);
+	st = pstats(p);
+	assert_int_equal(st.attached, 0);
+	assert_int_equal(st.parked, 0);
+	assert_int_equal(st.links, 0);
+
+	assert_int_equal(append_batch(buf, 0, 1, NULL), 0);
+	assert_int_equal(publish("k", SNAP_INDEX + 1), 0);
+	assert_int_equal(eventbuf_poller_ready(p, &(struct eventbuf_poll_event){ 0 }, 1), 0);
+	assert_int_equal(r.reports, 1);
+	assert_int_equal(s.reports, 1);
+	/* The pollers' own eventfds and the links' (in use or pooled). */
+	assert_int_equal(count_eventfds(), 2 + (int)open_eventfds());
+
+	/* Detached, they work on their own, and attach again elsewhere. */
+	{
+		const struct eventbuf_item *it;
+		const struct eventbuf_event *ev;
+		size_t n;
+
+		assert_int_equal(eventbuf_reader_next(r.r, 1000, -1, &it), 0);
+		assert_int_equal(eventbuf_item_events(it)[0].index, 0);
+		assert_int_equal(eventbuf_sub_next(s.s, 1000, -1, &ev, &n), 0);
+		assert_int_equal(ev->index, SNAP_INDEX + 1);
+		r.next = 1;
+	}
+	assert_int_equal(eventbuf_poller_add_reader(q, r.r, &r), 0);
+	assert_int_equal(eventbuf_poller_add_sub(q, s.s, &s), -EBUSY);	/* own fd */
+	assert_int_equal(ready_once(q, 4), 1);
+	eventbuf_reader_free(r.r);
+	eventbuf_unsubscribe(s.s);
+	eventbuf_poller_free(p);
+	eventbuf_poller_free(q);
+	eventbuf_drop(buf);
+}
+
+/*
+ * Freeing a poller detaches what is attached: the objects are left as
+ * they were, and wait on their own or with another poller.
+ */
+static void test_poller_free_detaches(void **state)
+{
+	struct eventbuf_poller *p, *q;
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+	struct obj r = { 0 }, s = { .next = SNAP_INDEX + 1 };
+	const struct eventbuf_item *it;
+	const struct eventbuf_event *ev;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r.r), 0);
+	eventbuf_item_put(head);
+	s.s = sub_new("k", 0, 0);
+	assert_int_equal(eventbuf_poller_add_reader(p, r.r, &r), 0);
+	assert_int_equal(eventbuf_poller_add_sub(p, s.s, &s), 0);
+	ready_all(p);
+	assert_int_equal(pstats(p).parked, 2);
+	eventbuf_poller_free(p);
+
+	assert_int_equal(append_batch(buf, 0, 1, NULL), 0);
+	assert_int_equal(publish("k", SNAP_INDEX + 1), 0);
+	assert_int_equal(eventbuf_reader_next(r.r, 1000, -1, &it), 0);
+	assert_int_equal(eventbuf_item_events(it)[0].index, 0);
+	assert_int_equal(eventbuf_reader_next_nonblock(r.r, &it), -EAGAIN);
+	/* A sub that never had its own descriptor may join another poller. */
+	assert_int_equal(eventbuf_sub_next_nonblock(s.s, &ev, &n), 0);
+	assert_int_equal(ev->index, SNAP_INDEX + 1);
+	r.next = 1;
+	s.next = SNAP_INDEX + 2;
+	assert_int_equal(eventbuf_poller_new(&q), 0);
+	r.reports = s.reports = 0;	/* the attach report may find nothing */
+	assert_int_equal(eventbuf_poller_add_reader(q, r.r, &r), 0);
+	assert_int_equal(eventbuf_poller_add_sub(q, s.s, &s), 0);
+	assert_int_equal(ready_once(q, 4), 2);
+	assert_int_equal(append_batch(buf, 1, 1, NULL), 0);
+	assert_int_equal(publish("k", SNAP_INDEX + 2), 0);
+	assert_int_equal(ready_once(q, 4), 2);
+	assert_int_equal(r.next, 2);
+	assert_int_equal(s.next, SNAP_INDEX + 3);
+	assert_int_equal(r.bad + s.bad + r.empty + s.empty, 0);
+	eventbuf_poller_free(q);
+	/* And with their own blocking calls once more. */
+	assert_int_equal(eventbuf_sub_next(s.s, 0, -1, &ev, &n), -ETIMEDOUT);
+	assert_int_equal(eventbuf_sub_next(s.s, 10, -1, &ev, &n), -ETIMEDOUT);
+	eventbuf_reader_free(r.r);
+	eventbuf_unsubscribe(s.s);
+	eventbuf_drop(buf);
+}
+
+/* What an attached object refuses, and the errors the header documents. */
+static void test_poller_refusals(void **state)
+{
+	struct eventbuf_poller *p, *q;
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+	struct eventbuf_reader *r;
+	struct eventbuf_subscription *s, *own;
+	const struct eventbuf_item *it;
+	const struct eventbuf_event *ev;
+	struct obj o = { 0 };
+	size_t n;
+	int fd;
+
+	(void)state;
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(eventbuf_poller_new(&q), 0);
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r), 0);
+	eventbuf_item_put(head);
+	s = sub_new("k", 0, 0);
+	assert_int_equal(eventbuf_poller_add_reader(p, r, &o), 0);
+	assert_int_equal(eventbuf_poller_add_sub(p, s, &o), 0);
+	/* One poller at a time. */
+	assert_int_equal(eventbuf_poller_add_reader(q, r, &o), -EBUSY);
+	assert_int_equal(eventbuf_poller_add_reader(p, r, &o), -EBUSY);
+	assert_int_equal(eventbuf_poller_add_sub(q, s, &o), -EBUSY);
+	assert_int_equal(eventbuf_poller_add_sub(p, s, &o), -EBUSY);
+	assert_int_equal(pstats(q).attached, 0);
+	/* Waited on through the poller only. */
+	assert_int_equal(eventbuf_sub_fd(s), -EISCONN);
+	assert_int_equal(eventbuf_reader_wait_fd(r, &fd), -EISCONN);
+	assert_int_equal(fd, -1);
+	assert_int_equal(eventbuf_reader_next(r, 100, -1, &it), -EISCONN);
+	assert_int_equal(eventbuf_reader_next(r, -1, -1, &it), -EISCONN);
+	assert_int_equal(eventbuf_sub_next(s, 100, -1, &ev, &n), -EISCONN);
+	assert_int_equal(eventbuf_sub_next(s, -1, -1, &ev, &n), -EISCONN);
+	/* Not waiting is fine. */
+	assert_int_equal(eventbuf_reader_next(r, 0, -1, &it), -ETIMEDOUT);
+	assert_int_equal(eventbuf_sub_next(s, 0, -1, &ev, &n), 0);
+	assert_true(eventbuf_event_is_end_of_snapshot(ev));
+	assert_int_equal(eventbuf_sub_next(s, 0, -1, &ev, &n), -ETIMEDOUT);
+	assert_int_equal(pstats(p).parked, 2);
+	/* A subscription with its own descriptor stays out of pollers. */
+	own = sub_new("k", 0, 0);
+	assert_true(eventbuf_sub_fd(own) >= 0);
+	assert_int_equal(eventbuf_poller_add_sub(p, own, &o), -EBUSY);
+	eventbuf_unsubscribe(own);
+	own = sub_new("k", 0, 0);
+	assert_int_equal(eventbuf_sub_next(own, 10, -1, &ev, &n), 0);
+	assert_int_equal(eventbuf_poller_add_sub(p, own, &o), -EBUSY);
+	eventbuf_unsubscribe(own);
+	assert_int_equal(pstats(p).attached, 2);
+
+	/* Freeing attached objects detaches them: never reported again. */
+	eventbuf_reader_free(r);
+	assert_int_equal(pstats(p).attached, 1);
+	assert_int_equal(pstats(p).parked, 1);
+	eventbuf_unsubscribe(s);
+	assert_int_equal(pstats(p).attached, 0);
+	assert_int_equal(pstats(p).parked, 0);
+	assert_int_equal(pstats(p).links, 0);
+	assert_int_equal(append_batch(buf, 0, 1, NULL), 0);
+	assert_int_equal(publish("k", SNAP_INDEX + 1), 0);
+	{
+		struct eventbuf_poll_event pe;
+		uint64_t reports = pstats(p).reports;
+
+		assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 0);
+		assert_int_equal(eventbuf_poller_wait(p, &pe, 1, 10, -1),
+				 -ETIMEDOUT);
+		assert_int_equal(pstats(p).reports, reports);
+	}
+	eventbuf_poller_free(p);
+	eventbuf_poller_free(q);
+	eventbuf_drop(buf);
+}
+
+/* An object freed while reported (on the ready list) is not handed out. */
+static void test_poller_free_while_ready(void **state)
+{
+	struct eventbuf_poller *p;
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+	struct eventbuf_reader *r[3];
+	struct eventbuf_subscription *s;
+	struct eventbuf_poll_event evs[8];
+	int n;
+
+	(void)state;
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(eventbuf_reader_new(head, &r[i]), 0);
+		assert_int_equal(eventbuf_poller_add_reader(p, r[i], NULL), 0);
+	}
+	eventbuf_item_put(head);
+	s = sub_new("k", 0, 0);
+	assert_int_equal(eventbuf_poller_add_sub(p, s, NULL), 0);
+	/* All four are reported at attach; free two before collecting. */
+	eventbuf_reader_free(r[1]);
+	eventbuf_unsubscribe(s);
+	n = eventbuf_poller_ready(p, evs, 8);
+	assert_int_equal(n, 2);
+	for (int i = 0; i < n; i++) {
+		assert_null(evs[i].sub);
+		assert_true(evs[i].reader == r[0] || evs[i].reader == r[2]);
+	}
+	eventbuf_reader_free(r[0]);
+	eventbuf_reader_free(r[2]);
+	assert_int_equal(pstats(p).attached, 0);
+	eventbuf_poller_free(p);
+	eventbuf_drop(buf);
+}
+
+/* ---------------------------------------------------------------------- */
+
+#define RECYCLE_KEYS	64
+
+/*
+ * A key per subscriber: every delivery parks its subscriber on a fresh
+ * link. Once warm, that costs no new registration (the link's eventfd is
+ * a recycled one the poller already watches), the eventfds in use stay
+ * about one per key, and no report ever finds nothing to read.
+ */
+static void test_poller_recycling(void **state)
+{
+	struct obj objs[RECYCLE_KEYS];
+	char keys[RECYCLE_KEYS][16];
+	struct eventbuf_poller *p;
+	struct eventbuf_poller_stats st;
+	uint64_t rounds = scaled(300, 30), warm_adds = 0;
+	uint64_t max_efds = 0;
+	int ep;
+
+	(void)state;
+	memset(objs, 0, sizeof(objs));
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	ep = outer_epoll(p, true);
+	for (int i = 0; i < RECYCLE_KEYS; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+		objs[i].s = sub_new(keys[i], 0, 0);
+		objs[i].next = SNAP_INDEX + 1;
+		assert_int_equal(eventbuf_poller_add_sub(p, objs[i].s, &objs[i]), 0);
+	}
+	ready_all(p);
+	for (uint64_t round = 0; round < rounds; round++) {
+		for (int i = 0; i < RECYCLE_KEYS; i++)
+			assert_int_equal(publish(keys[i], SNAP_INDEX + 1 + round), 0);
+		set_want(objs, RECYCLE_KEYS, SNAP_INDEX + 2 + round);
+		loop_until(ep, p, objs, RECYCLE_KEYS, EVS_MAX);
+		/* The links the snapshots led to keep their eventfds until
+		 * the snapshots are reclaimed (a grace period later). */
+		if (round == 1)
+			eventbuf_barrier();
+		if (round == 3)
+			warm_adds = pstats(p).epoll_adds;
+		if (round >= 2 && open_eventfds() > max_efds)
+			max_efds = open_eventfds();
+	}
+	st = pstats(p);
+	printf("# %llu deliveries: %llu epoll adds (%llu warm), %llu wake-ups, %llu stale, %llu eventfds at most\n",
+	       (unsigned long long)(rounds * RECYCLE_KEYS),
+	       (unsigned long long)st.epoll_adds,
+	       (unsigned long long)warm_adds,
+	       (unsigned long long)st.wakeups, (unsigned long long)st.stale,
+	       (unsigned long long)max_efds);
+	assert_objs(objs, RECYCLE_KEYS, SNAP_INDEX + 1 + rounds, rounds);
+	/* Far fewer registrations than deliveries once warm. */
+	assert_true(st.epoll_adds - warm_adds <= rounds * RECYCLE_KEYS / 20);
+	/* One eventfd per parked link, plus the idle pool (8). */
+	assert_true(max_efds <= RECYCLE_KEYS + 8);
+	assert_int_equal(st.links, RECYCLE_KEYS);
+	for (int i = 0; i < RECYCLE_KEYS; i++)
+		eventbuf_unsubscribe(objs[i].s);
+	close(ep);
+	eventbuf_poller_free(p);
+}
+
+/*
+ * A descriptor handed to the caller (eventbuf_reader_wait_fd(),
+ * eventbuf_item_wait_fd()) may sit in the caller's epoll set for ever: it
+ * is closed when its link is done, never handed to another link, so that
+ * set never fires again while pollers churn through recycled descriptors.
+ */
+static void test_poller_exported_not_recycled(void **state)
+{
+	struct eventbuf_item *head, *ihead;
+	struct eventbuf_poller *p;
+	struct eventbuf_reader *r;
+	struct eventbuf *buf, *ibuf;
+	const struct eventbuf_item *it;
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct obj objs[RECYCLE_KEYS];
+	char keys[RECYCLE_KEYS][16];
+	int user_ep, fd, ifd, pep;
+
+	(void)state;
+	user_ep = epoll_create1(EPOLL_CLOEXEC);
+	assert_true(user_ep >= 0);
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r), 0);
+	eventbuf_item_put(head);
+	assert_int_equal(eventbuf_reader_wait_fd(r, &fd), 1);
+	assert_int_equal(epoll_ctl(user_ep, EPOLL_CTL_ADD, fd, &ev), 0);
+	assert_int_equal(eventbuf_new(&ibuf), 0);
+	assert_int_equal(eventbuf_head(ibuf, &ihead), 0);
+	assert_int_equal(eventbuf_item_wait_fd(ihead, &ifd), 0);
+	assert_int_equal(epoll_ctl(user_ep, EPOLL_CTL_ADD, ifd, &ev), 0);
+	/* Both links are written and done with. */
+	assert_int_equal(append_batch(buf, 0, 1, NULL), 0);
+	assert_int_equal(append_batch(ibuf, 0, 1, NULL), 0);
+	assert_int_equal(epoll_wait(user_ep, &ev, 1, 1000), 1);
+	assert_int_equal(eventbuf_reader_next_nonblock(r, &it), 0);
+	eventbuf_reader_free(r);
+	eventbuf_item_put(ihead);
+	eventbuf_drop(buf);
+	eventbuf_drop(ibuf);
+	/* Closed at once (no barrier, which would empty the pool): the
+	 * kernel dropped them from the caller's set. */
+	assert_int_equal(epoll_wait(user_ep, &ev, 1, 0), 0);
+
+	/* Churn: many links, recycled descriptors, some with those numbers. */
+	memset(objs, 0, sizeof(objs));
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	pep = outer_epoll(p, false);
+	for (int i = 0; i < RECYCLE_KEYS; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+		objs[i].s = sub_new(keys[i], 0, 0);
+		objs[i].next = SNAP_INDEX + 1;
+		assert_int_equal(eventbuf_poller_add_sub(p, objs[i].s, &objs[i]), 0);
+	}
+	ready_all(p);
+	for (uint64_t round = 0; round < 20; round++) {
+		for (int i = 0; i < RECYCLE_KEYS; i++)
+			assert_int_equal(publish(keys[i], SNAP_INDEX + 1 + round), 0);
+		set_want(objs, RECYCLE_KEYS, SNAP_INDEX + 2 + round);
+		loop_until(pep, p, objs, RECYCLE_KEYS, EVS_MAX);
+		assert_int_equal(epoll_wait(user_ep, &ev, 1, 0), 0);
+	}
+	assert_objs(objs, RECYCLE_KEYS, SNAP_INDEX + 21, 20);
+	for (int i = 0; i < RECYCLE_KEYS; i++)
+		eventbuf_unsubscribe(objs[i].s);
+	close(pep);
+	eventbuf_poller_free(p);
+	close(user_ep);
+}
+
+/* ---------------------------------------------------------------------- */
+
+/*
+ * A wake-up left queued for a descriptor that has moved on to another
+ * link (its old link was written, its waiter left, and it was recycled)
+ * reports nobody; the new link's own write then does.
+ */
+static void test_poller_no_stale_report(void **state)
+{
+	struct eventbuf_item *head;
+	struct eventbuf *a, *b;
+	struct eventbuf_reader *r1, *r2;
+	struct eventbuf_poller *p;
+	struct eventbuf_poll_event pe;
+	const struct eventbuf_item *it;
+	uint64_t adds;
+
+	(void)state;
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(eventbuf_new(&a), 0);
+	assert_int_equal(eventbuf_new(&b), 0);
+	assert_int_equal(eventbuf_head(a, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r1), 0);
+	eventbuf_item_put(head);
+	assert_int_equal(eventbuf_poller_add_reader(p, r1, NULL), 0);
+	assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 1);
+	assert_int_equal(eventbuf_reader_next_nonblock(r1, &it), -EAGAIN);
+	adds = pstats(p).epoll_adds;
+	/* Written, then left before the poller looked: the descriptor goes
+	 * back to the pool with its wake-up still queued in the poller. */
+	assert_int_equal(append_batch(a, 0, 1, NULL), 0);
+	eventbuf_reader_free(r1);
+	assert_int_equal(eventbuf_head(b, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r2), 0);
+	eventbuf_item_put(head);
+	assert_int_equal(eventbuf_poller_add_reader(p, r2, NULL), 0);
+	assert_int_equal(eventbuf_reader_next_nonblock(r2, &it), -EAGAIN);
+	/* r2 parked on the recycled descriptor, already watched. */
+	assert_int_equal(pstats(p).epoll_adds, adds);
+	assert_int_equal(pstats(p).parked, 1);
+	assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 0);
+	assert_true(pstats(p).stale <= 1);	/* the reset may have unqueued it */
+	assert_int_equal(pstats(p).parked, 1);
+	assert_int_equal(append_batch(b, 0, 1, NULL), 0);
+	assert_int_equal(eventbuf_poller_wait(p, &pe, 1, 2000, -1), 1);
+	assert_ptr_equal(pe.reader, r2);
+	assert_int_equal(eventbuf_reader_next_nonblock(r2, &it), 0);
+	eventbuf_reader_free(r2);
+	eventbuf_poller_free(p);
+	eventbuf_drop(a);
+	eventbuf_drop(b);
+}
+
+/*
+ * A descriptor the poller watched is closed, and its number comes back
+ * as a new eventfd for another link: the poller registers that one (it
+ * is a new file), so its write is heard.
+ */
+static void test_poller_reused_number(void **state)
+{
+	struct eventbuf_item *head;
+	struct eventbuf *a, *b;
+	struct eventbuf_reader *r1, *r2;
+	struct eventbuf_poller *p;
+	struct eventbuf_poll_event pe;
+	const struct eventbuf_item *it;
+	uint64_t adds;
+
+	(void)state;
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(eventbuf_new(&a), 0);
+	assert_int_equal(eventbuf_new(&b), 0);
+	assert_int_equal(eventbuf_head(a, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r1), 0);
+	eventbuf_item_put(head);
+	assert_int_equal(eventbuf_poller_add_reader(p, r1, NULL), 0);
+	assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 1);
+	assert_int_equal(eventbuf_reader_next_nonblock(r1, &it), -EAGAIN);
+	assert_int_equal(append_batch(a, 0, 1, NULL), 0);
+	eventbuf_reader_free(r1);	/* the link is done: pooled */
+	eventbuf_barrier();		/* closes the pooled descriptor */
+	assert_int_equal(open_eventfds(), 0);
+	adds = pstats(p).epoll_adds;
+	assert_int_equal(eventbuf_head(b, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r2), 0);
+	eventbuf_item_put(head);
+	assert_int_equal(eventbuf_poller_add_reader(p, r2, NULL), 0);
+	assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 1);
+	assert_int_equal(eventbuf_reader_next_nonblock(r2, &it), -EAGAIN);
+	assert_int_equal(pstats(p).epoll_adds, adds + 1);
+	assert_int_equal(append_batch(b, 0, 1, NULL), 0);
+	assert_int_equal(eventbuf_poller_wait(p, &pe, 1, 2000, -1), 1);
+	assert_ptr_equal(pe.reader, r2);
+	eventbuf_reader_free(r2);
+	eventbuf_poller_free(p);
+	eventbuf_drop(a);
+	eventbuf_drop(b);
+}
+
+static void test_poller_bad_input(void **state)
+{
+	struct eventbuf_poll_event evs[2];
+	struct eventbuf_poller_stats st;
+	struct eventbuf_poller *p;
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+	struct eventbuf_reader *r;
+	struct eventbuf_subscription *s;
+	int closed_fd;
+
+	(void)state;
+	assert_int_equal(eventbuf_poller_new(NULL), -EINVAL);
+	assert_int_equal(eventbuf_poller_fd(NULL), -EINVAL);
+	assert_int_equal(eventbuf_poller_stats(NULL, &st), -EINVAL);
+	eventbuf_poller_free(NULL);
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(eventbuf_poller_stats(p, NULL), -EINVAL);
+	assert_true(eventbuf_poller_fd(p) >= 0);
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r), 0);
+	eventbuf_item_put(head);
+	s = sub_new("k", 0, 0);
+	assert_int_equal(eventbuf_poller_add_reader(NULL, r, NULL), -EINVAL);
+	assert_int_equal(eventbuf_poller_add_reader(p, NULL, NULL), -EINVAL);
+	assert_int_equal(eventbuf_poller_add_sub(NULL, s, NULL), -EINVAL);
+	assert_int_equal(eventbuf_poller_add_sub(p, NULL, NULL), -EINVAL);
+	assert_int_equal(eventbuf_poller_del_reader(NULL, r), -EINVAL);
+	assert_int_equal(eventbuf_poller_del_reader(p, NULL), -EINVAL);
+	assert_int_equal(eventbuf_poller_del_sub(NULL, s), -EINVAL);
+	assert_int_equal(eventbuf_poller_del_sub(p, NULL), -EINVAL);
+	assert_int_equal(eventbuf_poller_del_reader(p, r), -ENOENT);
+	assert_int_equal(eventbuf_poller_del_sub(p, s), -ENOENT);
+	assert_int_equal(eventbuf_poller_ready(NULL, evs, 2), -EINVAL);
+	assert_int_equal(eventbuf_poller_ready(p, NULL, 2), -EINVAL);
+	assert_int_equal(eventbuf_poller_ready(p, evs, 0), -EINVAL);
+	assert_int_equal(eventbuf_poller_wait(NULL, evs, 2, 0, -1), -EINVAL);
+	assert_int_equal(eventbuf_poller_wait(p, NULL, 2, 0, -1), -EINVAL);
+	assert_int_equal(eventbuf_poller_wait(p, evs, 0, 0, -1), -EINVAL);
+	assert_int_equal(eventbuf_poller_ready(p, evs, 2), 0);
+	assert_int_equal(eventbuf_poller_wait(p, evs, 2, 0, -1), -ETIMEDOUT);
+	/* An invalid cancel descriptor. */
+	closed_fd = eventfd(0, EFD_CLOEXEC);
+	assert_true(closed_fd >= 0);
+	close(closed_fd);
+	assert_int_equal(eventbuf_poller_wait(p, evs, 2, 100, closed_fd), -EINVAL);
+	/* A readable one cancels; a report wins over it. */
+	{
+		int cfd = eventfd(1, EFD_CLOEXEC);
+
+		assert_true(cfd >= 0);
+		assert_int_equal(eventbuf_poller_wait(p, evs, 2, -1, cfd),
+				 -ECANCELED);
+		assert_int_equal(eventbuf_poller_add_reader(p, r, &r), 0);
+		assert_int_equal(eventbuf_poller_wait(p, evs, 2, -1, cfd), 1);
+		assert_ptr_equal(evs[0].reader, r);
+		assert_ptr_equal(evs[0].data, &r);
+		assert_null(evs[0].sub);
+		close(cfd);
+	}
+	assert_int_equal(eventbuf_poller_add_sub(p, s, &s), 0);
+	assert_int_equal(eventbuf_poller_ready(p, evs, 2), 1);
+	assert_ptr_equal(evs[0].sub, s);
+	assert_ptr_equal(evs[0].data, &s);
+	assert_null(evs[0].reader);
+	eventbuf_poller_free(p);
+	eventbuf_reader_free(r);
+	eventbuf_unsubscribe(s);
+	eventbuf_drop(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_poller_fan_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_wait_thread, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_overflow_max1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_overflow_max7, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_close_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_close_tag, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_shutdown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_lag_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_detach, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_free_detaches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_free_while_ready, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_recycling, setup_nocache, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_exported_not_recycled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_no_stale_report, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_reused_number, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_bad_input, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("poller", tests, NULL, NULL);
+}
