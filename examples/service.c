@@ -185,6 +185,7 @@ struct worker {
 	struct conn *conns;
 	struct conn *dead;		/* closed: freed after each wake-up */
 	uint64_t delivered;
+	uint64_t retries;		/* reads that said "later" */
 };
 
 static void conn_unlink(struct worker *w, struct conn *c)
@@ -201,7 +202,8 @@ static void conn_unlink(struct worker *w, struct conn *c)
 
 /*
  * Close @c; it is freed once the worker has handled the rest of the
- * wake-up, whose epoll and poller events may still name it.
+ * wake-up, whose epoll and poller events may still name it. close()
+ * takes the socket out of the epoll set (nothing else refers to it), and
  * eventbuf_unsubscribe() detaches the subscription from the poller.
  */
 static void conn_close(struct worker *w, struct conn *c)
@@ -212,7 +214,6 @@ static void conn_close(struct worker *w, struct conn *c)
 	conn_unlink(w, c);
 	c->next = w->dead;
 	w->dead = c;
-	epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	eventbuf_unsubscribe(c->sub);
 	c->sub = NULL;
 	close(c->fd);
@@ -229,7 +230,9 @@ static bool flush(struct worker *w, struct conn *c)
 			struct epoll_event ev = { .events = EPOLLOUT,
 						  .data.ptr = c };
 
-			epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
+			/* Without the EPOLLOUT wake-up it would stall for ever. */
+			if (epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev))
+				conn_close(w, c);
 			return false;
 		}
 		if (n < 0) {
@@ -283,6 +286,25 @@ static void refuse(struct worker *w, struct conn *c, int err)
 }
 
 /*
+ * Nothing to read yet, and the library could not park the subscription
+ * (no descriptor, no memory, a full poller): not the end of it. The
+ * poller reports it again, and the next read retries.
+ */
+static bool read_later(int err)
+{
+	switch (err) {
+	case -EMFILE:
+	case -ENFILE:
+	case -ENOMEM:
+	case -ENOSPC:
+	case -EOVERFLOW:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
  * Move batches from the subscription to the socket until either runs dry.
  * A subscription read to -EAGAIN is parked with the poller, which reports
  * it when its key moves on; one left unread while the socket is full is
@@ -304,6 +326,10 @@ static void pump(struct worker *w, struct conn *c)
 		ret = eventbuf_sub_next_nonblock(c->sub, &c->batch, &n);
 		if (ret == -EAGAIN)
 			break;
+		if (read_later(ret)) {
+			w->retries++;
+			break;
+		}
 		if (ret) {
 			refuse(w, c, ret);
 			return;
@@ -366,7 +392,10 @@ static void on_socket(struct worker *w, struct conn *c, uint32_t events)
 
 		if (!flush(w, c))
 			return;
-		epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
+		if (epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev)) {
+			conn_close(w, c);
+			return;
+		}
 		if (c->stalled)
 			pump(w, c);
 	}
@@ -451,7 +480,12 @@ static void *acceptor_run(void *arg)
 		w->conns = c;
 		pthread_mutex_unlock(&w->lock);
 		ev.data.ptr = c;
-		epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev);
+		/* Failed, it was never in the set: the worker never saw it. */
+		if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev)) {
+			conn_unlink(w, c);
+			close(fd);
+			free(c);
+		}
 	}
 	return NULL;
 }
@@ -577,10 +611,9 @@ static int client_read(struct client *c, char *buf, size_t size)
 	return ret;
 }
 
-/* A client that is done or failed leaves the loop. */
-static void client_stop(struct client *c, int ep, int *open)
+/* A client that is done or failed leaves the loop (close() leaves the set). */
+static void client_stop(struct client *c, int *open)
 {
-	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
 	(*open)--;
@@ -621,7 +654,7 @@ static void *client_loop_run(void *arg)
 			struct client *c = evs[i].data.ptr;
 
 			if (client_read(c, l->buf, sizeof(l->buf)))
-				client_stop(c, ep, &open);
+				client_stop(c, &open);
 		}
 	}
 	for (int i = 0; i < l->n; i++) {
@@ -630,7 +663,7 @@ static void *client_loop_run(void *arg)
 		if (c->fd < 0)
 			continue;
 		snprintf(c->error, sizeof(c->error), "nothing for 20 s");
-		client_stop(c, ep, &open);
+		client_stop(c, &open);
 	}
 	if (ep >= 0)
 		close(ep);
@@ -701,75 +734,111 @@ static rlim_t raise_fd_limit(void)
 	return rl.rlim_cur;
 }
 
+/* ------------------------------------------------------------------ */
+/* Running it                                                          */
+/* ------------------------------------------------------------------ */
+
 #define NCLIENT_LOOPS 2
 /* Deliveries a second the default rate asks for, whatever the fan-out. */
 #define DELIVERY_RATE 1000000L
 
-int main(int argc, char **argv)
-{
-	int nclients = argc > 1 ? atoi(argv[1]) : 2000;
-	int seconds = argc > 2 ? atoi(argv[2]) : 3;
-	struct server srv = { .nworkers = argc > 3 ? atoi(argv[3]) : 2 };
-	struct eventbuf_publisher_config cfg = { .snapshot_ttl_ms = 1000 };
-	struct publisher_args pa = { .seconds = seconds };
-	struct eventbuf_publisher_stats st, peak = { 0 };
-	struct eventbuf_poller_stats ps, poll_total = { 0 };
-	struct client_loop *loops;
-	struct client *clients;
-	uint64_t delivered = 0, checked = 0;
-	int port, failed = 0, fds_before, fds_peak, fds_after, fds;
-	long rss, rss_peak = 0;
-	rlim_t limit, need;
-	pthread_t ptid;
+/* What the run measured; peaks are sampled while the publisher runs. */
+struct results {
+	struct eventbuf_stats peak;
+	int fds_before, fds_peak;
+	long rss_peak;
 	int64_t t0, t1;
+	uint64_t delivered, retries;
+	struct eventbuf_poller_stats polled;	/* summed over the workers */
+};
 
-	if (nclients < 1 || seconds < 1 || srv.nworkers < 1)
-		return 2;
-	/* By default the feed asks for DELIVERY_RATE deliveries a second. */
-	pa.rate = argc > 4 ? atol(argv[4]) :
-		DELIVERY_RATE * NTOPICS * NKEYS / (nclients > NTOPICS * NKEYS ?
-						   nclients : NTOPICS * NKEYS);
-	if (pa.rate < 1)
-		return 2;
-	fds_before = fds_peak = count_fds();
-	limit = raise_fd_limit();
-	need = (rlim_t)nclients * 2 + (rlim_t)srv.nworkers * 3 +
+/* Is the descriptor limit, raised as far as allowed, enough? */
+static int check_fd_limit(int nclients, int nworkers)
+{
+	rlim_t limit = raise_fd_limit();
+	rlim_t need = (rlim_t)nclients * 2 + (rlim_t)nworkers * 3 +
 		NTOPICS * NKEYS * 2 + 64;
+
 	printf("descriptor limit %llu (%d clients need about %llu)\n",
 	       (unsigned long long)limit, nclients, (unsigned long long)need);
 	if (limit < need) {
-		fprintf(stderr, "FAILED: descriptor limit too low for %d clients\n",
+		fprintf(stderr, "descriptor limit too low for %d clients\n",
 			nclients);
-		return 1;
+		return -1;
 	}
+	return 0;
+}
+
+static int publisher_start(void)
+{
+	struct eventbuf_publisher_config cfg = { .snapshot_ttl_ms = 1000 };
+
 	for (int k = 0; k < NKEYS; k++)
 		snprintf(keys[k], sizeof(keys[k]), "k%d", k);
 	if (eventbuf_publisher_new(&cfg, &pub))
-		return 1;
+		return -1;
 	for (int t = 0; t < NTOPICS; t++)
 		if (eventbuf_publisher_register(pub, topics[t], snapshot, NULL, 0))
-			return 1;
-	srv.lfd = listen_loopback(&port);
-	srv.workers = calloc((size_t)srv.nworkers, sizeof(*srv.workers));
-	clients = calloc((size_t)nclients, sizeof(*clients));
-	loops = calloc(NCLIENT_LOOPS, sizeof(*loops));
-	if (srv.lfd < 0 || !srv.workers || !clients || !loops)
-		return 1;
-	for (int i = 0; i < srv.nworkers; i++) {
-		struct worker *w = &srv.workers[i];
+			return -1;
+	return 0;
+}
+
+/* Each worker: an epoll set that holds its poller's descriptor. */
+static int server_start(struct server *srv, int *port)
+{
+	srv->lfd = listen_loopback(port);
+	srv->workers = calloc((size_t)srv->nworkers, sizeof(*srv->workers));
+	if (srv->lfd < 0 || !srv->workers)
+		return -1;
+	for (int i = 0; i < srv->nworkers; i++) {
+		struct worker *w = &srv->workers[i];
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 
 		w->ep = epoll_create1(EPOLL_CLOEXEC);
 		if (w->ep < 0 || eventbuf_poller_new(&w->poller) ||
 		    epoll_ctl(w->ep, EPOLL_CTL_ADD, eventbuf_poller_fd(w->poller),
 			      &ev))
-			return 1;
+			return -1;
 		pthread_mutex_init(&w->lock, NULL);
-		pthread_create(&w->tid, NULL, worker_run, w);
+		if (pthread_create(&w->tid, NULL, worker_run, w))
+			return -1;
 	}
-	pthread_create(&srv.acceptor, NULL, acceptor_run, &srv);
+	return pthread_create(&srv->acceptor, NULL, acceptor_run, srv) ? -1 : 0;
+}
 
-	/* Every client subscribed (snapshot received) before changes start. */
+static void server_stop(struct server *srv, struct results *res)
+{
+	struct eventbuf_poller_stats ps;
+
+	atomic_store(&stopping, true);
+	shutdown(srv->lfd, SHUT_RDWR);
+	pthread_join(srv->acceptor, NULL);
+	for (int i = 0; i < srv->nworkers; i++) {
+		struct worker *w = &srv->workers[i];
+
+		/* Its thread is gone: this one may use the poller now. */
+		pthread_join(w->tid, NULL);
+		res->delivered += w->delivered;
+		res->retries += w->retries;
+		eventbuf_poller_stats(w->poller, &ps);
+		res->polled.epoll_adds += ps.epoll_adds;
+		res->polled.wakeups += ps.wakeups;
+		res->polled.stale += ps.stale;
+		res->polled.reports += ps.reports;
+		while (w->conns)
+			conn_close(w, w->conns);
+		free_dead(w);
+		eventbuf_poller_free(w->poller);
+		close(w->ep);
+	}
+	close(srv->lfd);
+	free(srv->workers);
+}
+
+/* Start the client loops; 0 once every client has its snapshot. */
+static int clients_start(struct client_loop *loops, struct client *clients,
+			 int nclients, int port)
+{
 	for (int i = 0; i < nclients; i++)
 		clients[i] = (struct client){ .fd = -1, .topic = i % NTOPICS,
 					      .key = (i / NTOPICS) % NKEYS };
@@ -780,7 +849,8 @@ int main(int argc, char **argv)
 		l->port = port;
 		l->clients = clients + from;
 		l->n = nclients * (i + 1) / NCLIENT_LOOPS - from;
-		pthread_create(&l->tid, NULL, client_loop_run, l);
+		if (pthread_create(&l->tid, NULL, client_loop_run, l))
+			return -1;
 	}
 	pthread_mutex_lock(&ready_lock);
 	while (ready < nclients) {
@@ -793,54 +863,54 @@ int main(int argc, char **argv)
 	}
 	pthread_mutex_unlock(&ready_lock);
 	if (ready < nclients) {
-		fprintf(stderr, "only %d of %d clients subscribed\n", ready, nclients);
-		return 1;
+		fprintf(stderr, "only %d of %d clients subscribed\n", ready,
+			nclients);
+		return -1;
 	}
+	return 0;
+}
 
-	t0 = now_ns();
-	pthread_create(&ptid, NULL, publisher, &pa);
+/* Publish for the run's time, sampling the peaks, until the clients end. */
+static int run_feed(struct publisher_args *pa, struct client_loop *loops,
+		    struct results *res)
+{
+	const struct timespec tick = { 0, 50000000 };
+	struct eventbuf_publisher_stats st;
+	pthread_t ptid;
+	long rss;
+	int fds;
+
+	res->t0 = now_ns();
+	if (pthread_create(&ptid, NULL, publisher, pa))
+		return -1;
 	while (pthread_tryjoin_np(ptid, NULL)) {
-		const struct timespec tick = { 0, 50000000 };
-
 		eventbuf_publisher_stats(pub, &st);
-		if (st.lib.live_items > peak.lib.live_items)
-			peak.lib = st.lib;
-		if (st.lib.open_eventfds > peak.lib.open_eventfds)
-			peak.lib.open_eventfds = st.lib.open_eventfds;
+		if (st.lib.live_items > res->peak.live_items)
+			res->peak = st.lib;
+		if (st.lib.open_eventfds > res->peak.open_eventfds)
+			res->peak.open_eventfds = st.lib.open_eventfds;
 		fds = count_fds();
-		if (fds > fds_peak)
-			fds_peak = fds;
+		if (fds > res->fds_peak)
+			res->fds_peak = fds;
 		rss = rss_kb();
-		if (rss > rss_peak)
-			rss_peak = rss;
+		if (rss > res->rss_peak)
+			res->rss_peak = rss;
 		nanosleep(&tick, NULL);
 	}
 	for (int i = 0; i < NCLIENT_LOOPS; i++)
 		pthread_join(loops[i].tid, NULL);
-	t1 = now_ns();
+	res->t1 = now_ns();
+	return 0;
+}
 
-	atomic_store(&stopping, true);
-	shutdown(srv.lfd, SHUT_RDWR);
-	pthread_join(srv.acceptor, NULL);
-	for (int i = 0; i < srv.nworkers; i++) {
-		struct worker *w = &srv.workers[i];
-
-		/* Its thread is gone: this one may use the poller now. */
-		pthread_join(w->tid, NULL);
-		delivered += w->delivered;
-		eventbuf_poller_stats(w->poller, &ps);
-		poll_total.epoll_adds += ps.epoll_adds;
-		poll_total.wakeups += ps.wakeups;
-		poll_total.stale += ps.stale;
-		poll_total.reports += ps.reports;
-		while (w->conns)
-			conn_close(w, w->conns);
-		free_dead(w);
-		eventbuf_poller_free(w->poller);
-		close(w->ep);
-	}
-	close(srv.lfd);
-	eventbuf_publisher_stats(pub, &st);
+/* Print the report; 0 if every client saw everything and nothing leaked. */
+static int report(const struct client *clients, int nclients, int nworkers,
+		  const struct publisher_args *pa, const struct results *res)
+{
+	struct eventbuf_publisher_stats st;
+	struct eventbuf_stats after;
+	uint64_t checked = 0;
+	int failed = 0, fds_used = res->fds_peak - res->fds_before, fds_after;
 
 	for (int i = 0; i < nclients; i++) {
 		checked += clients[i].events;
@@ -849,40 +919,73 @@ int main(int argc, char **argv)
 			fprintf(stderr, "client %d: %s\n", i, clients[i].error);
 		}
 	}
+	eventbuf_publisher_stats(pub, &st);
 	printf("%d clients on %d workers, %d s of changes at %ld/s: %" PRIu64
 	       " published, %" PRIu64 " delivered (%.0f events/s), %" PRIu64
-	       " checked in order\n", nclients, srv.nworkers, seconds, pa.rate,
-	       pa.published, delivered,
-	       (double)delivered * 1e9 / (double)(t1 - t0), checked);
+	       " checked in order\n", nclients, nworkers, pa->seconds, pa->rate,
+	       pa->published, res->delivered,
+	       (double)res->delivered * 1e9 / (double)(res->t1 - res->t0),
+	       checked);
 	printf("peak while running: %" PRIu64 " live items (%" PRIu64
 	       " KiB), %" PRIu64 " eventfds; RSS %ld KiB; snapshots built %"
-	       PRIu64 "\n", peak.lib.live_items, peak.lib.live_bytes / 1024,
-	       peak.lib.open_eventfds, rss_peak, st.snapshots_built);
+	       PRIu64 "\n", res->peak.live_items, res->peak.live_bytes / 1024,
+	       res->peak.open_eventfds, res->rss_peak, st.snapshots_built);
 	printf("descriptors at peak: %d (%.2f per client), of which %" PRIu64
-	       " eventfds (%.3f per client)\n", fds_peak - fds_before,
-	       (double)(fds_peak - fds_before) / nclients,
-	       peak.lib.open_eventfds,
-	       (double)peak.lib.open_eventfds / nclients);
+	       " eventfds (%.3f per client)\n", fds_used,
+	       (double)fds_used / nclients, res->peak.open_eventfds,
+	       (double)res->peak.open_eventfds / nclients);
 	printf("pollers: %" PRIu64 " reports, %" PRIu64 " link wake-ups (%"
-	       PRIu64 " stale), %" PRIu64 " epoll_ctl(ADD) calls\n",
-	       poll_total.reports, poll_total.wakeups, poll_total.stale,
-	       poll_total.epoll_adds);
+	       PRIu64 " stale), %" PRIu64 " epoll_ctl(ADD) calls, %" PRIu64
+	       " reads retried\n", res->polled.reports, res->polled.wakeups,
+	       res->polled.stale, res->polled.epoll_adds, res->retries);
 	eventbuf_publisher_free(pub);
 	eventbuf_barrier();
-	eventbuf_stats(&st.lib);
+	eventbuf_stats(&after);
 	fds_after = count_fds();
 	printf("after shutdown: %" PRIu64 " live items, %" PRIu64
 	       " eventfds, %d descriptors (%d before start)\n",
-	       st.lib.live_items, st.lib.open_eventfds, fds_after, fds_before);
-	free(loops);
-	free(clients);
-	free(srv.workers);
-	if (pa.error || failed || st.lib.live_items || st.lib.open_eventfds ||
-	    fds_after > fds_before) {
+	       after.live_items, after.open_eventfds, fds_after,
+	       res->fds_before);
+	if (pa->error || failed || after.live_items || after.open_eventfds ||
+	    fds_after > res->fds_before) {
 		fprintf(stderr, "FAILED: %d clients, publisher %d\n", failed,
-			pa.error);
-		return 1;
+			pa->error);
+		return -1;
 	}
 	printf("OK: every client saw every change of its key, in order\n");
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int nclients = argc > 1 ? atoi(argv[1]) : 2000;
+	int seconds = argc > 2 ? atoi(argv[2]) : 3;
+	struct server srv = { .nworkers = argc > 3 ? atoi(argv[3]) : 2 };
+	struct publisher_args pa = { .seconds = seconds };
+	struct results res = { .fds_before = count_fds() };
+	struct client_loop *loops;
+	struct client *clients;
+	int port, fanout, ret;
+
+	if (nclients < 1 || seconds < 1 || srv.nworkers < 1)
+		return 2;
+	fanout = nclients > NTOPICS * NKEYS ? nclients / (NTOPICS * NKEYS) : 1;
+	pa.rate = argc > 4 ? atol(argv[4]) : DELIVERY_RATE / fanout;
+	if (pa.rate < 1)
+		return 2;
+	res.fds_peak = res.fds_before;
+	clients = calloc((size_t)nclients, sizeof(*clients));
+	loops = calloc(NCLIENT_LOOPS, sizeof(*loops));
+	if (!clients || !loops || check_fd_limit(nclients, srv.nworkers) ||
+	    publisher_start() || server_start(&srv, &port) ||
+	    clients_start(loops, clients, nclients, port) ||
+	    run_feed(&pa, loops, &res)) {
+		fprintf(stderr, "FAILED to start\n");
+		return 1;
+	}
+	server_stop(&srv, &res);
+	ret = report(clients, nclients, srv.nworkers, &pa, &res);
+	free(loops);
+	free(clients);
+	return ret ? 1 : 0;
 }
