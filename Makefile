@@ -328,7 +328,7 @@ help:
 	@echo '                  then the ABI and install checks'
 	@echo '  bench         - run the benchmark against the mutex variants (QUICK=1: smoke run)'
 	@echo '  example-run   - run examples/service: 2,000 clients over loopback TCP for 3 s'
-	@echo '                  (EXAMPLE_ARGS="clients seconds workers rate")'
+	@echo '                  (EXAMPLE_ARGS="clients seconds workers changes-per-second")'
 	@echo '  verify        - model-check tests/model/*.pml with spin (installs it)'
 	@echo '  fuzz          - run the API fuzzer for FUZZ_SECONDS (libFuzzer, clang)'
 	@echo '  soak          - run writer, readers and subscribers for SOAK_SECONDS;'
