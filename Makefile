@@ -62,9 +62,31 @@ else
   objtree := $(srctree)/build
 endif
 
+# clean deletes the output directory, so the build writes only into one it
+# may delete: a default one above, a new or empty O=, or an O= it marked
+# with its stamp. It refuses the source tree and any directory holding it.
+stamp := .eventbuf-objtree
+objtree-real := $(or $(realpath $(objtree)),$(objtree))
+ifneq ($(filter $(objtree-real) $(patsubst %/,%,$(objtree-real))/%,$(realpath $(srctree))),)
+  $(error O=$(O) is the source tree or a directory above it; choose an empty directory, e.g. O=$(srctree)/build-out)
+endif
+ifneq ($(O),)
+  ifeq ($(wildcard $(objtree)/$(stamp)),)
+    ifneq ($(wildcard $(objtree)/* $(objtree)/.[!.]* $(objtree)/..?*),)
+      $(error O=$(O) holds files this build did not write (no $(stamp) there); choose a new or empty directory)
+    endif
+  endif
+endif
+ifneq ($(filter-out clean help,$(or $(MAKECMDGOALS),all)),)
+  ifeq ($(wildcard $(objtree)/$(stamp)),)
+    $(shell mkdir -p '$(objtree)' && echo 'eventbuf build output of $(srctree); make clean deletes this directory' > '$(objtree)/$(stamp)')
+  endif
+endif
+
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
+DATADIR ?= $(PREFIX)/share
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 
 ifeq ($(origin CC),default)
@@ -80,7 +102,8 @@ PKG_CONFIG ?= pkg-config
 include $(srctree)/scripts/Kbuild.include
 
 # ---------------------------------------------------------------------------
-# Flags. Recursive (=) on purpose: pkg-config runs after scripts/deps.sh.
+# Flags. Recursive (=) on purpose: pkg-config runs in the recipes, after
+# the deps target has checked (or, for make check, installed) the packages.
 URCU_CFLAGS = $(shell $(PKG_CONFIG) --cflags liburcu-bp)
 URCU_LIBS = $(shell $(PKG_CONFIG) --libs liburcu-bp)
 CMOCKA_CFLAGS = $(shell $(PKG_CONFIG) --cflags cmocka)
@@ -123,115 +146,132 @@ endif
 so_libs = $(URCU_LIBS) -lpthread
 
 # ---------------------------------------------------------------------------
-# Goals from the Kbuild files.
-obj-y :=
-ccflags-y :=
-include $(srctree)/src/Kbuild
-lib-objs := $(addprefix $(objtree)/src/,$(obj-y))
-$(lib-objs): ccflags := $(ccflags-y)
-
-# The same library with CONFIG_EVENTBUF_DEBUG, for the tests that check it.
-debug-lib := $(objtree)/libeventbuf-debug.a
-debug-objs := $(addprefix $(objtree)/debug/src/,$(sort $(obj-y) debug.o))
-$(debug-objs): ccflags := $(ccflags-y) -DCONFIG_EVENTBUF_DEBUG
-
-tests-y :=
-fuzz-y :=
-soak-y :=
-ccflags-y :=
-include $(srctree)/tests/Kbuild
-test-bins := $(addprefix $(objtree)/tests/,$(tests-y))
-test-obj-files := $(sort $(addprefix $(objtree)/tests/,\
-	$(foreach t,$(tests-y),$($(t)-objs))))
-$(test-obj-files): ccflags := $(ccflags-y)
-$(test-obj-files): extra_cflags = $(CMOCKA_CFLAGS)
-fuzz-bins := $(addprefix $(objtree)/tests/,$(fuzz-y))
-fuzz-obj-files := $(sort $(addprefix $(objtree)/tests/,\
-	$(foreach f,$(fuzz-y),$($(f)-objs))))
-$(fuzz-obj-files): ccflags := $(ccflags-y)
-soak-bins := $(addprefix $(objtree)/tests/,$(soak-y))
-soak-obj-files := $(sort $(addprefix $(objtree)/tests/,\
-	$(foreach f,$(soak-y),$($(f)-objs))))
-$(soak-obj-files): ccflags := $(ccflags-y)
-$(soak-obj-files): extra_cflags = $(CMOCKA_CFLAGS)
-
-bench-y :=
-ccflags-y :=
-include $(srctree)/bench/Kbuild
-bench-bins := $(addprefix $(objtree)/bench/,$(bench-y))
-bench-obj-files := $(sort $(addprefix $(objtree)/bench/,\
-	$(foreach b,$(bench-y),$($(b)-objs))))
-$(bench-obj-files): ccflags := $(ccflags-y)
-$(bench-obj-files): extra_cflags = -DURCU_VERSION='"$(shell $(PKG_CONFIG) --modversion liburcu-bp)"'
-
-examples-y :=
-ccflags-y :=
-include $(srctree)/examples/Kbuild
-example-bins := $(addprefix $(objtree)/examples/,$(examples-y))
-example-obj-files := $(sort $(addprefix $(objtree)/examples/,\
-	$(foreach e,$(examples-y),$($(e)-objs))))
-$(example-obj-files): ccflags := $(ccflags-y)
-
-static-lib := $(objtree)/libeventbuf.a
-shared-lib := $(objtree)/libeventbuf.so.$(VERSION)
-shared-links := $(objtree)/libeventbuf.so.$(VERSION_MAJOR) $(objtree)/libeventbuf.so
-pc-file := $(objtree)/eventbuf.pc
-
-# ---------------------------------------------------------------------------
-PHONY := all
-all: $(static-lib) $(shared-lib) $(shared-links) $(pc-file) $(example-bins)
-
-# Install missing build dependencies (liburcu, cmocka, pkg-config) once.
-PHONY += deps
-deps:
-	$(Q)$(PKG_CONFIG) --exists liburcu-bp cmocka 2>/dev/null || \
-		$(srctree)/scripts/deps.sh
-
-# Everything the compiler sees; objects rebuild when it changes.
-track-flags = $(CC) $(base_flags) $(ld_flags) CONFIG_EVENTBUF_DEBUG=$(CONFIG_EVENTBUF_DEBUG)
-$(objtree)/.cflags: deps FORCE
-	$(call filechk,$(track-flags))
-
-$(objtree)/%.o: $(srctree)/%.c $(objtree)/.cflags
-	$(call cmd,cc_o_c)
-
-$(objtree)/debug/%.o: $(srctree)/%.c $(objtree)/.cflags
-	$(call cmd,cc_o_c)
-
-$(static-lib): $(lib-objs)
-	$(call cmd,ar)
-
-$(debug-lib): $(debug-objs)
-	$(call cmd,ar)
-
-$(shared-lib): $(lib-objs) $(srctree)/src/eventbuf.map
-	$(call cmd,link_so)
-
-$(objtree)/libeventbuf.so.$(VERSION_MAJOR): $(shared-lib)
-	$(call cmd,ln)
-$(objtree)/libeventbuf.so: $(objtree)/libeventbuf.so.$(VERSION_MAJOR)
-	$(call cmd,ln)
-
-$(pc-file): $(srctree)/src/eventbuf.pc.in $(objtree)/.cflags
-	$(call cmd,gen_pc)
+# Goals from the Kbuild files. $(call descend,DIR,LISTS) includes DIR/Kbuild,
+# which fills obj-y, ccflags-y and the program LISTS (tests-y, ...), each
+# program P naming its objects in P-objs. It defines kbuild-DIR-objs (every
+# object), kbuild-DIR-LIST (the programs' paths), kbuild-DIR-LIST-objs and
+# kbuild-DIR-ccflags, and their rules:
+# objects are compiled with that Kbuild file's ccflags-y and rebuilt when it
+# changes; programs link the objects and link-libs-LIST.
+.DEFAULT_GOAL := all
+PHONY :=
+targets :=
+dep-files :=
 
 # Programs link the static library (<prog>-lib names another build of it):
 # tests reach hidden internals and may wrap malloc (<prog>-ldflags); the
 # installed shared library is checked on its own by check-install.
 define program-rule
 $(objtree)/$(1)/$(2): $(addprefix $(objtree)/$(1)/,$($(2)-objs)) \
-		$(if $($(2)-lib),$(objtree)/$($(2)-lib),$(static-lib))
-	$$(call cmd,link)
-$(objtree)/$(1)/$(2): link_libs = $($(2)-ldflags) $(3)
+		$(if $($(2)-lib),$(objtree)/$($(2)-lib),$(static-lib)) FORCE
+	$$(call if_changed,link)
+$(objtree)/$(1)/$(2): link_libs = $($(2)-ldflags) $$(link-libs-$(3))
 endef
-$(foreach t,$(tests-y),$(eval $(call program-rule,tests,$(t),$$(URCU_LIBS) $$(CMOCKA_LIBS) -lpthread)))
-$(foreach f,$(fuzz-y),$(eval $(call program-rule,tests,$(f),-fsanitize=fuzzer $$(URCU_LIBS) -lpthread)))
-$(foreach s,$(soak-y),$(eval $(call program-rule,tests,$(s),$$(URCU_LIBS) -lpthread)))
-$(foreach b,$(bench-y),$(eval $(call program-rule,bench,$(b),$$(URCU_LIBS) -lpthread -lm)))
-$(foreach e,$(examples-y),$(eval $(call program-rule,examples,$(e),$$(URCU_LIBS) -lpthread)))
+
+define descend
+obj-y :=
+ccflags-y :=
+$$(foreach l,$(2),$$(eval $$(l) :=))
+include $(srctree)/$(1)/Kbuild
+kbuild-$(1)-ccflags := $$(ccflags-y)
+$$(foreach l,$(2),$$(eval kbuild-$(1)-$$(l) := $$(addprefix $(objtree)/$(1)/,$$($$(l)))))
+$$(foreach l,$(2),$$(eval kbuild-$(1)-$$(l)-objs := $$(sort $$(addprefix $(objtree)/$(1)/,\
+	$$(foreach p,$$($$(l)),$$($$(p)-objs))))))
+kbuild-$(1)-objs := $$(sort $$(addprefix $(objtree)/$(1)/,$$(obj-y)) \
+	$$(foreach l,$(2),$$(kbuild-$(1)-$$(l)-objs)))
+$$(kbuild-$(1)-objs): ccflags := $$(ccflags-y)
+$$(kbuild-$(1)-objs): $(srctree)/$(1)/Kbuild | deps
+$(objtree)/$(1)/%.o: $(srctree)/$(1)/%.c FORCE
+	$$(call if_changed,cc_o_c)
+$$(foreach l,$(2),$$(foreach p,$$($$(l)),$$(eval $$(call program-rule,$(1),$$(p),$$(l)))))
+targets += $$(kbuild-$(1)-objs) $$(foreach l,$(2),$$(kbuild-$(1)-$$(l)))
+dep-files += $$(kbuild-$(1)-objs:.o=.d)
+endef
+
+link-libs-tests-y = $(URCU_LIBS) $(CMOCKA_LIBS) -lpthread
+link-libs-fuzz-y = -fsanitize=fuzzer $(URCU_LIBS) -lpthread
+link-libs-soak-y = $(URCU_LIBS) -lpthread
+link-libs-bench-y = $(URCU_LIBS) -lpthread -lm
+link-libs-examples-y = $(URCU_LIBS) -lpthread
+
+static-lib := $(objtree)/libeventbuf.a
+
+$(eval $(call descend,src,))
+lib-objs := $(kbuild-src-objs)
+
+# The same library with CONFIG_EVENTBUF_DEBUG, for the tests that check it.
+debug-lib := $(objtree)/libeventbuf-debug.a
+debug-objs := $(sort $(patsubst $(objtree)/src/%,$(objtree)/debug/src/%,$(kbuild-src-objs)) \
+	$(objtree)/debug/src/debug.o)
+$(debug-objs): ccflags := $(kbuild-src-ccflags) -DCONFIG_EVENTBUF_DEBUG
+$(debug-objs): $(srctree)/src/Kbuild | deps
+$(objtree)/debug/src/%.o: $(srctree)/src/%.c FORCE
+	$(call if_changed,cc_o_c)
+targets += $(debug-objs)
+dep-files += $(debug-objs:.o=.d)
+
+$(eval $(call descend,tests,tests-y fuzz-y soak-y))
+test-bins := $(kbuild-tests-tests-y)
+fuzz-bins := $(kbuild-tests-fuzz-y)
+soak-bins := $(kbuild-tests-soak-y)
+$(kbuild-tests-tests-y-objs) $(kbuild-tests-soak-y-objs): extra_cflags = $(CMOCKA_CFLAGS)
+$(kbuild-tests-tests-y-objs) $(kbuild-tests-soak-y-objs): | deps-test
+
+$(eval $(call descend,bench,bench-y))
+bench-bins := $(kbuild-bench-bench-y)
+$(kbuild-bench-objs): extra_cflags = -DURCU_VERSION='"$(shell $(PKG_CONFIG) --modversion liburcu-bp)"'
+
+$(eval $(call descend,examples,examples-y))
+example-bins := $(kbuild-examples-examples-y)
+
+shared-lib := $(objtree)/libeventbuf.so.$(VERSION)
+shared-links := $(objtree)/libeventbuf.so.$(VERSION_MAJOR) $(objtree)/libeventbuf.so
+pc-file := $(objtree)/eventbuf.pc
 
 # ---------------------------------------------------------------------------
-PHONY += tests check check-abi check-install
+PHONY += all
+all: $(static-lib) $(shared-lib) $(shared-links) $(pc-file) $(example-bins)
+
+# Build dependencies. make check, make bench and the tools (verify, fuzz,
+# soak) install what is missing (scripts/deps.sh); every other goal only
+# checks, and stops naming the package and the command that installs it.
+deps-install-goals := check bench verify fuzz fuzz-run soak
+PHONY += deps deps-test
+ifneq ($(filter $(deps-install-goals),$(MAKECMDGOALS)),)
+deps:
+	$(Q)$(PKG_CONFIG) --exists liburcu-bp cmocka 2>/dev/null || \
+		$(srctree)/scripts/deps.sh
+deps-test: deps
+else
+deps:
+	$(Q)PKG_CONFIG='$(PKG_CONFIG)' $(srctree)/scripts/deps.sh --check pkg-config liburcu-dev
+deps-test: deps
+	$(Q)PKG_CONFIG='$(PKG_CONFIG)' $(srctree)/scripts/deps.sh --check libcmocka-dev
+endif
+
+$(static-lib): $(lib-objs) FORCE
+	$(call if_changed,ar)
+
+$(debug-lib): $(debug-objs) FORCE
+	$(call if_changed,ar)
+
+$(shared-lib): $(lib-objs) $(srctree)/src/eventbuf.map FORCE
+	$(call if_changed,link_so)
+
+$(objtree)/libeventbuf.so.$(VERSION_MAJOR): $(shared-lib) FORCE
+	$(call if_changed,ln)
+$(objtree)/libeventbuf.so: $(objtree)/libeventbuf.so.$(VERSION_MAJOR) FORCE
+	$(call if_changed,ln)
+
+# The installation directories are part of its command: a make install
+# with another PREFIX regenerates it.
+$(pc-file): $(srctree)/src/eventbuf.pc.in FORCE
+	$(call if_changed,gen_pc)
+
+targets += $(static-lib) $(debug-lib) $(shared-lib) $(shared-links) $(pc-file)
+
+# ---------------------------------------------------------------------------
+PHONY += tests check check-abi check-install check-build check-readme
 tests: $(test-bins)
 
 check: all tests
@@ -240,17 +280,25 @@ check: all tests
 		"$(if $(filter y,$(CONFIG_TSAN)),$(srctree)/tests/tsan.supp)" \
 		$(test-bins)
 ifeq ($(SANFLAGS),)
-	$(Q)$(MAKE) check-abi check-install
+	$(Q)$(MAKE) check-abi check-install check-build check-readme
 endif
 
+# Every public header, so that a new one is checked without an edit here.
 check-abi: $(shared-lib)
-	$(Q)$(srctree)/scripts/check-abi.sh $(shared-lib) \
-		$(srctree)/include/eventbuf/eventbuf.h \
-		$(srctree)/include/eventbuf/publisher.h \
-		$(srctree)/include/eventbuf/poller.h
+	$(Q)$(srctree)/scripts/check-abi.sh $(shared-lib) $(srctree)/src/eventbuf.map \
+		$(wildcard $(srctree)/include/eventbuf/*.h)
 
 check-install: all
 	$(Q)$(srctree)/scripts/check-install.sh "$(MAKE)" $(objtree)
+
+# clean, O=, installs, rebuilds and check-abi, on a copy of the tree.
+check-build:
+	$(Q)$(srctree)/scripts/check-build.sh
+
+# Every ```c block of the README compiles with -Wall -Wextra -Werror.
+check-readme: $(static-lib)
+	$(Q)$(srctree)/scripts/check-readme.sh $(srctree)/README.md $(objtree)/readme \
+		$(static-lib) $(URCU_LIBS) -lpthread
 
 # The API fuzzer (libFuzzer, clang): its own build in build-fuzz/. New
 # crashes are kept in build-fuzz/crashes/; copy them to tests/fuzz-corpus/
@@ -304,6 +352,8 @@ install: all
 	$(Q)ln -sf libeventbuf.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libeventbuf.so.$(VERSION_MAJOR)
 	$(Q)ln -sf libeventbuf.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR)/libeventbuf.so
 	$(Q)install -m 644 $(pc-file) $(DESTDIR)$(PKGCONFIGDIR)/
+	$(Q)install -d $(DESTDIR)$(DATADIR)/eventbuf
+	$(Q)install -m 644 $(srctree)/tests/valgrind.supp $(DESTDIR)$(DATADIR)/eventbuf/
 	@echo '  INSTALL $(DESTDIR)$(PREFIX)'
 
 uninstall:
@@ -311,13 +361,21 @@ uninstall:
 	$(Q)rm -f $(DESTDIR)$(LIBDIR)/libeventbuf.a \
 		$(DESTDIR)$(LIBDIR)/libeventbuf.so* \
 		$(DESTDIR)$(PKGCONFIGDIR)/eventbuf.pc
+	$(Q)rm -rf $(DESTDIR)$(DATADIR)/eventbuf
 	@echo '  UNINST  $(DESTDIR)$(PREFIX)'
 
+# O= is deleted only when the build's stamp says it made it (see stamp).
 PHONY += clean
 clean:
 	$(Q)rm -rf $(srctree)/build $(srctree)/build-asan $(srctree)/build-tsan \
-		$(srctree)/build-fuzz \
-		$(if $(O),$(objtree))
+		$(srctree)/build-fuzz
+ifneq ($(O),)
+	$(Q)if [ -e '$(objtree)/$(stamp)' ]; then rm -rf '$(objtree)'; \
+	elif [ -e '$(objtree)' ]; then \
+		echo 'clean: O=$(O) has no $(stamp): not a directory this build made, left alone' >&2; \
+		exit 1; \
+	fi
+endif
 	@echo '  CLEAN'
 
 PHONY += help
@@ -325,7 +383,7 @@ help:
 	@echo 'Targets:'
 	@echo '  all           - libeventbuf.a, libeventbuf.so.$(VERSION), eventbuf.pc, examples'
 	@echo '  check         - build and run the cmocka suite (installs deps if missing),'
-	@echo '                  then the ABI and install checks'
+	@echo '                  then the ABI, install, build and README checks'
 	@echo '  bench         - run the benchmark against the mutex variants (QUICK=1: smoke run)'
 	@echo '  example-run   - run examples/service: 2,000 clients over loopback TCP for 3 s'
 	@echo '                  (EXAMPLE_ARGS="clients seconds workers changes-per-second")'
@@ -335,11 +393,11 @@ help:
 	@echo '                  fails if RSS or descriptors grow'
 	@echo '  install       - install to $$(DESTDIR)$$(PREFIX) (PREFIX=$(PREFIX))'
 	@echo '  uninstall     - remove what install put there'
-	@echo '  clean         - remove build, build-asan, build-tsan, build-fuzz (and O=)'
+	@echo '  clean         - remove build, build-asan, build-tsan, build-fuzz (and an O= it made)'
 	@echo ''
 	@echo 'Switches:'
 	@echo '  V=1                    - print whole commands; make -s prints nothing'
-	@echo '  O=dir                  - build in dir'
+	@echo '  O=dir                  - build in dir (new, empty, or made by an earlier build)'
 	@echo '  CONFIG_ASAN=y          - AddressSanitizer + UBSan build in build-asan/'
 	@echo '  CONFIG_TSAN=y          - ThreadSanitizer build in build-tsan/'
 	@echo '  CONFIG_VALGRIND=y      - run the tests under valgrind memcheck'
@@ -349,6 +407,9 @@ help:
 PHONY += FORCE
 FORCE:
 
--include $(shell find $(objtree) -name '*.d' 2>/dev/null)
+# The compiler's header dependencies and the saved commands, named from the
+# object and target lists (no search of the build tree).
+-include $(wildcard $(dep-files))
+-include $(call cmd-files,$(targets))
 
 .PHONY: $(PHONY)

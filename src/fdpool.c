@@ -48,30 +48,43 @@
  * the word that the releasing compare-and-swap sees); its eventfd is
  * closed as before.
  *
- * The epoch. A poller remembers which descriptors its epoll set watches;
- * once a descriptor is closed, the kernel drops it from every set, and its
- * number may come back as a new eventfd that no set watches. Every close
- * of a library eventfd first increments __eventbuf_fd_epoch (a seq_cst
- * read-modify-write), and a poller trusts its memory of a registration
- * only if the epoch has not moved since it registered. The new eventfd's
- * number reaches a poller only through the link's state word (installed
- * with a release compare-and-swap after eventfd() returned, itself after
- * the close that freed the number, and loaded with acquire), so a poller
- * that sees the new descriptor sees the increment too.
+ * Generations. A poller remembers which descriptors its epoll set
+ * watches; once a descriptor is closed, the kernel drops it from every
+ * set, and its number may come back as a new eventfd that no set watches.
+ * Every close of a library eventfd first increments the generation of its
+ * number (fd_gen(), a seq_cst read-modify-write; for the rare number with
+ * no slot, the global __eventbuf_fd_epoch instead), and a poller trusts its
+ * memory of a registration only while both are what they were when it
+ * registered. The new eventfd's number reaches a poller only through the
+ * link's state word (installed with a release compare-and-swap after
+ * eventfd() returned, itself after the close that freed the number, and
+ * loaded with acquire), so a poller that sees the new descriptor sees the
+ * increment too. Closing one descriptor thus costs the pollers nothing
+ * for the others.
  *
  * The pool is small (FD_POOL_MAX): it absorbs the release-then-park of
  * each delivery, not a burst of unsubscribes, whose descriptors are
  * closed. eventbuf_barrier() empties it.
+ *
+ * A thread that runs a poller also keeps a few descriptors of its own
+ * (FD_CACHE_MAX, thread-local): a subscriber's move to its next link
+ * releases the old link's descriptor on the loop's thread and arms the
+ * new link right after, on the same thread, so the descriptor comes back
+ * to the poller that watches it, rather than to another loop's, which
+ * would have to register it. The cache goes back to the shared pool when
+ * the thread exits; eventbuf_barrier() empties the caller's.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "internal.h"
 
 #define FD_POOL_MAX 8
+#define FD_CACHE_MAX 4
 
 _Atomic uint64_t __eventbuf_fd_epoch;
 
@@ -79,13 +92,80 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static int pool_fds[FD_POOL_MAX];
 static int pool_n;
 
+static __thread struct {
+	bool on;
+	int n;
+	int fds[FD_CACHE_MAX];
+} cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Generation slots: GEN_TOP chunks of GEN_CHUNK counters, made when a
+ * descriptor of theirs is first created and kept for the process's life
+ * (4 KiB per 1,024 descriptor numbers). Numbers past the table use the
+ * global epoch.
+ */
+#define GEN_CHUNK 1024
+#define GEN_TOP 1024
+
+static _Atomic(_Atomic uint32_t *) gen_chunks[GEN_TOP];
+
+_Atomic uint32_t *__eventbuf_fd_gen(int fd)
+{
+	_Atomic uint32_t *chunk;
+
+	if (fd < 0 || fd >= GEN_CHUNK * GEN_TOP)
+		return NULL;
+	/* Acquire: pairs with the release CAS that published the chunk. */
+	chunk = atomic_load_explicit(&gen_chunks[fd / GEN_CHUNK],
+				     memory_order_acquire);
+	return chunk ? &chunk[fd % GEN_CHUNK] : NULL;
+}
+
+/* Make @fd's slot if it has none (no slot: the epoch covers it). */
+static void gen_make(int fd)
+{
+	_Atomic uint32_t *chunk, *none = NULL;
+
+	if (fd < 0 || fd >= GEN_CHUNK * GEN_TOP || __eventbuf_fd_gen(fd))
+		return;
+	chunk = calloc(GEN_CHUNK, sizeof(*chunk));
+	if (chunk && !atomic_compare_exchange_strong_explicit(
+			&gen_chunks[fd / GEN_CHUNK], &none, chunk,
+			memory_order_acq_rel, memory_order_acquire))
+		free(chunk);	/* another thread made it */
+}
+
 static void fd_close(int fd)
 {
-	/* Before the close: pairs with the poller's load of the epoch after
-	 * it loaded a descriptor from a link's state word (see above). */
-	atomic_fetch_add_explicit(&__eventbuf_fd_epoch, 1, memory_order_seq_cst);
+	_Atomic uint32_t *gen = __eventbuf_fd_gen(fd);
+
+	/* Before the close: pairs with the poller's load after it loaded
+	 * a descriptor from a link's state word (see above). */
+	if (gen)
+		atomic_fetch_add_explicit(gen, 1, memory_order_seq_cst);
+	else
+		atomic_fetch_add_explicit(&__eventbuf_fd_epoch, 1,
+					  memory_order_seq_cst);
 	close(fd);
 	counter_sub(&__eventbuf_counters.eventfds, 1);
+}
+
+/* A new eventfd for a link, or -errno. */
+int __eventbuf_fd_new(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	if (fd >= (int)(ST_FD_MASK >> ST_FD_SHIFT) - 1) {
+		close(fd);
+		return -EMFILE;
+	}
+	gen_make(fd);
+	counter_add(&__eventbuf_counters.eventfds, 1);
+	return fd;
 }
 
 /* A reset eventfd from the pool, or -1 when the pool is empty. */
@@ -93,6 +173,8 @@ int __eventbuf_fd_pool_get(void)
 {
 	int fd = -1;
 
+	if (cache.n > 0)
+		return cache.fds[--cache.n];
 	pthread_mutex_lock(&pool_lock);
 	if (pool_n > 0)
 		fd = pool_fds[--pool_n];
@@ -105,6 +187,10 @@ void __eventbuf_fd_pool_put(int fd)
 {
 	bool kept = false;
 
+	if (cache.on && cache.n < FD_CACHE_MAX) {
+		cache.fds[cache.n++] = fd;
+		return;
+	}
 	pthread_mutex_lock(&pool_lock);
 	if (pool_n < FD_POOL_MAX) {
 		pool_fds[pool_n++] = fd;
@@ -140,4 +226,32 @@ void __eventbuf_fd_pool_drain(void)
 
 	while ((fd = __eventbuf_fd_pool_get()) >= 0)
 		fd_close(fd);
+}
+
+/* The thread exits: its cache goes back to the shared pool. */
+static void cache_exit(void *unused)
+{
+	(void)unused;
+	cache.on = false;
+	while (cache.n > 0)
+		__eventbuf_fd_pool_put(cache.fds[--cache.n]);
+}
+
+static void cache_key_init(void)
+{
+	if (pthread_key_create(&cache_key, cache_exit))
+		cache_key = (pthread_key_t)-1;
+}
+
+/* The calling thread runs a poller: keep its descriptors near it. */
+void __eventbuf_fd_cache_enable(void)
+{
+	if (cache.on)
+		return;
+	pthread_once(&cache_once, cache_key_init);
+	/* Without a key the cache would not go back at exit: stay off. */
+	if (cache_key == (pthread_key_t)-1 ||
+	    pthread_setspecific(cache_key, &cache))
+		return;
+	cache.on = true;
 }

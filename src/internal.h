@@ -251,6 +251,9 @@ __hidden void __eventbuf_fd_release(uint64_t w);
 __hidden int __eventbuf_fd_pool_get(void);
 __hidden void __eventbuf_fd_pool_put(int fd);
 __hidden void __eventbuf_fd_pool_drain(void);
+__hidden void __eventbuf_fd_cache_enable(void);
+__hidden int __eventbuf_fd_new(void);
+__hidden _Atomic uint32_t *__eventbuf_fd_gen(int fd);
 __hidden extern _Atomic uint64_t __eventbuf_fd_epoch;
 __hidden void __eventbuf_signal_waiters(struct eventbuf_item *link,
 					 uint64_t old);

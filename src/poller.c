@@ -10,9 +10,10 @@
  *
  * Registrations. ->regs is indexed by descriptor number (eventfds are small
  * integers): regs[fd] says which link its waiters are parked on, and
- * whether ->epfd watches fd (->watched, valid while __eventbuf_fd_epoch
- * still equals ->epoch, see fdpool.c). A link's first waiter here takes
- * one counted reference on the link for the poller: while regs[fd].link
+ * whether ->epfd watches fd (->watched, valid while fd's generation and
+ * the global epoch are still ->gen and ->epoch, see fdpool.c). A link's
+ * first waiter here takes one counted reference on the link for the
+ * poller: while regs[fd].link
  * is set, the link and so its eventfd stay alive (the eventfd lives as
  * long as references on its link, reclaim.c), so fd cannot be recycled to
  * another link under us, even if a subscription's reader is freed by a
@@ -69,7 +70,8 @@
 struct reg {
 	struct eventbuf_item *link;	/* a counted reference, or NULL */
 	struct __eventbuf_pollnode *waiters;
-	uint64_t epoch;			/* fd epoch of the registration */
+	uint64_t epoch;			/* fd epoch and generation of */
+	uint32_t gen;			/* the registration (fdpool.c) */
 	bool watched;
 };
 
@@ -214,18 +216,22 @@ static int grow_regs(struct eventbuf_poller *p, int fd)
 static int watch(struct eventbuf_poller *p, struct reg *r, int fd)
 {
 	/* After the acquire load of the link's state that gave us @fd:
-	 * sees every close of an older file with this number (fdpool.c). */
+	 * see every close of an older file with this number (fdpool.c). */
+	_Atomic uint32_t *genp = __eventbuf_fd_gen(fd);
+	uint32_t gen = genp ? atomic_load_explicit(genp, memory_order_acquire)
+			    : 0;
 	uint64_t epoch = atomic_load_explicit(&__eventbuf_fd_epoch,
 					      memory_order_acquire);
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET,
 				  .data.u64 = (uint64_t)fd };
 
-	if (r->watched && r->epoch == epoch)
+	if (r->watched && r->gen == gen && r->epoch == epoch)
 		return 0;
 	p->st.epoll_adds++;
 	if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) && errno != EEXIST)
 		return -errno;
 	r->watched = true;
+	r->gen = gen;
 	r->epoch = epoch;
 	return 0;
 }
@@ -495,6 +501,7 @@ int eventbuf_poller_ready(struct eventbuf_poller *poller,
 
 	if (!poller || !evs || !max)
 		return -EINVAL;
+	__eventbuf_fd_cache_enable();
 	ret = collect(poller);
 	if (ret)
 		return ret;

@@ -78,17 +78,7 @@ static int create_fd(void)
 {
 	int fd = __eventbuf_fd_pool_get();
 
-	if (fd >= 0)
-		return fd;
-	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (fd < 0)
-		return -errno;
-	if (fd >= (int)(ST_FD_MASK >> ST_FD_SHIFT) - 1) {
-		close(fd);
-		return -EMFILE;
-	}
-	counter_add(&__eventbuf_counters.eventfds, 1);
-	return fd;
+	return fd >= 0 ? fd : __eventbuf_fd_new();
 }
 
 /*
