@@ -403,6 +403,8 @@ help:
 	@echo '  CONFIG_VALGRIND=y      - run the tests under valgrind memcheck'
 	@echo '  CONFIG_EVENTBUF_DEBUG=y - abort when two threads append to one buffer'
 	@echo '  QUICK=1                - short benchmark run'
+	@echo "  BENCH_ARGS='--only W'  - run one workload (append, fanout, fanout-epoll, wake,"
+	@echo '                           retained, fds, subscribers)'
 
 PHONY += FORCE
 FORCE:

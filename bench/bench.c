@@ -27,12 +27,12 @@
 #include <eventbuf/eventbuf.h>
 
 #include "bench.h"
+#include "subs.h"
 
 #ifndef URCU_VERSION
 #define URCU_VERSION "unknown"
 #endif
 
-#define MAX_REPS 16
 #define NIMPL 4
 
 static const struct bench_impl *impls[NIMPL] = {
@@ -81,24 +81,24 @@ void bench_released(uint64_t n)
 				      memory_order_relaxed);
 }
 
-static void die(const char *what, int err)
+void bench_die(const char *what, int err)
 {
 	fprintf(stderr, "bench: %s: %s\n", what, strerror(err < 0 ? -err : err));
 	exit(1);
 }
 
-static uint64_t rss_kb(void)
+uint64_t bench_rss_kb(void)
 {
 	unsigned long size, resident;
 	FILE *f = fopen("/proc/self/statm", "r");
 
 	if (!f || fscanf(f, "%lu %lu", &size, &resident) != 2)
-		die("/proc/self/statm", errno);
+		bench_die("/proc/self/statm", errno);
 	fclose(f);
 	return resident * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
 }
 
-static uint64_t heap_bytes(void)
+uint64_t bench_heap_bytes(void)
 {
 	struct mallinfo2 mi = mallinfo2();
 
@@ -165,7 +165,7 @@ static struct result *result_get(const char *workload, int readers,
 			return r;
 	}
 	if (nresults == 64)
-		die("too many results", ENOSPC);
+		bench_die("too many results", ENOSPC);
 	r = &results[nresults++];
 	memset(r, 0, sizeof(*r));
 	snprintf(r->workload, sizeof(r->workload), "%s", workload);
@@ -195,7 +195,7 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static double median(const double *v, int n, double *lo, double *hi)
+double bench_median(const double *v, int n, double *lo, double *hi)
 {
 	double s[MAX_REPS];
 
@@ -233,7 +233,7 @@ static double ratio(const struct result *r, double *lo, double *hi)
 		else
 			q[k] = r->v[0][k] > 0 ? best / r->v[0][k] : 0;
 	}
-	return median(q, n, lo, hi);
+	return bench_median(q, n, lo, hi);
 }
 
 /* ------------------------------------------------------------------ */
@@ -248,7 +248,7 @@ static void run_append(int i, uint64_t n)
 	int ret;
 
 	if (!list)
-		die("create", ENOMEM);
+		bench_die("create", ENOMEM);
 	/*
 	 * Warm up until the reclamation cycle has reached its steady state
 	 * (a quarter of the run, and at least 200 ms: many callback periods),
@@ -257,14 +257,14 @@ static void run_append(int i, uint64_t n)
 	t0 = bench_now_ns();
 	for (uint64_t k = 0; k < n / 4 || bench_now_ns() - t0 < 200000000; k++)
 		if ((ret = impl->append(list, k, 0)))
-			die("append", ret);
-	rss0 = rss_kb();
+			bench_die("append", ret);
+	rss0 = bench_rss_kb();
 	t0 = bench_now_ns();
 	for (uint64_t k = 0; k < n; k++)
 		if ((ret = impl->append(list, k, 0)))
-			die("append", ret);
+			bench_die("append", ret);
 	t1 = bench_now_ns();
-	rss1 = rss_kb();
+	rss1 = bench_rss_kb();
 	impl->destroy(list);
 	quiesce(impl);
 	record("append", -1, n, "ns_per_append", false, i,
@@ -340,7 +340,7 @@ static int epoll_loop(struct reader_ctx *c, bench_consume_fn fn)
 			static const uint64_t one = 1;
 
 			if (write(c->ready_fd, &one, sizeof(one)) < 0)
-				die("ready", errno);
+				bench_die("ready", errno);
 		}
 		ret = epoll_wait(ep, &ev, 1, 60000);
 		if (ret <= 0) {
@@ -407,7 +407,7 @@ static double run_fanout(int i, int nreaders, uint64_t n, bool epoll,
 	int ret;
 
 	if (!list)
-		die("create", ENOMEM);
+		bench_die("create", ENOMEM);
 	pthread_barrier_init(&go, NULL, nreaders + 1);
 	for (int k = 0; k < nreaders; k++) {
 		ctx[k] = (struct reader_ctx){
@@ -417,7 +417,7 @@ static double run_fanout(int i, int nreaders, uint64_t n, bool epoll,
 		/* Positioned before the writer starts. */
 		ctx[k].reader = impl->reader_new(list);
 		if (!ctx[k].reader)
-			die("reader_new", ENOMEM);
+			bench_die("reader_new", ENOMEM);
 		pthread_create(&tid[k], NULL, fanout_reader, &ctx[k]);
 	}
 	if (peak_fds)
@@ -426,7 +426,7 @@ static double run_fanout(int i, int nreaders, uint64_t n, bool epoll,
 	t0 = bench_now_ns();
 	for (uint64_t k = 0; k < n; k++)
 		if ((ret = impl->append(list, k, 0)))
-			die("append", ret);
+			bench_die("append", ret);
 	t1 = bench_now_ns();
 	for (int k = 0; k < nreaders; k++)
 		pthread_join(tid[k], NULL);
@@ -521,7 +521,7 @@ static void wait_reader_asleep(int ready_fd, pid_t tid)
 	uint64_t v;
 
 	if (read(ready_fd, &v, sizeof(v)) < 0)
-		die("ready", errno);
+		bench_die("ready", errno);
 	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
 	for (int tries = 0; tries < 5000; tries++) {
 		FILE *f;
@@ -564,7 +564,7 @@ static void run_wake(int i, uint64_t n)
 	int ret;
 
 	if (!lat || !list)
-		die("wake", ENOMEM);
+		bench_die("wake", ENOMEM);
 	c.ready_fd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
 	c.reader = impl->reader_new(list);
 	c.go = &go;
@@ -574,11 +574,11 @@ static void run_wake(int i, uint64_t n)
 	for (uint64_t k = 0; k < n; k++) {
 		wait_reader_asleep(c.ready_fd, c.tid);
 		if ((ret = impl->append(list, k, bench_now_ns())))
-			die("append", ret);
+			bench_die("append", ret);
 	}
 	pthread_join(tid, NULL);
 	if (c.error || c.count != n)
-		die("wake reader", c.error ? c.error : EPROTO);
+		bench_die("wake reader", c.error ? c.error : EPROTO);
 	impl->reader_free(c.reader);
 	impl->destroy(list);
 	quiesce(impl);
@@ -597,7 +597,7 @@ static void run_wake_floor(uint64_t n)
 	pthread_t tid;
 
 	if (!lat)
-		die("floor", ENOMEM);
+		bench_die("floor", ENOMEM);
 	f.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	f.ready_fd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
 	f.go = &go;
@@ -608,11 +608,11 @@ static void run_wake_floor(uint64_t n)
 		wait_reader_asleep(f.ready_fd, f.tid);
 		atomic_store(&f.stamp, bench_now_ns());
 		if (write(f.efd, &one, sizeof(one)) < 0)
-			die("floor", errno);
+			bench_die("floor", errno);
 	}
 	pthread_join(tid, NULL);
 	if (f.error)
-		die("floor reader", f.error);
+		bench_die("floor reader", f.error);
 	close(f.efd);
 	close(f.ready_fd);
 	pthread_barrier_destroy(&go);
@@ -632,18 +632,18 @@ static void run_retained(int i, uint64_t n)
 	int ret;
 
 	if (!list)
-		die("create", ENOMEM);
+		bench_die("create", ENOMEM);
 	holder = impl->reader_new(list);
 	if (!holder)
-		die("reader_new", ENOMEM);
+		bench_die("reader_new", ENOMEM);
 	quiesce(impl);
-	heap0 = heap_bytes();
-	rss0 = rss_kb();
+	heap0 = bench_heap_bytes();
+	rss0 = bench_rss_kb();
 	for (uint64_t k = 0; k < n; k++)
 		if ((ret = impl->append(list, k, 0)))
-			die("append", ret);
-	heap1 = heap_bytes();
-	rss1 = rss_kb();
+			bench_die("append", ret);
+	heap1 = bench_heap_bytes();
+	rss1 = bench_rss_kb();
 	/*
 	 * malloc()'s in-use bytes, or the resident memory if that grew more:
 	 * eventbuf's slabs are mapped directly, and malloc() may reuse pages
@@ -660,12 +660,12 @@ static void run_retained(int i, uint64_t n)
 	impl->reader_free(holder);
 	quiesce(impl);
 	if (atomic_load(&bench_release_count) - released0 < n - 1)
-		die("retained: not every item was released", EPROTO);
+		bench_die("retained: not every item was released", EPROTO);
 	record("retained", -1, n, "bytes_per_item", false, i,
 	       (double)grew / (double)n);
 	record("retained", -1, n, "reclaim_ms", false, i,
 	       (double)(atomic_load(&bench_release_last_ns) - t0) / 1e6);
-	record("retained", -1, n, "rss_after_kb", false, i, (double)rss_kb());
+	record("retained", -1, n, "rss_after_kb", false, i, (double)bench_rss_kb());
 	atomic_store(&release_watch, UINT64_MAX);
 	impl->destroy(list);
 	quiesce(impl);
@@ -725,7 +725,7 @@ static void print_table(void)
 		for (int i = 0; i < NIMPL; i++) {
 			char cell[64];
 
-			m = median(r->v[i], r->nv[i], &lo, &hi);
+			m = bench_median(r->v[i], r->nv[i], &lo, &hi);
 			snprintf(cell, sizeof(cell), "%.4g [%.3g-%.3g]", m, lo, hi);
 			printf(" %-22s", cell);
 		}
@@ -735,10 +735,10 @@ static void print_table(void)
 		else
 			printf(" -");
 		if (r->extra) {
-			double f = median(r->v[NIMPL], r->nv[NIMPL], NULL, NULL);
+			double f = bench_median(r->v[NIMPL], r->nv[NIMPL], NULL, NULL);
 
 			printf("  floor %.4g, rcu %.2fx the floor", f,
-			       f > 0 ? median(r->v[0], r->nv[0], NULL, NULL) / f : 0);
+			       f > 0 ? bench_median(r->v[0], r->nv[0], NULL, NULL) / f : 0);
 		}
 		printf("\n");
 	}
@@ -761,7 +761,7 @@ static void print_lines(void)
 			printf("bench workload=%s impl=%s%s n=%" PRIu64
 			       " metric=%s value=%.4g\n", r->workload,
 			       impl_name(i), readers, r->n, r->metric,
-			       median(r->v[i], r->nv[i], NULL, NULL));
+			       bench_median(r->v[i], r->nv[i], NULL, NULL));
 		}
 	}
 }
@@ -774,7 +774,7 @@ static void write_csv_and_plot(void)
 	snprintf(path, sizeof(path), "%s/fanout.csv", opt.out);
 	f = fopen(path, "w");
 	if (!f)
-		die(path, errno);
+		bench_die(path, errno);
 	fprintf(f, "workload,readers,impl,mevents_per_s,min,max\n");
 	for (int k = 0; k < nresults; k++) {
 		struct result *r = &results[k];
@@ -782,7 +782,7 @@ static void write_csv_and_plot(void)
 		if (strcmp(r->metric, "mevents_per_s"))
 			continue;
 		for (int i = 0; i < NIMPL; i++) {
-			double lo, hi, m = median(r->v[i], r->nv[i], &lo, &hi);
+			double lo, hi, m = bench_median(r->v[i], r->nv[i], &lo, &hi);
 
 			fprintf(f, "%s,%d,%s,%.4g,%.4g,%.4g\n", r->workload,
 				r->readers, impls[i]->name, m, lo, hi);
@@ -795,7 +795,7 @@ static void write_csv_and_plot(void)
 	snprintf(path, sizeof(path), "%s/fanout.dat", opt.out);
 	f = fopen(path, "w");
 	if (!f)
-		die(path, errno);
+		bench_die(path, errno);
 	for (int w = 0; w < 2; w++) {
 		for (int i = 0; i < NIMPL; i++) {
 			fprintf(f, "# %s %s\n", w ? "fanout-epoll" : "fanout",
@@ -807,7 +807,7 @@ static void write_csv_and_plot(void)
 				    strcmp(r->workload, w ? "fanout-epoll" : "fanout"))
 					continue;
 				fprintf(f, "%d %.4g\n", r->readers,
-					median(r->v[i], r->nv[i], NULL, NULL));
+					bench_median(r->v[i], r->nv[i], NULL, NULL));
 			}
 			fprintf(f, "\n\n");
 		}
@@ -817,7 +817,7 @@ static void write_csv_and_plot(void)
 	snprintf(path, sizeof(path), "%s/fanout.gp", opt.out);
 	f = fopen(path, "w");
 	if (!f)
-		die(path, errno);
+		bench_die(path, errno);
 	fprintf(f,
 		"set terminal pngcairo size 1100,460 font ',10'\n"
 		"set output '%s/fanout.png'\n"
@@ -858,7 +858,8 @@ static bool want(const char *workload)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: bench [--quick] [--n N] [--reps R] [--out DIR] [--only WORKLOAD]\n");
+		"usage: bench [--quick] [--n N] [--reps R] [--out DIR] [--only WORKLOAD]\n"
+		"workloads: append fanout fanout-epoll wake retained fds subscribers\n");
 	exit(2);
 }
 
@@ -936,6 +937,8 @@ int main(int argc, char **argv)
 
 	parse(argc, argv);
 	banner();
+	if (want("subscribers"))
+		bench_subscribers_setup();
 	warm_up();
 	wake_per_rep = opt.wake_samples / (uint64_t)opt.reps;
 	for (int rep = 0; rep < opt.reps; rep++) {
@@ -959,7 +962,8 @@ int main(int argc, char **argv)
 				}
 			}
 		}
-		settle();
+		if (want("wake"))
+			settle();
 		for (int k = 0; want("wake") && k < NIMPL; k++)
 			run_wake(order(rep, k), wake_per_rep);
 		if (want("wake"))
@@ -978,9 +982,14 @@ int main(int argc, char **argv)
 				record("fds", 8, n, "peak_eventfds", false, i, peak);
 			}
 		}
+		if (want("subscribers"))
+			bench_subscribers_run(rep, opt.quick);
 	}
-	print_table();
-	print_lines();
-	write_csv_and_plot();
+	if (nresults) {
+		print_table();
+		print_lines();
+		write_csv_and_plot();
+	}
+	bench_subscribers_report(opt.out, opt.reps);
 	return 0;
 }
