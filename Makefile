@@ -337,9 +337,10 @@ bench: $(bench-bins)
 		--out $(objtree)/bench $(BENCH_ARGS)
 
 PHONY += example-run
-EXAMPLE_ARGS ?= 64 3
+EXAMPLE_ARGS ?= 2000 3
 example-run: $(example-bins)
-	$(Q)$(objtree)/examples/service $(EXAMPLE_ARGS)
+	$(Q)$(if $(filter y,$(CONFIG_TSAN)),TSAN_OPTIONS="suppressions=$(srctree)/tests/tsan.supp halt_on_error=1 $${TSAN_OPTIONS:-}") \
+		$(objtree)/examples/service $(EXAMPLE_ARGS)
 
 PHONY += install uninstall
 install: all
@@ -384,8 +385,8 @@ help:
 	@echo '  check         - build and run the cmocka suite (installs deps if missing),'
 	@echo '                  then the ABI, install, build and README checks'
 	@echo '  bench         - run the benchmark against the mutex variants (QUICK=1: smoke run)'
-	@echo '  example-run   - run examples/service: 64 clients over loopback TCP for 3 s'
-	@echo '                  (EXAMPLE_ARGS="clients seconds workers")'
+	@echo '  example-run   - run examples/service: 2,000 clients over loopback TCP for 3 s'
+	@echo '                  (EXAMPLE_ARGS="clients seconds workers changes-per-second")'
 	@echo '  verify        - model-check tests/model/*.pml with spin (installs it)'
 	@echo '  fuzz          - run the API fuzzer for FUZZ_SECONDS (libFuzzer, clang)'
 	@echo '  soak          - run writer, readers and subscribers for SOAK_SECONDS;'

@@ -3,24 +3,33 @@
  * A change-feed service on loopback, the program to copy to start one.
  *
  *  - A publisher thread commits changes to a small state store (topics x
- *    keys, each key a sequence number) and publishes each change.
- *  - A TCP server: an acceptor hands connections to epoll worker threads;
- *    each worker holds many connections and their subscriptions, and
- *    waits on both in one epoll set (a subscription's descriptor never
- *    changes). A client says "SUB <topic> <key>"; the worker streams the
- *    key's snapshot, "S <index>" at its end, then every change as
- *    "E <index> <seq>", with back-pressure: while a socket is full, its
- *    subscription is not read.
- *  - Clients (threads of this program) each verify that after the
- *    snapshot they get every sequence number of their key, in order, up to
- *    the final one the publisher announces ("E ... <seq> END").
+ *    keys, each key a sequence number) and publishes each change, at a
+ *    steady rate.
+ *  - A TCP server: an acceptor hands connections to epoll worker threads.
+ *    Each worker is one event loop: its epoll set holds its connections'
+ *    sockets and the descriptor of its poller (<eventbuf/poller.h>), to
+ *    which every subscription of the worker is attached. The subscriptions
+ *    need no descriptor each: however many a worker holds, it watches one
+ *    descriptor for all of them, and the library one eventfd per distinct
+ *    key position they wait at. A client says "SUB <topic> <key>"; the
+ *    worker streams the key's snapshot, "S <index>" at its end, then every
+ *    change as "E <index> <seq>", with back-pressure: while a socket is
+ *    full, its subscription is not read.
+ *  - Clients (a few threads of this program, each an epoll loop over its
+ *    sockets) each verify that after the snapshot they get every sequence
+ *    number of their key, in order, up to the final one the publisher
+ *    announces ("E ... <seq> END").
  *
- * It runs for a bounded time, prints the delivered events per second and
- * what the library held, and exits 0 only if every client saw everything.
+ * It raises its descriptor limit as far as it may (a connection costs a
+ * descriptor; here two, both ends being in this process), runs for a
+ * bounded time, prints the delivered events per second, the descriptors
+ * and what the library held, and exits 0 only if every client saw
+ * everything.
  *
- * Usage: service [clients] [seconds] [workers]
+ * Usage: service [clients] [seconds] [workers] [changes per second]
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -30,11 +39,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <eventbuf/poller.h>
 #include <eventbuf/publisher.h>
 
 #define NTOPICS 2
@@ -114,6 +124,7 @@ static int change(int t, int k, bool last)
 
 struct publisher_args {
 	int seconds;
+	long rate;		/* changes per second */
 	uint64_t published;
 	int error;
 };
@@ -129,13 +140,16 @@ static int64_t now_ns(void)
 static void *publisher(void *arg)
 {
 	struct publisher_args *p = arg;
-	int64_t end = now_ns() + (int64_t)p->seconds * 1000000000;
+	int64_t start = now_ns(), end = start + (int64_t)p->seconds * 1000000000;
 	unsigned int seed = 42;
 	const struct timespec breathe = { 0, 1000000 };
+	int64_t now;
 
-	while (!p->error && now_ns() < end) {
-		/* About 400k changes a second: a busy, not a flooded, feed. */
-		for (int i = 0; i < 400 && !p->error; i++, p->published++)
+	/* Catch up with the rate every millisecond: a steady feed. */
+	while (!p->error && (now = now_ns()) < end) {
+		uint64_t due = (uint64_t)((now - start) / 1000 * p->rate / 1000000);
+
+		for (; p->published < due && !p->error; p->published++)
 			p->error = change(rand_r(&seed) % NTOPICS,
 					  rand_r(&seed) % NKEYS, false);
 		nanosleep(&breathe, NULL);
@@ -150,23 +164,13 @@ static void *publisher(void *arg)
 /* The server                                                          */
 /* ------------------------------------------------------------------ */
 
-enum { ON_SOCKET, ON_SUB };
-
-struct conn;
-
-struct tag {
-	struct conn *conn;
-	int on;
-};
-
 struct conn {
 	int fd;
 	struct eventbuf_subscription *sub;
-	struct tag sock_tag, sub_tag;
-	bool sub_paused, closed;
+	bool stalled, closed;
 	char in[128];
 	size_t inlen;
-	char out[64 * 1024];
+	char out[16 * 1024];
 	size_t outlen, outoff;
 	const struct eventbuf_event *batch;	/* valid until the next read */
 	size_t batch_n, batch_i;		/* its length, and what is out */
@@ -176,10 +180,12 @@ struct conn {
 struct worker {
 	pthread_t tid;
 	int ep;
+	struct eventbuf_poller *poller;	/* its descriptor is in @ep */
 	pthread_mutex_t lock;		/* the acceptor adds to @conns */
 	struct conn *conns;
 	struct conn *dead;		/* closed: freed after each wake-up */
 	uint64_t delivered;
+	uint64_t retries;		/* reads that said "later" */
 };
 
 static void conn_unlink(struct worker *w, struct conn *c)
@@ -196,7 +202,9 @@ static void conn_unlink(struct worker *w, struct conn *c)
 
 /*
  * Close @c; it is freed once the worker has handled the rest of the
- * epoll_wait() batch, which may still name it.
+ * wake-up, whose epoll and poller events may still name it. close()
+ * takes the socket out of the epoll set (nothing else refers to it), and
+ * eventbuf_unsubscribe() detaches the subscription from the poller.
  */
 static void conn_close(struct worker *w, struct conn *c)
 {
@@ -206,12 +214,8 @@ static void conn_close(struct worker *w, struct conn *c)
 	conn_unlink(w, c);
 	c->next = w->dead;
 	w->dead = c;
-	epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
-	if (c->sub) {
-		epoll_ctl(w->ep, EPOLL_CTL_DEL, eventbuf_sub_fd(c->sub), NULL);
-		eventbuf_unsubscribe(c->sub);
-		c->sub = NULL;
-	}
+	eventbuf_unsubscribe(c->sub);
+	c->sub = NULL;
 	close(c->fd);
 }
 
@@ -224,9 +228,11 @@ static bool flush(struct worker *w, struct conn *c)
 
 		if (n < 0 && errno == EAGAIN) {
 			struct epoll_event ev = { .events = EPOLLOUT,
-						  .data.ptr = &c->sock_tag };
+						  .data.ptr = c };
 
-			epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
+			/* Without the EPOLLOUT wake-up it would stall for ever. */
+			if (epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev))
+				conn_close(w, c);
 			return false;
 		}
 		if (n < 0) {
@@ -237,16 +243,6 @@ static bool flush(struct worker *w, struct conn *c)
 	}
 	c->outoff = c->outlen = 0;
 	return true;
-}
-
-/* Watch the subscription, or stop watching it while the socket is full. */
-static void watch_sub(struct worker *w, struct conn *c, bool on)
-{
-	struct epoll_event ev = { .events = on ? EPOLLIN : 0,
-				  .data.ptr = &c->sub_tag };
-
-	c->sub_paused = !on;
-	epoll_ctl(w->ep, EPOLL_CTL_MOD, eventbuf_sub_fd(c->sub), &ev);
 }
 
 /* One event as a line; false when the buffer has no room for it. */
@@ -278,13 +274,6 @@ static bool emit_batch(struct worker *w, struct conn *c)
 	return true;
 }
 
-/* The socket is full: stop reading the subscription until it drains. */
-static void stall(struct worker *w, struct conn *c)
-{
-	if (!c->closed)
-		watch_sub(w, c, false);
-}
-
 static void refuse(struct worker *w, struct conn *c, int err)
 {
 	size_t room = sizeof(c->out) - c->outlen;
@@ -296,22 +285,51 @@ static void refuse(struct worker *w, struct conn *c, int err)
 	conn_close(w, c);
 }
 
-/* Move batches from the subscription to the socket until either runs dry. */
+/*
+ * Nothing to read yet, and the library could not park the subscription
+ * (no descriptor, no memory, a full poller): not the end of it. The
+ * poller reports it again, and the next read retries.
+ */
+static bool read_later(int err)
+{
+	switch (err) {
+	case -EMFILE:
+	case -ENFILE:
+	case -ENOMEM:
+	case -ENOSPC:
+	case -EOVERFLOW:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Move batches from the subscription to the socket until either runs dry.
+ * A subscription read to -EAGAIN is parked with the poller, which reports
+ * it when its key moves on; one left unread while the socket is full is
+ * not reported again: EPOLLOUT on the socket brings it back here.
+ */
 static void pump(struct worker *w, struct conn *c)
 {
 	size_t n;
 	int ret;
 
+	c->stalled = false;
 	while (!c->closed) {
 		while (!emit_batch(w, c)) {
 			if (!flush(w, c)) {
-				stall(w, c);
+				c->stalled = !c->closed;
 				return;
 			}
 		}
 		ret = eventbuf_sub_next_nonblock(c->sub, &c->batch, &n);
 		if (ret == -EAGAIN)
 			break;
+		if (read_later(ret)) {
+			w->retries++;
+			break;
+		}
 		if (ret) {
 			refuse(w, c, ret);
 			return;
@@ -320,13 +338,14 @@ static void pump(struct worker *w, struct conn *c)
 		c->batch_i = 0;
 	}
 	if (!c->closed && !flush(w, c))
-		stall(w, c);
+		c->stalled = !c->closed;
 }
 
 /*
  * The one request a client sends, "SUB <topic> <key>\n". Bytes after it
  * are read and ignored; a longer line or an unknown topic or key closes
- * the connection.
+ * the connection. The subscription is attached to the worker's poller,
+ * which reports it at once: its first read happens in the next wake-up.
  */
 static void handle_request(struct worker *w, struct conn *c)
 {
@@ -334,7 +353,6 @@ static void handle_request(struct worker *w, struct conn *c)
 	char topic[32], key[32];
 	ssize_t n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - 1 - c->inlen,
 			 MSG_DONTWAIT);
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &c->sub_tag };
 
 	if (n <= 0) {
 		if (n == 0 || errno != EAGAIN)
@@ -359,11 +377,8 @@ static void handle_request(struct worker *w, struct conn *c)
 	req.topic = topic;
 	req.key = key;
 	if (eventbuf_subscribe(pub, &req, &c->sub) ||
-	    epoll_ctl(w->ep, EPOLL_CTL_ADD, eventbuf_sub_fd(c->sub), &ev)) {
+	    eventbuf_poller_add_sub(w->poller, c->sub, c))
 		conn_close(w, c);
-		return;
-	}
-	pump(w, c);
 }
 
 static void on_socket(struct worker *w, struct conn *c, uint32_t events)
@@ -373,19 +388,34 @@ static void on_socket(struct worker *w, struct conn *c, uint32_t events)
 		return;
 	}
 	if (events & EPOLLOUT) {
-		struct epoll_event ev = { .events = EPOLLIN,
-					  .data.ptr = &c->sock_tag };
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
 
 		if (!flush(w, c))
 			return;
-		epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev);
-		if (c->sub_paused) {
-			watch_sub(w, c, true);
-			pump(w, c);
+		if (epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev)) {
+			conn_close(w, c);
+			return;
 		}
+		if (c->stalled)
+			pump(w, c);
 	}
 	if (events & EPOLLIN)
 		handle_request(w, c);
+}
+
+/* The poller's descriptor fired: read every subscription it reports. */
+static void on_poller(struct worker *w)
+{
+	struct eventbuf_poll_event evs[256];
+	int n = eventbuf_poller_ready(w->poller, evs, 256);
+
+	/* More than fit in @evs: the descriptor fires again for the rest. */
+	for (int i = 0; i < n; i++) {
+		struct conn *c = evs[i].data;
+
+		if (!c->closed)
+			pump(w, c);
+	}
 }
 
 static void free_dead(struct worker *w)
@@ -407,14 +437,12 @@ static void *worker_run(void *arg)
 		int n = epoll_wait(w->ep, evs, 64, 100);
 
 		for (int i = 0; i < n; i++) {
-			struct tag *t = evs[i].data.ptr;
+			struct conn *c = evs[i].data.ptr;
 
-			if (t->conn->closed)
-				continue;
-			if (t->on == ON_SUB)
-				pump(w, t->conn);
-			else
-				on_socket(w, t->conn, evs[i].events);
+			if (!c)
+				on_poller(w);
+			else if (!c->closed)
+				on_socket(w, c, evs[i].events);
 		}
 		free_dead(w);
 	}
@@ -445,16 +473,19 @@ static void *acceptor_run(void *arg)
 			continue;
 		}
 		c->fd = fd;
-		c->sock_tag = (struct tag){ c, ON_SOCKET };
-		c->sub_tag = (struct tag){ c, ON_SUB };
 		pthread_mutex_lock(&w->lock);
 		c->next = w->conns;
 		if (w->conns)
 			w->conns->prev = c;
 		w->conns = c;
 		pthread_mutex_unlock(&w->lock);
-		ev.data.ptr = &c->sock_tag;
-		epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev);
+		ev.data.ptr = c;
+		/* Failed, it was never in the set: the worker never saw it. */
+		if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev)) {
+			conn_unlink(w, c);
+			close(fd);
+			free(c);
+		}
 	}
 	return NULL;
 }
@@ -464,10 +495,20 @@ static void *acceptor_run(void *arg)
 /* ------------------------------------------------------------------ */
 
 struct client {
-	pthread_t tid;
-	int port, topic, key;
-	uint64_t events, snapshot_seq;
+	int fd, topic, key;
+	bool live;			/* past the snapshot */
+	uint64_t want, events, snapshot_seq;
+	char part[64];			/* an incomplete line */
+	size_t partlen;
 	char error[128];
+};
+
+/* One client thread: an epoll loop over the sockets of @clients. */
+struct client_loop {
+	pthread_t tid;
+	int port, n;
+	struct client *clients;
+	char buf[64 * 1024];
 };
 
 static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -475,14 +516,13 @@ static pthread_cond_t ready_cond = PTHREAD_COND_INITIALIZER;
 static int ready;
 
 /* Check one line; returns 1 at the end, 0 to go on, -1 on an error. */
-static int client_line(struct client *c, const char *line, bool *live,
-		       uint64_t *want)
+static int client_line(struct client *c, const char *line)
 {
 	uint64_t index, seq;
 	char end[8] = "";
 
 	if (!strncmp(line, "S ", 2)) {
-		*live = true;
+		c->live = true;
 		pthread_mutex_lock(&ready_lock);
 		ready++;
 		pthread_cond_broadcast(&ready_cond);
@@ -493,66 +533,140 @@ static int client_line(struct client *c, const char *line, bool *live,
 		snprintf(c->error, sizeof(c->error), "bad line '%.60s'", line);
 		return -1;
 	}
-	if (!*live) {		/* the snapshot: where the key stands */
+	if (!c->live) {		/* the snapshot: where the key stands */
 		c->snapshot_seq = seq;
-		*want = seq + 1;
+		c->want = seq + 1;
 		return 0;
 	}
-	if (seq != *want) {
+	if (seq != c->want) {
 		snprintf(c->error, sizeof(c->error),
 			 "%s/%s: sequence %" PRIu64 " after %" PRIu64,
-			 topics[c->topic], keys[c->key], seq, *want - 1);
+			 topics[c->topic], keys[c->key], seq, c->want - 1);
 		return -1;
 	}
-	(*want)++;
+	c->want++;
 	c->events++;
 	return !strcmp(end, "END");
 }
 
-static void *client_run(void *arg)
+/* Connect and subscribe (blocking: loopback answers at once). */
+static int client_start(struct client *c, int port)
 {
-	struct client *c = arg;
 	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_port = htons((uint16_t)c->port),
+				  .sin_port = htons((uint16_t)port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct timeval patience = { .tv_sec = 20 };	/* bounded, always */
-	char buf[8192], req[64];
-	size_t len = 0;
-	uint64_t want = 1;
-	bool live = false;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ret = 0;
+	char req[64];
 
-	if (fd < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof(patience)) ||
-	    connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+	c->want = 1;
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		snprintf(c->error, sizeof(c->error), "connect: %s", strerror(errno));
-		goto out;
+		return -1;
 	}
 	snprintf(req, sizeof(req), "SUB %s %s\n", topics[c->topic], keys[c->key]);
-	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0)
-		goto out;
+	if (send(c->fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
+		snprintf(c->error, sizeof(c->error), "send: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Read what @c's socket holds, through @buf (shared by the loop's
+ * clients); returns 1 at the end, 0 to go on, -1 on an error.
+ */
+static int client_read(struct client *c, char *buf, size_t size)
+{
+	int ret = 0;
+
 	while (ret == 0) {
-		ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+		ssize_t n;
+		size_t len;
 		char *line = buf, *nl;
 
+		memcpy(buf, c->part, c->partlen);
+		n = recv(c->fd, buf + c->partlen, size - 1 - c->partlen,
+			 MSG_DONTWAIT);
+		if (n < 0 && errno == EAGAIN)
+			return 0;
 		if (n <= 0) {
 			snprintf(c->error, sizeof(c->error), "%s",
 				 n ? strerror(errno) : "connection closed");
-			break;
+			return -1;
 		}
-		len += (size_t)n;
+		len = c->partlen + (size_t)n;
 		buf[len] = '\0';
 		while (ret == 0 && (nl = strchr(line, '\n'))) {
 			*nl = '\0';
-			ret = client_line(c, line, &live, &want);
+			ret = client_line(c, line);
 			line = nl + 1;
 		}
-		len -= (size_t)(line - buf);
-		memmove(buf, line, len);
+		c->partlen = len - (size_t)(line - buf);
+		if (ret == 0 && c->partlen >= sizeof(c->part)) {
+			snprintf(c->error, sizeof(c->error), "line too long");
+			return -1;
+		}
+		memcpy(c->part, line, c->partlen);
 	}
-out:
-	if (fd >= 0)
-		close(fd);
+	return ret;
+}
+
+/* A client that is done or failed leaves the loop (close() leaves the set). */
+static void client_stop(struct client *c, int *open)
+{
+	close(c->fd);
+	c->fd = -1;
+	(*open)--;
+}
+
+static void *client_loop_run(void *arg)
+{
+	struct client_loop *l = arg;
+	struct epoll_event evs[64];
+	int64_t heard = now_ns();
+	int ep = epoll_create1(EPOLL_CLOEXEC), open = 0;
+
+	for (int i = 0; i < l->n; i++) {
+		struct client *c = &l->clients[i];
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+
+		if (ep >= 0 && client_start(c, l->port) == 0 &&
+		    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) == 0) {
+			open++;
+			continue;
+		}
+		if (!c->error[0])
+			snprintf(c->error, sizeof(c->error), "epoll: %s",
+				 strerror(errno));
+		if (c->fd >= 0)
+			close(c->fd);
+		c->fd = -1;
+	}
+	/* Bounded, always: 20 s without a byte ends the wait. */
+	while (open > 0) {
+		int n = epoll_wait(ep, evs, 64, 1000);
+
+		if (n > 0)
+			heard = now_ns();
+		else if (now_ns() - heard > (int64_t)20 * 1000000000)
+			break;
+		for (int i = 0; i < n; i++) {
+			struct client *c = evs[i].data.ptr;
+
+			if (client_read(c, l->buf, sizeof(l->buf)))
+				client_stop(c, &open);
+		}
+	}
+	for (int i = 0; i < l->n; i++) {
+		struct client *c = &l->clients[i];
+
+		if (c->fd < 0)
+			continue;
+		snprintf(c->error, sizeof(c->error), "nothing for 20 s");
+		client_stop(c, &open);
+	}
+	if (ep >= 0)
+		close(ep);
 	return NULL;
 }
 
@@ -566,7 +680,8 @@ static int listen_loopback(int *port)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    listen(fd, 1024) || getsockname(fd, (struct sockaddr *)&sa, &len))
+	    listen(fd, SOMAXCONN) ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len))
 		return -1;
 	*port = ntohs(sa.sin_port);
 	return fd;
@@ -584,46 +699,158 @@ static long rss_kb(void)
 	return resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-int main(int argc, char **argv)
+/* Descriptors open now (the directory's own is not counted). */
+static int count_fds(void)
 {
-	int nclients = argc > 1 ? atoi(argv[1]) : 64;
-	int seconds = argc > 2 ? atoi(argv[2]) : 3;
-	struct server srv = { .nworkers = argc > 3 ? atoi(argv[3]) : 4 };
-	struct eventbuf_publisher_config cfg = { .snapshot_ttl_ms = 1000 };
-	struct publisher_args pa = { .seconds = seconds };
-	struct eventbuf_publisher_stats st, peak = { 0 };
-	struct client *clients;
-	uint64_t delivered = 0, checked = 0;
-	int port, failed = 0;
-	pthread_t ptid;
-	int64_t t0, t1;
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
 
-	if (nclients < 1 || seconds < 1 || srv.nworkers < 1)
-		return 2;
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n - 3;		/* ".", ".." and the directory's */
+}
+
+/*
+ * Every connection costs a descriptor at each end, both in this process;
+ * the library needs a few per worker and per key. Raise the soft limit to
+ * the hard one, which needs no privilege.
+ */
+static rlim_t raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return 0;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			rl.rlim_cur = was;
+	}
+	return rl.rlim_cur;
+}
+
+/* ------------------------------------------------------------------ */
+/* Running it                                                          */
+/* ------------------------------------------------------------------ */
+
+#define NCLIENT_LOOPS 2
+/* Deliveries a second the default rate asks for, whatever the fan-out. */
+#define DELIVERY_RATE 1000000L
+
+/* What the run measured; peaks are sampled while the publisher runs. */
+struct results {
+	struct eventbuf_stats peak;
+	int fds_before, fds_peak;
+	long rss_peak;
+	int64_t t0, t1;
+	uint64_t delivered, retries;
+	struct eventbuf_poller_stats polled;	/* summed over the workers */
+};
+
+/* Is the descriptor limit, raised as far as allowed, enough? */
+static int check_fd_limit(int nclients, int nworkers)
+{
+	rlim_t limit = raise_fd_limit();
+	rlim_t need = (rlim_t)nclients * 2 + (rlim_t)nworkers * 3 +
+		NTOPICS * NKEYS * 2 + 64;
+
+	printf("descriptor limit %llu (%d clients need about %llu)\n",
+	       (unsigned long long)limit, nclients, (unsigned long long)need);
+	if (limit < need) {
+		fprintf(stderr, "descriptor limit too low for %d clients\n",
+			nclients);
+		return -1;
+	}
+	return 0;
+}
+
+static int publisher_start(void)
+{
+	struct eventbuf_publisher_config cfg = { .snapshot_ttl_ms = 1000 };
+
 	for (int k = 0; k < NKEYS; k++)
 		snprintf(keys[k], sizeof(keys[k]), "k%d", k);
 	if (eventbuf_publisher_new(&cfg, &pub))
-		return 1;
+		return -1;
 	for (int t = 0; t < NTOPICS; t++)
 		if (eventbuf_publisher_register(pub, topics[t], snapshot, NULL, 0))
-			return 1;
-	srv.lfd = listen_loopback(&port);
-	srv.workers = calloc((size_t)srv.nworkers, sizeof(*srv.workers));
-	clients = calloc((size_t)nclients, sizeof(*clients));
-	if (srv.lfd < 0 || !srv.workers || !clients)
-		return 1;
-	for (int i = 0; i < srv.nworkers; i++) {
-		srv.workers[i].ep = epoll_create1(EPOLL_CLOEXEC);
-		pthread_mutex_init(&srv.workers[i].lock, NULL);
-		pthread_create(&srv.workers[i].tid, NULL, worker_run, &srv.workers[i]);
-	}
-	pthread_create(&srv.acceptor, NULL, acceptor_run, &srv);
+			return -1;
+	return 0;
+}
 
-	/* Every client subscribed (snapshot received) before changes start. */
-	for (int i = 0; i < nclients; i++) {
-		clients[i] = (struct client){ .port = port, .topic = i % NTOPICS,
+/* Each worker: an epoll set that holds its poller's descriptor. */
+static int server_start(struct server *srv, int *port)
+{
+	srv->lfd = listen_loopback(port);
+	srv->workers = calloc((size_t)srv->nworkers, sizeof(*srv->workers));
+	if (srv->lfd < 0 || !srv->workers)
+		return -1;
+	for (int i = 0; i < srv->nworkers; i++) {
+		struct worker *w = &srv->workers[i];
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+
+		w->ep = epoll_create1(EPOLL_CLOEXEC);
+		if (w->ep < 0 || eventbuf_poller_new(&w->poller) ||
+		    epoll_ctl(w->ep, EPOLL_CTL_ADD, eventbuf_poller_fd(w->poller),
+			      &ev))
+			return -1;
+		pthread_mutex_init(&w->lock, NULL);
+		if (pthread_create(&w->tid, NULL, worker_run, w))
+			return -1;
+	}
+	return pthread_create(&srv->acceptor, NULL, acceptor_run, srv) ? -1 : 0;
+}
+
+static void server_stop(struct server *srv, struct results *res)
+{
+	struct eventbuf_poller_stats ps;
+
+	atomic_store(&stopping, true);
+	shutdown(srv->lfd, SHUT_RDWR);
+	pthread_join(srv->acceptor, NULL);
+	for (int i = 0; i < srv->nworkers; i++) {
+		struct worker *w = &srv->workers[i];
+
+		/* Its thread is gone: this one may use the poller now. */
+		pthread_join(w->tid, NULL);
+		res->delivered += w->delivered;
+		res->retries += w->retries;
+		eventbuf_poller_stats(w->poller, &ps);
+		res->polled.epoll_adds += ps.epoll_adds;
+		res->polled.wakeups += ps.wakeups;
+		res->polled.stale += ps.stale;
+		res->polled.reports += ps.reports;
+		while (w->conns)
+			conn_close(w, w->conns);
+		free_dead(w);
+		eventbuf_poller_free(w->poller);
+		close(w->ep);
+	}
+	close(srv->lfd);
+	free(srv->workers);
+}
+
+/* Start the client loops; 0 once every client has its snapshot. */
+static int clients_start(struct client_loop *loops, struct client *clients,
+			 int nclients, int port)
+{
+	for (int i = 0; i < nclients; i++)
+		clients[i] = (struct client){ .fd = -1, .topic = i % NTOPICS,
 					      .key = (i / NTOPICS) % NKEYS };
-		pthread_create(&clients[i].tid, NULL, client_run, &clients[i]);
+	for (int i = 0; i < NCLIENT_LOOPS; i++) {
+		struct client_loop *l = &loops[i];
+		int from = nclients * i / NCLIENT_LOOPS;
+
+		l->port = port;
+		l->clients = clients + from;
+		l->n = nclients * (i + 1) / NCLIENT_LOOPS - from;
+		if (pthread_create(&l->tid, NULL, client_loop_run, l))
+			return -1;
 	}
 	pthread_mutex_lock(&ready_lock);
 	while (ready < nclients) {
@@ -636,41 +863,54 @@ int main(int argc, char **argv)
 	}
 	pthread_mutex_unlock(&ready_lock);
 	if (ready < nclients) {
-		fprintf(stderr, "only %d of %d clients subscribed\n", ready, nclients);
-		return 1;
+		fprintf(stderr, "only %d of %d clients subscribed\n", ready,
+			nclients);
+		return -1;
 	}
+	return 0;
+}
 
-	t0 = now_ns();
-	pthread_create(&ptid, NULL, publisher, &pa);
+/* Publish for the run's time, sampling the peaks, until the clients end. */
+static int run_feed(struct publisher_args *pa, struct client_loop *loops,
+		    struct results *res)
+{
+	const struct timespec tick = { 0, 50000000 };
+	struct eventbuf_publisher_stats st;
+	pthread_t ptid;
+	long rss;
+	int fds;
+
+	res->t0 = now_ns();
+	if (pthread_create(&ptid, NULL, publisher, pa))
+		return -1;
 	while (pthread_tryjoin_np(ptid, NULL)) {
-		const struct timespec tick = { 0, 50000000 };
-
 		eventbuf_publisher_stats(pub, &st);
-		if (st.lib.live_items > peak.lib.live_items)
-			peak.lib = st.lib;
-		if (st.lib.open_eventfds > peak.lib.open_eventfds)
-			peak.lib.open_eventfds = st.lib.open_eventfds;
+		if (st.lib.live_items > res->peak.live_items)
+			res->peak = st.lib;
+		if (st.lib.open_eventfds > res->peak.open_eventfds)
+			res->peak.open_eventfds = st.lib.open_eventfds;
+		fds = count_fds();
+		if (fds > res->fds_peak)
+			res->fds_peak = fds;
+		rss = rss_kb();
+		if (rss > res->rss_peak)
+			res->rss_peak = rss;
 		nanosleep(&tick, NULL);
 	}
-	for (int i = 0; i < nclients; i++)
-		pthread_join(clients[i].tid, NULL);
-	t1 = now_ns();
+	for (int i = 0; i < NCLIENT_LOOPS; i++)
+		pthread_join(loops[i].tid, NULL);
+	res->t1 = now_ns();
+	return 0;
+}
 
-	atomic_store(&stopping, true);
-	shutdown(srv.lfd, SHUT_RDWR);
-	pthread_join(srv.acceptor, NULL);
-	for (int i = 0; i < srv.nworkers; i++) {
-		struct worker *w = &srv.workers[i];
-
-		pthread_join(w->tid, NULL);
-		delivered += w->delivered;
-		while (w->conns)
-			conn_close(w, w->conns);
-		free_dead(w);
-		close(w->ep);
-	}
-	close(srv.lfd);
-	eventbuf_publisher_stats(pub, &st);
+/* Print the report; 0 if every client saw everything and nothing leaked. */
+static int report(const struct client *clients, int nclients, int nworkers,
+		  const struct publisher_args *pa, const struct results *res)
+{
+	struct eventbuf_publisher_stats st;
+	struct eventbuf_stats after;
+	uint64_t checked = 0;
+	int failed = 0, fds_used = res->fds_peak - res->fds_before, fds_after;
 
 	for (int i = 0; i < nclients; i++) {
 		checked += clients[i].events;
@@ -679,27 +919,73 @@ int main(int argc, char **argv)
 			fprintf(stderr, "client %d: %s\n", i, clients[i].error);
 		}
 	}
-	printf("%d clients on %d workers, %d s of changes: %" PRIu64
+	eventbuf_publisher_stats(pub, &st);
+	printf("%d clients on %d workers, %d s of changes at %ld/s: %" PRIu64
 	       " published, %" PRIu64 " delivered (%.0f events/s), %" PRIu64
-	       " checked in order\n", nclients, srv.nworkers, seconds,
-	       pa.published, delivered,
-	       (double)delivered * 1e9 / (double)(t1 - t0), checked);
+	       " checked in order\n", nclients, nworkers, pa->seconds, pa->rate,
+	       pa->published, res->delivered,
+	       (double)res->delivered * 1e9 / (double)(res->t1 - res->t0),
+	       checked);
 	printf("peak while running: %" PRIu64 " live items (%" PRIu64
 	       " KiB), %" PRIu64 " eventfds; RSS %ld KiB; snapshots built %"
-	       PRIu64 "\n", peak.lib.live_items, peak.lib.live_bytes / 1024,
-	       peak.lib.open_eventfds, rss_kb(), st.snapshots_built);
+	       PRIu64 "\n", res->peak.live_items, res->peak.live_bytes / 1024,
+	       res->peak.open_eventfds, res->rss_peak, st.snapshots_built);
+	printf("descriptors at peak: %d (%.2f per client), of which %" PRIu64
+	       " eventfds (%.3f per client)\n", fds_used,
+	       (double)fds_used / nclients, res->peak.open_eventfds,
+	       (double)res->peak.open_eventfds / nclients);
+	printf("pollers: %" PRIu64 " reports, %" PRIu64 " link wake-ups (%"
+	       PRIu64 " stale), %" PRIu64 " epoll_ctl(ADD) calls, %" PRIu64
+	       " reads retried\n", res->polled.reports, res->polled.wakeups,
+	       res->polled.stale, res->polled.epoll_adds, res->retries);
 	eventbuf_publisher_free(pub);
 	eventbuf_barrier();
-	eventbuf_stats(&st.lib);
+	eventbuf_stats(&after);
+	fds_after = count_fds();
 	printf("after shutdown: %" PRIu64 " live items, %" PRIu64
-	       " eventfds\n", st.lib.live_items, st.lib.open_eventfds);
-	free(clients);
-	free(srv.workers);
-	if (pa.error || failed || st.lib.live_items) {
+	       " eventfds, %d descriptors (%d before start)\n",
+	       after.live_items, after.open_eventfds, fds_after,
+	       res->fds_before);
+	if (pa->error || failed || after.live_items || after.open_eventfds ||
+	    fds_after > res->fds_before) {
 		fprintf(stderr, "FAILED: %d clients, publisher %d\n", failed,
-			pa.error);
-		return 1;
+			pa->error);
+		return -1;
 	}
 	printf("OK: every client saw every change of its key, in order\n");
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int nclients = argc > 1 ? atoi(argv[1]) : 2000;
+	int seconds = argc > 2 ? atoi(argv[2]) : 3;
+	struct server srv = { .nworkers = argc > 3 ? atoi(argv[3]) : 2 };
+	struct publisher_args pa = { .seconds = seconds };
+	struct results res = { .fds_before = count_fds() };
+	struct client_loop *loops;
+	struct client *clients;
+	int port, fanout, ret;
+
+	if (nclients < 1 || seconds < 1 || srv.nworkers < 1)
+		return 2;
+	fanout = nclients > NTOPICS * NKEYS ? nclients / (NTOPICS * NKEYS) : 1;
+	pa.rate = argc > 4 ? atol(argv[4]) : DELIVERY_RATE / fanout;
+	if (pa.rate < 1)
+		return 2;
+	res.fds_peak = res.fds_before;
+	clients = calloc((size_t)nclients, sizeof(*clients));
+	loops = calloc(NCLIENT_LOOPS, sizeof(*loops));
+	if (!clients || !loops || check_fd_limit(nclients, srv.nworkers) ||
+	    publisher_start() || server_start(&srv, &port) ||
+	    clients_start(loops, clients, nclients, port) ||
+	    run_feed(&pa, loops, &res)) {
+		fprintf(stderr, "FAILED to start\n");
+		return 1;
+	}
+	server_stop(&srv, &res);
+	ret = report(clients, nclients, srv.nworkers, &pa, &res);
+	free(loops);
+	free(clients);
+	return ret ? 1 : 0;
 }
