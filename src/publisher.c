@@ -740,7 +740,7 @@ static int snapshot_fail(struct eventbuf *buf, int err)
  */
 static int splice(struct eventbuf *snap, struct keybuf *kb, uint64_t index)
 {
-	struct eventbuf_item *cur, *next;
+	struct eventbuf_item *cur = NULL, *next;
 	int ret = eventbuf_head(kb->buf, &cur);
 
 	while (!ret) {
