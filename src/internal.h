@@ -243,6 +243,12 @@ __hidden void __eventbuf_signal_waiters(struct eventbuf_item *link,
 __hidden int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline_ns);
 __hidden int64_t __eventbuf_deadline(int timeout_ms);
 
+/* fork.c, and the process-wide locks its handlers take */
+__hidden int __eventbuf_fork_init(void);
+__hidden void __eventbuf_join_fork_lock(bool lock);
+__hidden void __eventbuf_stats_fork_lock(bool lock);
+__hidden void __eventbuf_drain_fork_lock(bool lock);
+
 /* stats.c: counters kept off the append path (see stats.c). */
 struct eventbuf_counters {
 	_Atomic uint64_t items;		/* allocated outside any buffer's writer */

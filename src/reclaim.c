@@ -235,6 +235,15 @@ static bool drain_posted;
 static unsigned int drain_running;	/* walks in progress */
 static struct rcu_head drain_head;
 
+/* fork.c: held across fork() so that the child inherits it unlocked. */
+void __eventbuf_drain_fork_lock(bool lock)
+{
+	if (lock)
+		pthread_mutex_lock(&drain_lock);
+	else
+		pthread_mutex_unlock(&drain_lock);
+}
+
 static void drain_run(struct rcu_head *head);
 
 /* Called with drain_lock held; returns true if the caller must post. */

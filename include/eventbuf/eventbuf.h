@@ -507,6 +507,29 @@ EVENTBUF_API int eventbuf_reader_error(const struct eventbuf_reader *reader,
 /* ------------------------------------------------------------------ */
 
 /**
+ * DOC: fork
+ *
+ * The library registers liburcu's fork handlers (its call_rcu thread and
+ * the bp flavor's thread registry) and its own process-wide locks with
+ * pthread_atfork() when the first buffer is created. So a process may fork
+ * at any time, from any thread, while other threads append, read, wait,
+ * publish or subscribe:
+ *
+ * * the parent goes on unaffected;
+ * * a child that calls exec starts afresh, as any new program;
+ * * a child that does not exec may create and use buffers, readers,
+ *   publishers and subscriptions of its own, and eventbuf_barrier() and
+ *   eventbuf_stats() (whose counters include what it inherited): its
+ *   reclamation runs in a fresh call_rcu thread;
+ * * objects the child inherited (buffers, items, readers, publishers,
+ *   subscriptions created before the fork) must not be used or freed in
+ *   the child: the threads that used them are gone, and the locks they held
+ *   at the fork stay held. Inherited items that were already queued for
+ *   reclamation are reclaimed in the child too, so their release callbacks
+ *   may run there.
+ */
+
+/**
  * eventbuf_barrier() - wait until every queued reclamation has run
  *
  * On return, every item that nothing held when the call began has had its
