@@ -242,6 +242,7 @@ __hidden void __eventbuf_signal_waiters(struct eventbuf_item *link,
 					 uint64_t old);
 __hidden int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline_ns);
 __hidden int64_t __eventbuf_deadline(int timeout_ms);
+__hidden int __eventbuf_no_wait(int cancel_fd);
 
 /* fork.c, and the process-wide locks its handlers take */
 __hidden int __eventbuf_fork_init(void);

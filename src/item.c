@@ -221,7 +221,7 @@ int eventbuf_item_next(struct eventbuf_item *item, int timeout_ms,
 			__eventbuf_put_deferred(parked);
 		parked = tip;
 		if (timeout_ms == 0) {
-			ret = -ETIMEDOUT;
+			ret = __eventbuf_no_wait(cancel_fd);
 			break;
 		}
 		ret = __eventbuf_arm(link_of(parked), &fd);

@@ -725,10 +725,16 @@ int eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
 	return ret;
 }
 
-/* The handler's code as a terminal error; reserved codes become -EIO. */
+/*
+ * The handler's code as a terminal error. The library's own codes (the
+ * reserved ones and the publisher's closes) become -EIO, so that a
+ * subscriber never takes a handler's failure for a force-close, a lag
+ * limit or a shutdown (the table in eventbuf.h).
+ */
 static int snapshot_fail(struct eventbuf *buf, int err)
 {
-	if (err >= 0 || code_is_reserved(err))
+	if (err >= 0 || code_is_reserved(err) || err == -ECONNRESET ||
+	    err == -ENOBUFS || err == -ESHUTDOWN)
 		err = -EIO;
 	return eventbuf_append_error(buf, err, "snapshot handler failed");
 }

@@ -177,7 +177,7 @@ int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
 		if (ret != -EAGAIN)
 			return ret;
 		if (timeout_ms == 0)
-			return -ETIMEDOUT;
+			return __eventbuf_no_wait(cancel_fd);
 		if (!yielded) {
 			yielded = true;
 			sched_yield();

@@ -250,7 +250,7 @@ int eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
 		if (ret != -EAGAIN)
 			return ret;
 		if (timeout_ms == 0)
-			return -ETIMEDOUT;
+			return __eventbuf_no_wait(cancel_fd);
 		ret = __eventbuf_wait(sub->epfd, cancel_fd, deadline);
 		if (ret)
 			return ret;

@@ -707,6 +707,20 @@ static void test_publisher_handler_error(void **state)
 	sub = subscribe("k2", 0);
 	assert_int_equal(eventbuf_sub_next(sub, 1000, -1, &ev, &n), -EIO);
 	eventbuf_unsubscribe(sub);
+	/* So does one of the publisher's own closing codes: a handler's
+	 * failure must not read as a force-close, lag or shutdown. */
+	{
+		static const int closing[] = { -ECONNRESET, -ENOBUFS,
+					       -ESHUTDOWN };
+
+		for (size_t i = 0; i < 3; i++) {
+			fx.fail_code = closing[i];
+			sub = subscribe("k2", 0);
+			assert_int_equal(eventbuf_sub_next(sub, 1000, -1, &ev,
+							   &n), -EIO);
+			eventbuf_unsubscribe(sub);
+		}
+	}
 }
 
 static _Atomic int topic_seen_in_release;

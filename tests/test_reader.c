@@ -5,7 +5,12 @@
  * every 64 batches.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
@@ -102,6 +107,72 @@ static void test_reader_timeout_not_terminal(void **state)
 	eventbuf_reader_free(r);
 }
 
+/* A cancel_fd that is not open: -EINVAL, with a timeout or without. */
+static void test_reader_bad_cancel_fd(void **state)
+{
+	struct fixture *f = *state;
+	const struct eventbuf_item *it;
+	struct eventbuf_item *next;
+	struct eventbuf_reader *r;
+	int p[2];
+
+	/* A number nothing uses, and no eventfd the library opens will
+	 * take (the lowest free numbers go first). */
+	p[0] = 1000;
+	assert_true(fcntl(p[0], F_GETFD) < 0);
+	assert_int_equal(eventbuf_reader_new(f->start, &r), 0);
+	assert_int_equal(eventbuf_reader_next(r, 0, p[0], &it), -EINVAL);
+	assert_int_equal(eventbuf_reader_next(r, 20, p[0], &it), -EINVAL);
+	assert_int_equal(eventbuf_item_next(f->start, 0, p[0], &next), -EINVAL);
+	assert_int_equal(eventbuf_item_next(f->start, 20, p[0], &next), -EINVAL);
+	/* Not terminal, and only checked when there is nothing to return. */
+	assert_int_equal(append_batch(f->buf, 5, 1, &f->log), 0);
+	assert_int_equal(eventbuf_reader_next(r, 0, p[0], &it), 0);
+	assert_int_equal(eventbuf_item_events(it)[0].index, 5);
+	eventbuf_reader_free(r);
+}
+
+/*
+ * The library's own eventfd closed behind its back (POLLNVAL) is a broken
+ * invariant, not an error code a caller could take for a terminal one:
+ * the process aborts with a message. In a child, which must die of
+ * SIGABRT.
+ */
+static void test_reader_closed_wait_fd_aborts(void **state)
+{
+	struct fixture *f = *state;
+	char out[1024] = "";
+	int errpipe[2], status;
+	ssize_t n, len = 0;
+	pid_t pid;
+
+	assert_int_equal(pipe(errpipe), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		const struct eventbuf_item *it;
+		struct eventbuf_reader *r;
+		int fd;
+
+		dup2(errpipe[1], 2);
+		if (eventbuf_reader_new(f->start, &r) ||
+		    eventbuf_reader_wait_fd(r, &fd) != 1)
+			_exit(2);
+		close(fd);	/* forbidden: the library's descriptor */
+		_exit(eventbuf_reader_next(r, 1000, -1, &it) == -ETIMEDOUT ? 3 : 4);
+	}
+	close(errpipe[1]);
+	while ((n = read(errpipe[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += n;
+	close(errpipe[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	printf("# child said: %s", out);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+	assert_non_null(strstr(out, "POLLNVAL"));
+	assert_non_null(strstr(out, "never read, write or close"));
+}
+
 static void test_reader_wait_fd_moves_with_reader(void **state)
 {
 	struct fixture *f = *state;
@@ -191,6 +262,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reader_reads_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_error_is_sticky, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_timeout_not_terminal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_bad_cancel_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_closed_wait_fd_aborts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_wait_fd_moves_with_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_releases_what_it_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_starts_after_its_item, setup, teardown),

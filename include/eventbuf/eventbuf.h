@@ -51,11 +51,33 @@ extern "C" {
  * Items are immutable once published and may be shared by any number of
  * threads.
  *
- * Errors. Actions return 0 or a negative errno. -EAGAIN, -ETIMEDOUT,
- * -ECANCELED, -ENOMEM, -EMFILE, -ENFILE, -ENOSPC, -EINVAL, -EOVERFLOW and
- * -EDEADLK are reserved for the library's own results; any other negative
- * value returned by a next call is the code of a terminal error item (see
- * eventbuf_append_error()).
+ * Errors. Actions return 0 or a negative errno. A next call (of an item,
+ * a reader or a subscription) returns either one of the library's own codes
+ * or a *user code*: the terminal error a writer appended
+ * (eventbuf_append_error()) or a snapshot handler returned. The two sets
+ * never overlap:
+ *
+ *   code         owner      meaning in a next call
+ *   -EAGAIN      library    nothing yet (non-blocking calls)
+ *   -ETIMEDOUT   library    the timeout passed; not terminal
+ *   -ECANCELED   library    cancel_fd became readable; not terminal
+ *   -EINVAL      library    bad argument, cancel_fd not open included
+ *   -EOVERFLOW   library    too many references on an item
+ *   -ENOMEM, -EMFILE, -ENFILE, -ENOSPC
+ *                library    no memory or descriptor to wait with; retry
+ *   -EDEADLK     library    the call would never return (see each call)
+ *   -ECONNRESET  publisher  subscription force-closed (publisher.h)
+ *   -ENOBUFS     publisher  subscription over its lag limit
+ *   -ESHUTDOWN   publisher  the publisher was freed
+ *   -EIO         publisher  the snapshot handler failed with a code of
+ *                           this table (the handler's own -EIO too)
+ *   any other    user       a terminal error item's code (sticky)
+ *
+ * eventbuf_append_error() refuses the library's codes (-EINVAL); a buffer
+ * of one's own may use the publisher's (a subscription never reads one).
+ * A descriptor the library waits on that reports an error (closed or
+ * replaced behind its back) is a broken invariant: the process aborts
+ * with a message, rather than return a code that looks like either set.
  */
 
 struct eventbuf;
@@ -326,12 +348,16 @@ eventbuf_item_next_nonblock(struct eventbuf_item *item,
  * on the item it waits after.
  * Return:
  * * 0          - *@nextp is set.
- * * -ETIMEDOUT - @timeout_ms passed.
+ * * -ETIMEDOUT - @timeout_ms passed (at once when it is 0 and nothing is
+ *                there).
  * * -ECANCELED - @cancel_fd became readable.
  * * -EDEADLK   - called inside an RCU read-side critical section.
  * * -EMFILE, -ENFILE, -ENOMEM - no eventfd could be created to wait on;
  *                the buffer is intact, a later call may succeed.
- * * -EINVAL, -EOVERFLOW, terminal codes - as eventbuf_item_next_nonblock().
+ * * -EINVAL     - as eventbuf_item_next_nonblock(), or @cancel_fd is
+ *                neither -1 nor an open descriptor (checked when nothing
+ *                is there to return, whatever @timeout_ms: 0 too).
+ * * -EOVERFLOW, terminal codes - as eventbuf_item_next_nonblock().
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_item_next(struct eventbuf_item *item, int timeout_ms, int cancel_fd,
@@ -456,7 +482,8 @@ eventbuf_reader_next_nonblock(struct eventbuf_reader *reader,
  * Context: the reader's thread; may block (not under a read-side critical
  * section).
  * Return: as eventbuf_reader_next_nonblock(), and -ETIMEDOUT, -ECANCELED
- * (not terminal: the reader stays where it was), -EMFILE, -ENFILE, -ENOMEM
+ * (not terminal: the reader stays where it was), -EINVAL (@cancel_fd not
+ * open, as for eventbuf_item_next()), -EMFILE, -ENFILE, -ENOMEM
  * (no eventfd to wait on; retry later), -EDEADLK (called inside an RCU
  * read-side critical section).
  */

@@ -34,11 +34,14 @@ extern "C" {
  * event: it must reset its view. eventbuf_event_is_end_of_snapshot() and
  * eventbuf_event_is_new_snapshot() tell them apart.
  *
- * Errors returned by subscription reads, each terminal:
+ * Errors returned by subscription reads, each terminal (the table of
+ * every code and whose it is: "Errors" in eventbuf.h):
  * * -ECONNRESET - force-closed (eventbuf_publisher_close_key() or
  *                 eventbuf_publisher_close_tag()): resubscribe.
  * * -ENOBUFS    - fell more than its lag limit behind: resubscribe.
  * * -ESHUTDOWN  - the publisher was freed.
+ * * -EIO        - the snapshot handler failed with one of the library's
+ *                 codes (these three included) or with -EIO.
  * * any other   - the snapshot handler's error.
  * A closed subscription holds no items any more; the caller still frees it
  * with eventbuf_unsubscribe().
@@ -92,7 +95,9 @@ struct eventbuf_snapshot;
  * Context: called with the publisher's mutex held: it must not call the
  * publisher (publish, subscribe, close), and should be quick.
  * Return: 0, or a negative errno that ends every subscription waiting on
- * this snapshot with that code (it should not be one of the codes above).
+ * this snapshot with that code; one of the library's codes (the table in
+ * eventbuf.h: -ECONNRESET, -ENOBUFS, -ESHUTDOWN among them) is delivered as
+ * -EIO instead.
  * Such a snapshot is not cached; the subscription stays attached to its
  * key, holding nothing and with no lag limit (its error stays the one it
  * reads), until the caller unsubscribes.
@@ -288,7 +293,8 @@ eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
  *
  * Context: the subscription's reader thread; may block.
  * Return: as eventbuf_sub_next_nonblock(), -ETIMEDOUT or -ECANCELED
- * instead of -EAGAIN (neither is terminal).
+ * instead of -EAGAIN (neither is terminal), -EINVAL for a @cancel_fd that
+ * is not open (whatever @timeout_ms, as eventbuf_item_next()).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
