@@ -382,11 +382,12 @@ static void sub_detach(struct eventbuf_publisher *pub,
 		kb_free(pub, kb);
 }
 
-static void close_locked(struct eventbuf_publisher *pub,
-			 struct eventbuf_subscription *sub, int code)
+/* 1 if this closed @sub, 0 if it was closed already (its error read). */
+static int close_locked(struct eventbuf_publisher *pub,
+			struct eventbuf_subscription *sub, int code)
 {
 	sub_detach(pub, sub);
-	__eventbuf_sub_close(sub, code);
+	return __eventbuf_sub_close(sub, code);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1036,10 +1037,9 @@ int eventbuf_publisher_close_key(struct eventbuf_publisher *pub,
 		n = -EINVAL;
 	} else if (kb) {
 		cache_drop(pub, kb);
-		n = (int)kb->nsubs;
 		while (kb->nsubs > 1)
-			close_locked(pub, kb->subs, -ECONNRESET);
-		close_locked(pub, kb->subs, -ECONNRESET);	/* frees kb */
+			n += close_locked(pub, kb->subs, -ECONNRESET);
+		n += close_locked(pub, kb->subs, -ECONNRESET);	/* frees kb */
 	}
 	pthread_mutex_unlock(&pub->lock);
 	return n;
@@ -1057,8 +1057,7 @@ int eventbuf_publisher_close_tag(struct eventbuf_publisher *pub, uint64_t tag)
 		next = sub->tag_next;
 		if (sub->tag != tag)
 			continue;
-		close_locked(pub, sub, -ECONNRESET);
-		n++;
+		n += close_locked(pub, sub, -ECONNRESET);
 	}
 	pthread_mutex_unlock(&pub->lock);
 	return n;

@@ -140,7 +140,7 @@ __hidden void __eventbuf_sub_start(struct eventbuf_subscription *sub,
 				   struct eventbuf_reader *reader,
 				   struct keyname *kn, bool new_snapshot,
 				   uint64_t skip_through);
-__hidden void __eventbuf_sub_close(struct eventbuf_subscription *sub,
+__hidden bool __eventbuf_sub_close(struct eventbuf_subscription *sub,
 				   int code);
 __hidden void __eventbuf_sub_free(struct eventbuf_subscription *sub);
 

@@ -90,13 +90,15 @@ static void drop_held(struct eventbuf_subscription *sub)
 	sub->cur = NULL;
 }
 
-/* Called by the publisher, under its lock. */
-void __eventbuf_sub_close(struct eventbuf_subscription *sub, int code)
+/* Called by the publisher, under its lock: true if this closed @sub. */
+bool __eventbuf_sub_close(struct eventbuf_subscription *sub, int code)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
+	bool closing;
 
 	pthread_mutex_lock(&sub->lock);
-	if (sub->state == SUB_OPEN) {
+	closing = sub->state == SUB_OPEN;
+	if (closing) {
 		sub->state = code;
 		if (sub->cur && !sub->held) {
 			__eventbuf_record_get(sub->cur);
@@ -108,6 +110,24 @@ void __eventbuf_sub_close(struct eventbuf_subscription *sub, int code)
 		epoll_ctl(sub->epfd, EPOLL_CTL_MOD, sub->pub->closed_fd, &ev);
 	}
 	pthread_mutex_unlock(&sub->lock);
+	return closing;
+}
+
+/*
+ * Under ->lock: the snapshot handler's error was read. From now on the
+ * subscription is closed like one the publisher closed: the error is its
+ * sticky state (so later closes neither replace nor count it), the
+ * reader's items go back to reclamation, the descriptor stays readable.
+ */
+static int close_failed(struct eventbuf_subscription *sub, int code)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	sub->state = code;
+	eventbuf_reader_free(sub->reader);
+	sub->reader = NULL;
+	epoll_ctl(sub->epfd, EPOLL_CTL_MOD, sub->pub->closed_fd, &ev);
+	return code;
 }
 
 void __eventbuf_sub_free(struct eventbuf_subscription *sub)
@@ -188,8 +208,8 @@ static int read_batch(struct eventbuf_subscription *sub,
 				return ret;
 			continue;
 		}
-		if (ret)
-			return ret;	/* the snapshot handler's error */
+		if (ret)	/* the snapshot handler's error */
+			return close_failed(sub, ret);
 		ev = eventbuf_item_events(it);
 		if (eventbuf_event_is_end_of_snapshot(ev)) {
 			struct eventbuf_event frame = *ev;

@@ -18,7 +18,8 @@
 
 #include "helpers.h"
 
-enum handler_mode { SNAP_ONE, SNAP_TWO, SNAP_ZERO, SNAP_FAIL, SNAP_EMPTY };
+enum handler_mode { SNAP_ONE, SNAP_TWO, SNAP_ZERO, SNAP_FAIL, SNAP_EMPTY,
+		   SNAP_ONE_FAIL };
 
 struct fixture {
 	struct eventbuf_publisher *pub;
@@ -52,6 +53,11 @@ static int handler(void *arg, const char *topic, const char *key,
 	case SNAP_EMPTY:
 		*index = f->snap_index;
 		return 0;
+	case SNAP_ONE_FAIL:
+		if (eventbuf_snapshot_append(snap, ev, 1, release_log_cb,
+					     &f->log))
+			return -ENOMEM;
+		return -EPERM;
 	case SNAP_TWO:
 		*index = 3;
 		return eventbuf_snapshot_append(snap, ev, 2, release_log_cb,
@@ -807,6 +813,42 @@ static void test_publisher_pollable_fd(void **state)
 }
 
 /*
+ * A subscription whose handler failed delivers what the handler appended,
+ * then the error; once the error is read it is closed like any other: it
+ * holds nothing, its descriptor stays readable, and later closes neither
+ * replace its error nor count it.
+ */
+static void test_publisher_failed_subscription_closes(void **state)
+{
+	struct eventbuf_subscribe_req req = { .topic = "test", .key = "k",
+					      .tag = 9 };
+	struct eventbuf_subscription *sub;
+	const struct eventbuf_event *ev;
+	size_t n;
+
+	(void)state;
+	fx.mode = SNAP_ONE_FAIL;
+	assert_int_equal(eventbuf_subscribe(fx.pub, &req, &sub), 0);
+	ev = next(sub, 1);
+	assert_int_equal(ev->index, 1);
+	assert_string_equal(ev->payload, "snapshot");
+	assert_int_equal(eventbuf_sub_next(sub, 1000, -1, &ev, &n), -EPERM);
+	/* Nothing held: the handler's event is released while the
+	 * subscription lives on. */
+	eventbuf_barrier();
+	assert_int_equal(atomic_load(&fx.log.count[1]), 1);
+	assert_true(readable(eventbuf_sub_fd(sub)));
+	assert_int_equal(eventbuf_publisher_close_key(fx.pub, "test", "k"), 0);
+	assert_int_equal(eventbuf_publisher_close_tag(fx.pub, 9), 0);
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -EPERM);
+	assert_true(readable(eventbuf_sub_fd(sub)));
+	eventbuf_publisher_free(fx.pub);
+	fx.pub = NULL;
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -EPERM);
+	eventbuf_unsubscribe(sub);
+}
+
+/*
  * An event loop registers the descriptor edge-triggered and waits before
  * its first read: it must wake, for a snapshot and for an up-to-date
  * resume alike, and again for each publish after it ran dry.
@@ -1102,6 +1144,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_handler_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_topic_outlives_publisher, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_pollable_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_failed_subscription_closes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_churn, setup, teardown),
 	};

@@ -98,9 +98,14 @@ struct eventbuf_snapshot;
  * this snapshot with that code; one of the library's codes (the table in
  * eventbuf.h: -ECONNRESET, -ENOBUFS, -ESHUTDOWN among them) is delivered as
  * -EIO instead.
- * Such a snapshot is not cached; the subscription stays attached to its
- * key, holding nothing and with no lag limit (its error stays the one it
- * reads), until the caller unsubscribes.
+ * Such a snapshot is not cached. Its subscriptions first deliver the
+ * events the handler appended before it failed, then the error; they have
+ * no lag limit. Once a subscription has returned the error it is closed
+ * like a force-closed one: it holds nothing, its descriptor stays
+ * readable, every read returns the same error, and later closes
+ * (eventbuf_publisher_close_key(), _close_tag(), eventbuf_publisher_free())
+ * neither replace nor count it. Until then a force-close or shutdown
+ * replaces the error, as for any open subscription.
  */
 typedef int (*eventbuf_snapshot_fn)(void *arg, const char *topic,
 				    const char *key,
