@@ -244,6 +244,17 @@ __hidden int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline_ns);
 __hidden int64_t __eventbuf_deadline(int timeout_ms);
 __hidden int __eventbuf_no_wait(int cancel_fd);
 
+/* context.c: what the calling thread is inside of (a caller's callback) */
+#define EVENTBUF_IN_RELEASE	0x1	/* a release callback */
+#define EVENTBUF_IN_SNAPSHOT	0x2	/* a snapshot handler */
+__hidden extern __thread unsigned int __eventbuf_callback;
+__hidden void __eventbuf_misuse(const char *fn, const char *rule)
+	__attribute__((noreturn));
+/* Run a release callback with the thread marked. */
+__hidden void __eventbuf_release_call(eventbuf_release_fn release,
+				      struct eventbuf_event *events, size_t n,
+				      void *arg);
+
 /* fork.c, and the process-wide locks its handlers take */
 __hidden int __eventbuf_fork_init(void);
 __hidden void __eventbuf_join_fork_lock(bool lock);

@@ -96,6 +96,16 @@ bool eventbuf_event_is_new_snapshot(const struct eventbuf_event *ev)
 	return ev && ev->payload == (void *)__eventbuf_new_snapshot;
 }
 
+/*
+ * A snapshot handler runs under pub->lock, a release callback may run
+ * under a subscription's lock: a publisher call from either would wait
+ * for itself (context.c).
+ */
+static bool in_callback(void)
+{
+	return __eventbuf_callback != 0;
+}
+
 static int64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -139,7 +149,8 @@ void __eventbuf_record_put(struct record *rec)
 	if (atomic_fetch_sub_explicit(&rec->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	if (rec->release)
-		rec->release(rec->events, rec->n, rec->arg);
+		__eventbuf_release_call(rec->release, rec->events, rec->n,
+					rec->arg);
 	if (rec->kn)
 		__eventbuf_keyname_put(rec->kn);
 	if (rec->pub)
@@ -452,6 +463,8 @@ void eventbuf_publisher_free(struct eventbuf_publisher *pub)
 
 	if (!pub)
 		return;
+	if (in_callback())
+		__eventbuf_misuse(__func__, "called from a snapshot handler or a release callback");
 	pthread_mutex_lock(&pub->lock);
 	pub->shut_down = true;
 	for (unsigned int i = 0; i < pub->nbuckets; i++) {
@@ -487,6 +500,8 @@ int eventbuf_publisher_register(struct eventbuf_publisher *pub,
 	if (!pub || !name || !*name || !handler ||
 	    (flags & ~EVENTBUF_TOPIC_WILDCARD))
 		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
 	t = calloc(1, sizeof(*t));
 	if (!t || !(t->name = strdup(name))) {
 		free(t);
@@ -658,6 +673,8 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 
 	if (!pub || !events || !n || n > PUBLISH_MAX)
 		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
 	s = malloc(n * sizeof(*s));
 	to = malloc(2 * n * sizeof(*to));
 	rec = record_new(n, 2 * n, release, arg);
@@ -794,6 +811,7 @@ static int snapshot_build(struct eventbuf_publisher *pub, struct keybuf *kb,
 			  bool *failedp)
 {
 	struct eventbuf_snapshot snap = { .kn = kb->kn, .pub = pub };
+	unsigned int saved;
 	int ret;
 
 	*indexp = 0;
@@ -805,8 +823,11 @@ static int snapshot_build(struct eventbuf_publisher *pub, struct keybuf *kb,
 	if (ret)
 		goto out_drop;
 	pub->nbuilt++;
+	saved = __eventbuf_callback;
+	__eventbuf_callback = saved | EVENTBUF_IN_SNAPSHOT;
 	ret = kb->topic->handler(kb->topic->arg, kb->topic->name, kb->kn->s,
 				 &snap, indexp);
+	__eventbuf_callback = saved;
 	if (ret) {
 		*failedp = true;
 		*indexp = 0;
@@ -968,6 +989,8 @@ int eventbuf_subscribe(struct eventbuf_publisher *pub,
 
 	if (!pub || !req || !req->key || !subp)
 		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
 	ret = __eventbuf_sub_alloc(pub, req, &sub);
 	if (ret)
 		return ret;
@@ -1014,6 +1037,8 @@ void eventbuf_unsubscribe(struct eventbuf_subscription *sub)
 
 	if (!sub)
 		return;
+	if (in_callback())
+		__eventbuf_misuse(__func__, "called from a snapshot handler or a release callback");
 	pub = sub->pub;
 	pthread_mutex_lock(&pub->lock);
 	sub_detach(pub, sub);
@@ -1030,6 +1055,8 @@ int eventbuf_publisher_close_key(struct eventbuf_publisher *pub,
 
 	if (!pub || !topic || !key)
 		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
 	pthread_mutex_lock(&pub->lock);
 	t = topic_find(pub, topic);
 	kb = t ? kb_find(pub, t, key) : NULL;
@@ -1052,6 +1079,8 @@ int eventbuf_publisher_close_tag(struct eventbuf_publisher *pub, uint64_t tag)
 
 	if (!pub || !tag)
 		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
 	pthread_mutex_lock(&pub->lock);
 	for (sub = *tag_slot(pub, tag); sub; sub = next) {
 		next = sub->tag_next;
@@ -1068,6 +1097,8 @@ int eventbuf_publisher_stats(struct eventbuf_publisher *pub,
 {
 	if (!pub || !stats)
 		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
 	pthread_mutex_lock(&pub->lock);
 	stats->subscriptions = pub->nsubs;
 	stats->key_buffers = pub->nkeybufs;

@@ -160,8 +160,8 @@ static bool same_slab(const void *a, const void *b)
 static void free_item(struct eventbuf_item *item, struct slab_run *run)
 {
 	if (item->kind == KIND_BATCH && item->u.batch.release)
-		item->u.batch.release(item->events, item->nevents,
-				      item->u.batch.arg);
+		__eventbuf_release_call(item->u.batch.release, item->events,
+					item->nevents, item->u.batch.arg);
 	if (item->flags & ITEM_MALLOCED) {
 		free(item);
 		return;
@@ -317,6 +317,10 @@ static bool drain_idle(void)
  */
 void eventbuf_barrier(void)
 {
+	if (rcu_read_ongoing())
+		__eventbuf_misuse(__func__, "called inside an RCU read-side critical section");
+	if (__eventbuf_callback & EVENTBUF_IN_RELEASE)
+		__eventbuf_misuse(__func__, "called from a release callback");
 	for (int i = 0; i < 3; i++)
 		rcu_barrier();
 	while (!drain_idle() ||

@@ -19,7 +19,7 @@
 #include "helpers.h"
 
 enum handler_mode { SNAP_ONE, SNAP_TWO, SNAP_ZERO, SNAP_FAIL, SNAP_EMPTY,
-		   SNAP_ONE_FAIL };
+		   SNAP_ONE_FAIL, SNAP_REENTER };
 
 struct fixture {
 	struct eventbuf_publisher *pub;
@@ -28,6 +28,7 @@ struct fixture {
 	uint64_t snap_index;
 	_Atomic int calls;
 	struct release_log log;		/* published and snapshot events */
+	int reenter[6];			/* SNAP_REENTER's publisher calls */
 };
 
 static struct fixture fx;
@@ -53,6 +54,23 @@ static int handler(void *arg, const char *topic, const char *key,
 	case SNAP_EMPTY:
 		*index = f->snap_index;
 		return 0;
+	case SNAP_REENTER: {
+		struct eventbuf_subscribe_req req = { .topic = "test",
+						      .key = "other" };
+		struct eventbuf_publisher_stats st;
+		struct eventbuf_subscription *sub = NULL;
+
+		f->reenter[0] = eventbuf_publish(f->pub, ev, 1, NULL, NULL);
+		f->reenter[1] = eventbuf_subscribe(f->pub, &req, &sub);
+		f->reenter[2] = eventbuf_publisher_close_key(f->pub, "test",
+							     "other");
+		f->reenter[3] = eventbuf_publisher_close_tag(f->pub, 1);
+		f->reenter[4] = eventbuf_publisher_stats(f->pub, &st);
+		f->reenter[5] = eventbuf_publisher_register(f->pub, "new",
+							    handler, f, 0);
+		*index = 0;
+		return 0;
+	}
 	case SNAP_ONE_FAIL:
 		if (eventbuf_snapshot_append(snap, ev, 1, release_log_cb,
 					     &f->log))
@@ -813,6 +831,52 @@ static void test_publisher_pollable_fd(void **state)
 }
 
 /*
+ * A snapshot handler runs under the publisher's mutex: a publisher call
+ * from it would wait for itself. Each fails with -EDEADLK instead, and the
+ * subscribe that ran the handler completes.
+ */
+static void test_publisher_handler_reentry_edeadlk(void **state)
+{
+	struct eventbuf_subscription *sub;
+
+	(void)state;
+	fx.mode = SNAP_REENTER;
+	sub = subscribe("k", 0);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(fx.reenter[i], -EDEADLK);
+	assert_true(eventbuf_event_is_end_of_snapshot(next(sub, 1)));
+	eventbuf_unsubscribe(sub);
+}
+
+static _Atomic int release_publish_ret = 1;
+
+static void publishing_release(struct eventbuf_event *events, size_t n,
+			       void *arg)
+{
+	struct eventbuf_event ev = { .index = 1, .topic = "test", .key = "k" };
+
+	(void)events;
+	(void)n;
+	atomic_store(&release_publish_ret,
+		     eventbuf_publish(arg, &ev, 1, NULL, NULL));
+}
+
+/*
+ * A release callback may run under a subscription's mutex (in a read or an
+ * unsubscribe): it must not call the publisher, and gets -EDEADLK if it
+ * does, wherever it happens to run (here: in the publish itself).
+ */
+static void test_publisher_release_reentry_edeadlk(void **state)
+{
+	struct eventbuf_event ev = { .index = 1, .topic = "test", .key = "k" };
+
+	(void)state;
+	assert_int_equal(eventbuf_publish(fx.pub, &ev, 1, publishing_release,
+					  fx.pub), 0);
+	assert_int_equal(atomic_load(&release_publish_ret), -EDEADLK);
+}
+
+/*
  * A subscription whose handler failed delivers what the handler appended,
  * then the error; once the error is read it is closed like any other: it
  * holds nothing, its descriptor stays readable, and later closes neither
@@ -1145,6 +1209,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_topic_outlives_publisher, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_pollable_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_failed_subscription_closes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_handler_reentry_edeadlk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_release_reentry_edeadlk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_churn, setup, teardown),
 	};

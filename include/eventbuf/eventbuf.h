@@ -565,8 +565,9 @@ EVENTBUF_API int eventbuf_reader_error(const struct eventbuf_reader *reader,
  * what release callbacks use, and before unloading the library.
  *
  * Context: may block for several callback periods (liburcu runs call_rcu()
- * callbacks every 10 ms or so); never from a release callback or under a
- * read-side critical section.
+ * callbacks every 10 ms or so). Called from a release callback or inside
+ * a read-side critical section it could never return: it aborts the
+ * process with a message naming the rule instead.
  */
 EVENTBUF_API void eventbuf_barrier(void);
 

@@ -92,8 +92,10 @@ struct eventbuf_snapshot;
  *         least the index of every event already published for the key:
  *         the subscriber continues with the first live batch above it.
  *
- * Context: called with the publisher's mutex held: it must not call the
- * publisher (publish, subscribe, close), and should be quick.
+ * Context: called with the publisher's mutex held, and should be quick.
+ * It may call eventbuf_snapshot_append() but no other publisher function:
+ * those return -EDEADLK from a handler (eventbuf_unsubscribe() and
+ * eventbuf_publisher_free(), which return nothing, abort the process).
  * Return: 0, or a negative errno that ends every subscription waiting on
  * this snapshot with that code; one of the library's codes (the table in
  * eventbuf.h: -ECONNRESET, -ENOBUFS, -ESHUTDOWN among them) is delivered as
@@ -193,7 +195,8 @@ EVENTBUF_API void eventbuf_publisher_free(struct eventbuf_publisher *pub);
  * @flags:   0 or EVENTBUF_TOPIC_WILDCARD.
  *
  * Return: 0; -EINVAL (NULL or empty topic, no handler, unknown flags);
- * -EEXIST (already registered); -ENOMEM.
+ * -EEXIST (already registered); -ENOMEM; -EDEADLK (called from a snapshot
+ * handler or a release callback).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_publisher_register(struct eventbuf_publisher *pub, const char *topic,
@@ -218,7 +221,8 @@ eventbuf_publisher_register(struct eventbuf_publisher *pub, const char *topic,
  *
  * Context: any thread; takes the publisher's mutex.
  * Return: 0; -EINVAL (bad arguments, unknown topic, wildcard key);
- * -ENOMEM (nothing published, @release not called); -ESHUTDOWN. When a
+ * -ENOMEM (nothing published, @release not called); -ESHUTDOWN; -EDEADLK
+ * (called from a snapshot handler or a release callback). When a
  * key's batch cannot be stored, that key's subscriptions are closed
  * (-ECONNRESET) rather than left with a hole in their stream.
  */
@@ -257,7 +261,8 @@ eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
  * snapshot handler.
  * Return: 0; -EINVAL (bad arguments, unknown topic, wildcard key on a
  * topic without EVENTBUF_TOPIC_WILDCARD); -ENOMEM; -EMFILE, -ENFILE (no
- * descriptor for the subscription); -ESHUTDOWN (the publisher is freed).
+ * descriptor for the subscription); -ESHUTDOWN (the publisher is freed);
+ * -EDEADLK (called from a snapshot handler or a release callback).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_subscribe(struct eventbuf_publisher *pub,
@@ -268,7 +273,8 @@ eventbuf_subscribe(struct eventbuf_publisher *pub,
  * eventbuf_unsubscribe() - end and free a subscription
  * @sub: the subscription, or NULL.
  *
- * Context: the subscription's owner, not concurrently with a read on it.
+ * Context: the subscription's owner, not concurrently with a read on it;
+ * not from a snapshot handler or a release callback (the process aborts).
  */
 EVENTBUF_API void eventbuf_unsubscribe(struct eventbuf_subscription *sub);
 
@@ -333,7 +339,9 @@ EVENTBUF_API int eventbuf_sub_fd(const struct eventbuf_subscription *sub);
  * The subscriptions' next read returns -ECONNRESET; they let go of their
  * items now; the key's cached snapshot is dropped.
  *
- * Return: the number of subscriptions closed, or -EINVAL.
+ * Return: the number of subscriptions this call closed (not those closed
+ * already, a failed one whose error was read included), -EINVAL, or
+ * -EDEADLK (called from a snapshot handler or a release callback).
  */
 EVENTBUF_API int eventbuf_publisher_close_key(struct eventbuf_publisher *pub,
 					      const char *topic,
@@ -344,7 +352,9 @@ EVENTBUF_API int eventbuf_publisher_close_key(struct eventbuf_publisher *pub,
  * @pub: the publisher.
  * @tag: the tag given at subscribe time (not 0).
  *
- * Return: the number of subscriptions closed, or -EINVAL.
+ * Return: the number of subscriptions this call closed (not those closed
+ * already, a failed one whose error was read included), -EINVAL, or
+ * -EDEADLK (called from a snapshot handler or a release callback).
  */
 EVENTBUF_API int eventbuf_publisher_close_tag(struct eventbuf_publisher *pub,
 					      uint64_t tag);
@@ -354,7 +364,8 @@ EVENTBUF_API int eventbuf_publisher_close_tag(struct eventbuf_publisher *pub,
  * @pub:   the publisher.
  * @stats: filled on return.
  *
- * Return: 0 or -EINVAL.
+ * Return: 0, -EINVAL, or -EDEADLK (called from a snapshot handler or a
+ * release callback).
  */
 EVENTBUF_API int eventbuf_publisher_stats(struct eventbuf_publisher *pub,
 					  struct eventbuf_publisher_stats *stats);
