@@ -195,10 +195,39 @@ struct eventbuf {
 	_Atomic int writer;
 };
 
+/*
+ * CONFIG_EVENTBUF_DEBUG's item life marks, in ->reserved (0 while alive):
+ * queued for reclamation by its last put, then freed (poisoned).
+ */
+#define ITEM_DEBUG_QUEUED	0xa5
+#define ITEM_DEBUG_FREED	0xdd
+
 #ifdef CONFIG_EVENTBUF_DEBUG
 __hidden void __eventbuf_writer_enter(struct eventbuf *buf, const char *fn);
 __hidden void __eventbuf_writer_exit(struct eventbuf *buf);
+__hidden void __eventbuf_item_check(const struct eventbuf_item *item,
+				    const char *fn, bool put);
+static inline void __eventbuf_item_mark(struct eventbuf_item *item,
+					uint8_t mark)
+{
+	item->reserved = mark;
+}
 #else
+static inline void __eventbuf_item_check(const struct eventbuf_item *item,
+					 const char *fn, bool put)
+{
+	(void)item;
+	(void)fn;
+	(void)put;
+}
+
+static inline void __eventbuf_item_mark(struct eventbuf_item *item,
+					uint8_t mark)
+{
+	(void)item;
+	(void)mark;
+}
+
 static inline void __eventbuf_writer_enter(struct eventbuf *buf,
 					   const char *fn)
 {

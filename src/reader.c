@@ -61,6 +61,7 @@ int eventbuf_reader_new(struct eventbuf_item *start,
 
 	if (!start || !readerp)
 		return -EINVAL;
+	__eventbuf_item_check(start, __func__, false);
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;

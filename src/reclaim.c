@@ -162,6 +162,7 @@ static void free_item(struct eventbuf_item *item, struct slab_run *run)
 	if (item->kind == KIND_BATCH && item->u.batch.release)
 		__eventbuf_release_call(item->u.batch.release, item->events,
 					item->nevents, item->u.batch.arg);
+	__eventbuf_item_mark(item, ITEM_DEBUG_FREED);
 	if (item->flags & ITEM_MALLOCED) {
 		free(item);
 		return;
@@ -289,6 +290,7 @@ void __eventbuf_put_deferred(struct eventbuf_item *item)
 	if (!unref(item))
 		return;
 	/* We own @item: its state word is ours to reuse as a list link. */
+	__eventbuf_item_mark(item, ITEM_DEBUG_QUEUED);
 	pthread_mutex_lock(&drain_lock);
 	item->reclaim_next = pending;
 	pending = item;

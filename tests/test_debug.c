@@ -95,6 +95,108 @@ static void test_debug_two_appenders_abort(void **state)
 	assert_non_null(strstr(out, "single writer"));
 }
 
+/* Run @fn in a forked child, its stderr in @out; its wait status. */
+static int run_child(int (*fn)(void), char *out, size_t size)
+{
+	int errpipe[2], status;
+	ssize_t n;
+	size_t len = 0;
+	pid_t pid;
+
+	assert_int_equal(pipe(errpipe), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(errpipe[1], 2);
+		_exit(fn());
+	}
+	close(errpipe[1]);
+	while ((n = read(errpipe[0], out + len, size - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = 0;
+	close(errpipe[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	printf("# child said: %s", out);
+	return status;
+}
+
+/* The head's reference dropped twice: the second put has none to drop. */
+static int double_put(void)
+{
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+
+	__eventbuf_slab_warmup = 0;	/* a slab item, as most are */
+	if (eventbuf_new(&buf) || append_batch(buf, 1, 1, NULL) ||
+	    eventbuf_head(buf, &head))
+		return 2;
+	eventbuf_item_put(head);
+	eventbuf_item_put(head);
+	return 3;
+}
+
+/* An item read after its last put, once reclamation freed it. */
+static int use_after_put(void)
+{
+	struct eventbuf_item *item, *next;
+	struct eventbuf *buf;
+
+	__eventbuf_slab_warmup = 0;
+	if (eventbuf_new(&buf) || append_batch(buf, 1, 1, NULL) ||
+	    eventbuf_head(buf, &item))
+		return 2;
+	for (uint64_t i = 2; i <= 100; i++)
+		if (append_batch(buf, i, 1, NULL))
+			return 2;
+	eventbuf_item_put(item);
+	eventbuf_barrier();	/* item is freed: its slab lives on */
+	return eventbuf_item_next_nonblock(item, &next) == 0 ? 3 : 4;
+}
+
+/* A put right after the last one, before reclamation ran. */
+static int put_after_last_put(void)
+{
+	struct eventbuf_item *item;
+	struct eventbuf *buf;
+
+	__eventbuf_slab_warmup = 0;
+	if (eventbuf_new(&buf) || append_batch(buf, 1, 1, NULL) ||
+	    eventbuf_head(buf, &item) || append_batch(buf, 2, 1, NULL))
+		return 2;
+	eventbuf_barrier();	/* the pin moves past item */
+	eventbuf_item_put(item);	/* queued for reclamation */
+	eventbuf_item_put(item);
+	return 3;
+}
+
+static void expect_abort(int status, const char *out, const char *call,
+			 const char *what)
+{
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+	assert_non_null(strstr(out, call));
+	assert_non_null(strstr(out, what));
+}
+
+/*
+ * A reference dropped twice, and an item used after its last put, abort
+ * naming the call, whichever state the item has reached: still pinned,
+ * queued for reclamation, or freed.
+ */
+static void test_debug_double_put_aborts(void **state)
+{
+	char out[1024];
+
+	(void)state;
+	expect_abort(run_child(double_put, out, sizeof(out)), out,
+		     "eventbuf_item_put(): item", "reference underflow");
+	expect_abort(run_child(put_after_last_put, out, sizeof(out)), out,
+		     "eventbuf_item_put(): item", /* queued, or freed already */
+		     "must drop a reference the caller holds, once");
+	expect_abort(run_child(use_after_put, out, sizeof(out)), out,
+		     "eventbuf_item_next_nonblock(): item", "was freed");
+}
+
 struct serial {
 	struct eventbuf *buf;
 	pthread_mutex_t *lock;
@@ -160,6 +262,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_debug_two_appenders_abort, teardown),
 		cmocka_unit_test_teardown(test_debug_serialised_appenders_pass, teardown),
+		cmocka_unit_test_teardown(test_debug_double_put_aborts, teardown),
 	};
 
 	(void)argc;

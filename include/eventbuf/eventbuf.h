@@ -273,6 +273,13 @@ eventbuf_item_get(struct eventbuf_item *item);
  * When this was the last hold on the oldest items of a chain, their
  * reclamation is queued to call_rcu(); nothing is freed in the caller.
  *
+ * Putting a reference twice, or using an item after its last put, is a
+ * use-after-free. Build with CONFIG_EVENTBUF_DEBUG=y to have it caught: the
+ * item calls (and eventbuf_reader_new()) then abort with a message naming
+ * the call when the item has no reference left to drop or was already
+ * queued or freed by reclamation (reliable for items carved from a live
+ * buffer's slabs, best effort for the rest).
+ *
  * Context: any thread, outside any eventbuf callback's own item; never blocks.
  */
 EVENTBUF_API void eventbuf_item_put(struct eventbuf_item *item);
