@@ -70,6 +70,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -104,6 +105,28 @@ bool eventbuf_event_is_new_snapshot(const struct eventbuf_event *ev)
 static bool in_callback(void)
 {
 	return __eventbuf_callback != 0;
+}
+
+/*
+ * ->magic: PUB_LIVE from eventbuf_publisher_new() to eventbuf_publisher_free(),
+ * then PUB_FREED while subscriptions keep the memory, poisoned before it
+ * is freed. CONFIG_EVENTBUF_DEBUG builds check it at every call's entry.
+ */
+#define PUB_LIVE	0x7075626cu
+#define PUB_FREED	0xdeadb0b5u
+
+static void pub_check(const struct eventbuf_publisher *pub, const char *fn)
+{
+#ifdef CONFIG_EVENTBUF_DEBUG
+	if (pub->magic == PUB_LIVE)
+		return;
+	fprintf(stderr, "eventbuf: %s(): publisher %p was freed by eventbuf_publisher_free(); only its subscriptions may still be used (read, eventbuf_sub_fd(), eventbuf_unsubscribe())\n",
+		fn, (const void *)pub);
+	abort();
+#else
+	(void)pub;
+	(void)fn;
+#endif
 }
 
 static int64_t mono_ns(void)
@@ -430,6 +453,7 @@ int eventbuf_publisher_new(const struct eventbuf_publisher_config *config,
 		free(pub);
 		return -EIO;
 	}
+	pub->magic = PUB_LIVE;
 	pub->ttl_ns = config ? (int64_t)config->snapshot_ttl_ms * 1000000 : 0;
 	atomic_init(&pub->refs, 1);
 	pthread_mutex_init(&pub->lock, NULL);
@@ -454,6 +478,7 @@ void __eventbuf_publisher_unref(struct eventbuf_publisher *pub)
 	close(pub->closed_fd);
 	pthread_cond_destroy(&pub->expiry_cond);
 	pthread_mutex_destroy(&pub->lock);
+	pub->magic = PUB_FREED;
 	free(pub);
 }
 
@@ -465,7 +490,9 @@ void eventbuf_publisher_free(struct eventbuf_publisher *pub)
 		return;
 	if (in_callback())
 		__eventbuf_misuse(__func__, "called from a snapshot handler or a release callback");
+	pub_check(pub, __func__);
 	pthread_mutex_lock(&pub->lock);
+	pub->magic = PUB_FREED;
 	pub->shut_down = true;
 	for (unsigned int i = 0; i < pub->nbuckets; i++) {
 		while (pub->buckets[i]) {
@@ -502,6 +529,7 @@ int eventbuf_publisher_register(struct eventbuf_publisher *pub,
 		return -EINVAL;
 	if (in_callback())
 		return -EDEADLK;
+	pub_check(pub, __func__);
 	t = calloc(1, sizeof(*t));
 	if (!t || !(t->name = strdup(name))) {
 		free(t);
@@ -675,6 +703,7 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 		return -EINVAL;
 	if (in_callback())
 		return -EDEADLK;
+	pub_check(pub, __func__);
 	s = malloc(n * sizeof(*s));
 	to = malloc(2 * n * sizeof(*to));
 	rec = record_new(n, 2 * n, release, arg);
@@ -991,6 +1020,7 @@ int eventbuf_subscribe(struct eventbuf_publisher *pub,
 		return -EINVAL;
 	if (in_callback())
 		return -EDEADLK;
+	pub_check(pub, __func__);
 	ret = __eventbuf_sub_alloc(pub, req, &sub);
 	if (ret)
 		return ret;
@@ -1057,6 +1087,7 @@ int eventbuf_publisher_close_key(struct eventbuf_publisher *pub,
 		return -EINVAL;
 	if (in_callback())
 		return -EDEADLK;
+	pub_check(pub, __func__);
 	pthread_mutex_lock(&pub->lock);
 	t = topic_find(pub, topic);
 	kb = t ? kb_find(pub, t, key) : NULL;
@@ -1081,6 +1112,7 @@ int eventbuf_publisher_close_tag(struct eventbuf_publisher *pub, uint64_t tag)
 		return -EINVAL;
 	if (in_callback())
 		return -EDEADLK;
+	pub_check(pub, __func__);
 	pthread_mutex_lock(&pub->lock);
 	for (sub = *tag_slot(pub, tag); sub; sub = next) {
 		next = sub->tag_next;
@@ -1099,6 +1131,7 @@ int eventbuf_publisher_stats(struct eventbuf_publisher *pub,
 		return -EINVAL;
 	if (in_callback())
 		return -EDEADLK;
+	pub_check(pub, __func__);
 	pthread_mutex_lock(&pub->lock);
 	stats->subscriptions = pub->nsubs;
 	stats->key_buffers = pub->nkeybufs;

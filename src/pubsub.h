@@ -77,6 +77,7 @@ struct keybuf {
 };
 
 struct eventbuf_publisher {
+	uint32_t magic;		/* PUB_LIVE until eventbuf_publisher_free() */
 	pthread_mutex_t lock;
 	_Atomic uint32_t refs;	/* the owner, subscriptions, snapshot records */
 	bool shut_down;

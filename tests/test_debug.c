@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <eventbuf/publisher.h>
+
 #include "helpers.h"
 
 void *__real_malloc(size_t size);
@@ -197,6 +199,52 @@ static void test_debug_double_put_aborts(void **state)
 		     "eventbuf_item_next_nonblock(): item", "was freed");
 }
 
+static int empty_snapshot(void *arg, const char *topic, const char *key,
+			  struct eventbuf_snapshot *snap, uint64_t *index)
+{
+	(void)arg;
+	(void)topic;
+	(void)key;
+	(void)snap;
+	*index = 0;
+	return 0;
+}
+
+/*
+ * A publish after eventbuf_publisher_free(). A subscription keeps the
+ * publisher's memory, so this is a call on a freed handle, not (yet) a
+ * read of freed memory.
+ */
+static int publish_after_free(void)
+{
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = "k" };
+	struct eventbuf_event ev = { .index = 1, .topic = "t", .key = "k" };
+	const struct eventbuf_event *got;
+	struct eventbuf_subscription *sub;
+	struct eventbuf_publisher *pub;
+	size_t n;
+
+	if (eventbuf_publisher_new(NULL, &pub) ||
+	    eventbuf_publisher_register(pub, "t", empty_snapshot, NULL, 0) ||
+	    eventbuf_subscribe(pub, &req, &sub))
+		return 2;
+	eventbuf_publisher_free(pub);
+	/* What stays allowed: the subscription. */
+	if (eventbuf_sub_next_nonblock(sub, &got, &n) != -ESHUTDOWN)
+		return 5;
+	return eventbuf_publish(pub, &ev, 1, NULL, NULL) == -ESHUTDOWN ? 3 : 4;
+}
+
+static void test_debug_freed_publisher_aborts(void **state)
+{
+	char out[1024];
+
+	(void)state;
+	expect_abort(run_child(publish_after_free, out, sizeof(out)), out,
+		     "eventbuf_publish(): publisher",
+		     "was freed by eventbuf_publisher_free()");
+}
+
 struct serial {
 	struct eventbuf *buf;
 	pthread_mutex_t *lock;
@@ -263,6 +311,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_debug_two_appenders_abort, teardown),
 		cmocka_unit_test_teardown(test_debug_serialised_appenders_pass, teardown),
 		cmocka_unit_test_teardown(test_debug_double_put_aborts, teardown),
+		cmocka_unit_test_teardown(test_debug_freed_publisher_aborts, teardown),
 	};
 
 	(void)argc;
