@@ -29,7 +29,8 @@ extern "C" {
  * (eventbuf_sub_fd()) never changes, so an event loop registers it once.
  *
  * Framing. A snapshot ends with an *end of snapshot* event whose index is
- * the snapshot's. A subscriber that asked to resume from an index that the
+ * the snapshot's (0 when the handler left it at 0, as for an empty
+ * snapshot of a key with no change yet). A subscriber that asked to resume from an index that the
  * live buffer no longer starts at first gets a *new snapshot to follow*
  * event: it must reset its view. eventbuf_event_is_end_of_snapshot() and
  * eventbuf_event_is_new_snapshot() tell them apart.
@@ -61,8 +62,9 @@ extern "C" {
  * around any of those calls, and must not call the library.
  *
  * Indexes. Batches carry the index of their first event; in a wildcard
- * buffer the batch's events are sorted by key, so that is the first
- * event after sorting. Indexes of a key should grow with each publish: a
+ * buffer the batch's events are sorted by key (a NULL key sorts as "",
+ * before every other key; the sort is stable: events of one key keep
+ * their order), so that is the first event after sorting. Indexes of a key should grow with each publish: a
  * live batch whose first index is not above the snapshot's index (or the
  * index an up-to-date subscriber resumed from) counts as already seen and
  * is skipped.
@@ -88,7 +90,7 @@ struct eventbuf_snapshot;
  *         point at it.
  * @snap:  where to write it, with eventbuf_snapshot_append().
  * @index: receives the index the snapshot reflects: the index of the last
- *         change it includes (0 when there is none yet). It must be at
+ *         change it includes (0 when there is none yet; it is 0 on entry). It must be at
  *         least the index of every event already published for the key:
  *         the subscriber continues with the first live batch above it.
  *
@@ -134,7 +136,9 @@ struct eventbuf_publisher_config {
  * @lag_limit: close the subscription with -ENOBUFS once it is this many
  *             batches behind its key's newest; 0 for no limit. Checked
  *             every 16 batches. A cached snapshot older than half the
- *             limit is not used for such a subscriber: it gets a fresh one.
+ *             limit (more than @lag_limit / 2 batches were published for
+ *             the key since it was made) is not used for such a
+ *             subscriber: it gets a fresh one.
  */
 struct eventbuf_subscribe_req {
 	const char *topic;
@@ -146,12 +150,21 @@ struct eventbuf_subscribe_req {
 
 /**
  * struct eventbuf_publisher_stats - counters
- * @subscriptions: open subscriptions.
- * @key_buffers:   (topic, key) buffers, one per key with subscribers.
- * @cache_entries: cached snapshots.
- * @snapshots_built: snapshot handler calls so far.
+ * @subscriptions: subscriptions attached to a key: the open ones, and
+ *                 those whose snapshot handler failed (until
+ *                 eventbuf_unsubscribe(), even after their error was
+ *                 read). Those closed by close_key, close_tag, their lag
+ *                 limit or eventbuf_publisher_free() are not counted.
+ * @key_buffers:   (topic, key) buffers, one per key with an attached
+ *                 subscription; a topic's wildcard subscribers share one
+ *                 (key EVENTBUF_KEY_WILDCARD), counted here too.
+ * @cache_entries: cached snapshots (at most one per key buffer).
+ * @snapshots_built: snapshot handler calls so far, failed ones included.
  * @lib:           the library's process-wide counters (live items,
- *                 retained bytes, open eventfds...).
+ *                 retained bytes, open eventfds...). Its @open_eventfds
+ *                 counts the wait eventfds of buffers only: each
+ *                 subscription's epoll descriptor (eventbuf_sub_fd()) and
+ *                 the publisher's own eventfd are not in it.
  */
 struct eventbuf_publisher_stats {
 	uint64_t subscriptions;
@@ -177,9 +190,19 @@ eventbuf_publisher_new(const struct eventbuf_publisher_config *config,
  * @pub: the publisher, or NULL.
  *
  * Every open subscription is closed with -ESHUTDOWN (and lets go of its
- * items); cached snapshots are dropped. Subscriptions remain the caller's
- * to eventbuf_unsubscribe(); the rest of the publisher goes with the last
- * of them.
+ * items); cached snapshots are dropped.
+ *
+ * After this call @pub must be passed to no function, this one included.
+ * Its memory stays while subscriptions remain (they hold it) and is freed
+ * with the last eventbuf_unsubscribe(), at once if there is none, so a
+ * later call is a use-after-free; CONFIG_EVENTBUF_DEBUG=y builds abort
+ * with a message naming the call while the memory is still there. Each
+ * subscription stays the caller's: it may still be read (every read
+ * returns its terminal code, -ESHUTDOWN for those this call closed; the
+ * batch returned last stays valid until then), its descriptor stays
+ * readable, and it must be freed with eventbuf_unsubscribe(), from any
+ * thread, in any order. Release callbacks of the publisher's events may
+ * run after this call (they keep what they need).
  *
  * Context: not concurrently with other calls on @pub; may block briefly
  * (joins the cache's expiry thread).
@@ -221,8 +244,10 @@ eventbuf_publisher_register(struct eventbuf_publisher *pub, const char *topic,
  *
  * Context: any thread; takes the publisher's mutex.
  * Return: 0; -EINVAL (bad arguments, unknown topic, wildcard key);
- * -ENOMEM (nothing published, @release not called); -ESHUTDOWN; -EDEADLK
- * (called from a snapshot handler or a release callback). When a
+ * -ENOMEM (nothing published); -ESHUTDOWN; -EDEADLK (called from a
+ * snapshot handler or a release callback). On every error nothing is
+ * published, @release is not called and the events stay the caller's.
+ * When a
  * key's batch cannot be stored, that key's subscriptions are closed
  * (-ECONNRESET) rather than left with a hole in their stream.
  */
@@ -252,7 +277,10 @@ eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
  *        eventbuf_unsubscribe().
  *
  * Up to date (@req->index is the index of the key's newest batch): the
- * subscription continues with what comes next, no snapshot. Otherwise it
+ * subscription continues with what comes next, no snapshot. The newest
+ * batch is known only while the key has subscribers (nothing is kept for
+ * a key nobody watches): a resume of a key without any gets a snapshot,
+ * with a new-snapshot-to-follow event first. Otherwise it
  * starts with a snapshot (cached or built now) and its end of snapshot
  * event, preceded by a new-snapshot-to-follow event when @req->index was
  * not 0.
@@ -337,7 +365,8 @@ EVENTBUF_API int eventbuf_sub_fd(const struct eventbuf_subscription *sub);
  * @key:   the key (EVENTBUF_KEY_WILDCARD: the wildcard subscribers).
  *
  * The subscriptions' next read returns -ECONNRESET; they let go of their
- * items now; the key's cached snapshot is dropped.
+ * items now; the key's cached snapshot is dropped. A registered topic
+ * whose key has no subscribers gives 0; an unknown topic -EINVAL.
  *
  * Return: the number of subscriptions this call closed (not those closed
  * already, a failed one whose error was read included), -EINVAL, or
