@@ -107,9 +107,28 @@ struct eventbuf_event {
  * @n:      number of events.
  * @arg:    the argument given to eventbuf_append().
  *
- * Context: runs exactly once per appended item, in liburcu's call_rcu
- * thread, after a grace period. It must not block for long and must not call
- * eventbuf_barrier(); it may call any other eventbuf function.
+ * This is the one statement of the rules for every release callback, the
+ * publisher's included (publisher.h and the README refer here).
+ *
+ * Context: runs exactly once per appended item, after a grace period, once
+ * nothing holds the item. Items of eventbuf_append() are released in
+ * liburcu's call_rcu thread. The publisher's events (eventbuf_publish(),
+ * eventbuf_snapshot_append()) are released by whichever thread drops the
+ * last reference to them: the call_rcu thread, eventbuf_publish() itself
+ * (nobody watches the keys), or a subscriber's thread inside
+ * eventbuf_sub_next*() or eventbuf_unsubscribe(). So a release callback:
+ *
+ * * returns promptly and never blocks: in the call_rcu thread it delays
+ *   all later reclamation;
+ * * takes no lock that is held around an eventbuf or publisher call;
+ * * does not call eventbuf_barrier() (it would wait for itself: the
+ *   process aborts with a message) nor any publisher function (they
+ *   return -EDEADLK; eventbuf_unsubscribe() and eventbuf_publisher_free()
+ *   abort);
+ * * may call the other eventbuf functions under their own rules - say
+ *   eventbuf_item_put() of a reference it owns, or eventbuf_append() to a
+ *   buffer it is the single writer of - but none that waits
+ *   (eventbuf_item_next() or eventbuf_reader_next() with a timeout).
  */
 typedef void (*eventbuf_release_fn)(struct eventbuf_event *events, size_t n,
 				    void *arg);

@@ -54,12 +54,8 @@ extern "C" {
  * while holding a lock that a snapshot handler takes.
  *
  * Release callbacks (of eventbuf_publish() and eventbuf_snapshot_append())
- * run in whichever thread drops the last reference to the events: usually
- * liburcu's call_rcu thread, but also eventbuf_publish() itself (nobody
- * watches the keys), or a subscriber's thread inside eventbuf_sub_next*()
- * or eventbuf_unsubscribe() (its subscription was closed while it held
- * the batch). A callback must therefore not take a lock that is held
- * around any of those calls, and must not call the library.
+ * follow the rules stated once at eventbuf_release_fn in eventbuf.h, which
+ * also says in which threads they run.
  *
  * Indexes. Batches carry the index of their first event; in a wildcard
  * buffer the batch's events are sorted by key (a NULL key sorts as "",
