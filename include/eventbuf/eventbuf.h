@@ -65,7 +65,8 @@ extern "C" {
  *   -EOVERFLOW   library    too many references on an item
  *   -ENOMEM, -EMFILE, -ENFILE, -ENOSPC
  *                library    no memory or descriptor to wait with; retry
- *   -EDEADLK     library    the call would never return (see each call)
+ *   -EDEADLK     library    the call would never return (see each call;
+ *                           read-side sections: the bp flavor's only)
  *   -ECONNRESET  publisher  subscription force-closed (publisher.h)
  *   -ENOBUFS     publisher  subscription over its lag limit
  *   -ESHUTDOWN   publisher  the publisher was freed
@@ -377,7 +378,11 @@ eventbuf_item_next_nonblock(struct eventbuf_item *item,
  * * -ETIMEDOUT - @timeout_ms passed (at once when it is 0 and nothing is
  *                there).
  * * -ECANCELED - @cancel_fd became readable.
- * * -EDEADLK   - called inside an RCU read-side critical section.
+ * * -EDEADLK   - called inside a read-side critical section of liburcu's
+ *                bp flavor (the library's own, or the caller's urcu-bp
+ *                rcu_read_lock()). A section of another flavor (memb, mb,
+ *                signal, qsbr) is not detected: the call waits, and stalls
+ *                that flavor's grace periods meanwhile.
  * * -EMFILE, -ENFILE, -ENOMEM - no eventfd could be created to wait on;
  *                the buffer is intact, a later call may succeed.
  * * -EINVAL     - as eventbuf_item_next_nonblock(), or @cancel_fd is
@@ -510,8 +515,9 @@ eventbuf_reader_next_nonblock(struct eventbuf_reader *reader,
  * Return: as eventbuf_reader_next_nonblock(), and -ETIMEDOUT, -ECANCELED
  * (not terminal: the reader stays where it was), -EINVAL (@cancel_fd not
  * open, as for eventbuf_item_next()), -EMFILE, -ENFILE, -ENOMEM
- * (no eventfd to wait on; retry later), -EDEADLK (called inside an RCU
- * read-side critical section).
+ * (no eventfd to wait on; retry later), -EDEADLK (called inside a bp
+ * flavor read-side critical section; other flavors' are not detected, as
+ * for eventbuf_item_next()).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,

@@ -329,7 +329,9 @@ eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
  * Context: the subscription's reader thread; may block.
  * Return: as eventbuf_sub_next_nonblock(), -ETIMEDOUT or -ECANCELED
  * instead of -EAGAIN (neither is terminal), -EINVAL for a @cancel_fd that
- * is not open (whatever @timeout_ms, as eventbuf_item_next()).
+ * is not open (whatever @timeout_ms, as eventbuf_item_next()), -EDEADLK
+ * (called inside a bp flavor read-side critical section; other flavors'
+ * are not detected).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
