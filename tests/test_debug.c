@@ -97,31 +97,6 @@ static void test_debug_two_appenders_abort(void **state)
 	assert_non_null(strstr(out, "single writer"));
 }
 
-/* Run @fn in a forked child, its stderr in @out; its wait status. */
-static int run_child(int (*fn)(void), char *out, size_t size)
-{
-	int errpipe[2], status;
-	ssize_t n;
-	size_t len = 0;
-	pid_t pid;
-
-	assert_int_equal(pipe(errpipe), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(errpipe[1], 2);
-		_exit(fn());
-	}
-	close(errpipe[1]);
-	while ((n = read(errpipe[0], out + len, size - 1 - len)) > 0)
-		len += (size_t)n;
-	out[len] = 0;
-	close(errpipe[0]);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	printf("# child said: %s", out);
-	return status;
-}
-
 /* The head's reference dropped twice: the second put has none to drop. */
 static int double_put(void)
 {
@@ -171,15 +146,6 @@ static int put_after_last_put(void)
 	return 3;
 }
 
-static void expect_abort(int status, const char *out, const char *call,
-			 const char *what)
-{
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
-	assert_non_null(strstr(out, call));
-	assert_non_null(strstr(out, what));
-}
-
 /*
  * A reference dropped twice, and an item used after its last put, abort
  * naming the call, whichever state the item has reached: still pinned,
@@ -187,16 +153,14 @@ static void expect_abort(int status, const char *out, const char *call,
  */
 static void test_debug_double_put_aborts(void **state)
 {
-	char out[1024];
-
 	(void)state;
-	expect_abort(run_child(double_put, out, sizeof(out)), out,
-		     "eventbuf_item_put(): item", "reference underflow");
-	expect_abort(run_child(put_after_last_put, out, sizeof(out)), out,
-		     "eventbuf_item_put(): item", /* queued, or freed already */
-		     "must drop a reference the caller holds, once");
-	expect_abort(run_child(use_after_put, out, sizeof(out)), out,
-		     "eventbuf_item_next_nonblock(): item", "was freed");
+	expect_child_abort("double_put", "eventbuf_item_put(): item",
+			   "reference underflow");
+	/* queued for reclamation, or freed already by the time of the put */
+	expect_child_abort("put_after_last_put", "eventbuf_item_put(): item",
+			   "must drop a reference the caller holds, once");
+	expect_child_abort("use_after_put", "eventbuf_item_next_nonblock(): item",
+			   "was freed");
 }
 
 static int empty_snapshot(void *arg, const char *topic, const char *key,
@@ -237,13 +201,17 @@ static int publish_after_free(void)
 
 static void test_debug_freed_publisher_aborts(void **state)
 {
-	char out[1024];
-
 	(void)state;
-	expect_abort(run_child(publish_after_free, out, sizeof(out)), out,
-		     "eventbuf_publish(): publisher",
-		     "was freed by eventbuf_publisher_free()");
+	expect_child_abort("publish_after_free", "eventbuf_publish(): publisher",
+			   "was freed by eventbuf_publisher_free()");
 }
+
+static const struct child_case child_cases[] = {
+	{ "double_put", double_put },
+	{ "put_after_last_put", put_after_last_put },
+	{ "use_after_put", use_after_put },
+	{ "publish_after_free", publish_after_free },
+};
 
 struct serial {
 	struct eventbuf *buf;
@@ -316,6 +284,7 @@ int main(int argc, char **argv)
 
 	(void)argc;
 	self = argv[0];
+	child_case_run(argv[0], child_cases, 4);
 	if (getenv("EVENTBUF_TWO_WRITERS"))
 		return two_writers();
 	return cmocka_run_group_tests_name("debug", tests, NULL, NULL);

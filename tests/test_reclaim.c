@@ -6,13 +6,10 @@
  * links being waited on.
  */
 #include <errno.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -351,101 +348,6 @@ static void test_reclaim_stats(void **state)
 	assert_true(st.reclaim_passes > 0);
 }
 
-/* liburcu-bp's exported read-side calls (the library's flavor). */
-void urcu_bp_read_lock(void);
-void urcu_bp_read_unlock(void);
-
-/*
- * Run @fn in a forked child with its stderr in @out; kill it if it has not
- * finished within 10 s. Returns its wait status.
- */
-static int run_child(int (*fn)(void), char *out, size_t size)
-{
-	int64_t deadline = now_ms() + 10000;
-	int errpipe[2], status;
-	size_t len = 0;
-	pid_t pid;
-
-	assert_int_equal(pipe(errpipe), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(errpipe[1], 2);
-		_exit(fn());
-	}
-	close(errpipe[1]);
-	for (;;) {
-		struct pollfd p = { .fd = errpipe[0], .events = POLLIN };
-		int64_t left = deadline - now_ms();
-		ssize_t n;
-
-		if (left <= 0 || poll(&p, 1, (int)left) != 1) {
-			printf("# child still running after 10 s: killed\n");
-			kill(pid, SIGKILL);
-			break;
-		}
-		n = read(errpipe[0], out + len, size - 1 - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	out[len] = 0;
-	close(errpipe[0]);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	printf("# child said: %s", out);
-	return status;
-}
-
-static int barrier_in_read_side(void)
-{
-	urcu_bp_read_lock();
-	eventbuf_barrier();
-	urcu_bp_read_unlock();
-	return 3;
-}
-
-static void barrier_release(struct eventbuf_event *events, size_t n, void *arg)
-{
-	(void)events;
-	(void)n;
-	(void)arg;
-	eventbuf_barrier();
-}
-
-static int barrier_in_release(void)
-{
-	struct eventbuf_event ev = { .index = 1 };
-	struct eventbuf *buf;
-
-	if (eventbuf_new(&buf) ||
-	    eventbuf_append(buf, &ev, 1, barrier_release, NULL))
-		return 2;
-	eventbuf_drop(buf);
-	eventbuf_barrier();
-	return 3;
-}
-
-/*
- * eventbuf_barrier() returns nothing: where it could never return it
- * aborts with a message naming the rule, in a read-side section and in a
- * release callback alike.
- */
-static void test_reclaim_barrier_misuse_aborts(void **state)
-{
-	char out[1024];
-	int status;
-
-	(void)state;
-	status = run_child(barrier_in_read_side, out, sizeof(out));
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
-	assert_non_null(strstr(out, "eventbuf_barrier() called inside an RCU read-side critical section"));
-	status = run_child(barrier_in_release, out, sizeof(out));
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
-	assert_non_null(strstr(out, "eventbuf_barrier() called from a release callback"));
-}
-
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -457,7 +359,6 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_reclaim_spliced_chains, teardown),
 		cmocka_unit_test_teardown(test_reclaim_joined_head_stays_with_its_buffer, teardown),
 		cmocka_unit_test_teardown(test_reclaim_stats, teardown),
-		cmocka_unit_test_teardown(test_reclaim_barrier_misuse_aborts, teardown),
 	};
 
 	/*
