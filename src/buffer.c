@@ -83,6 +83,8 @@ int eventbuf_new(struct eventbuf **bufp)
 
 	if (!bufp)
 		return -EINVAL;
+	if (__eventbuf_fork_init())
+		return -ENOMEM;
 	buf = calloc(1, sizeof(*buf));
 	if (!buf)
 		return -ENOMEM;
@@ -314,6 +316,15 @@ static bool leads_to(const struct eventbuf_item *item,
  * (one per subscription at most) and never on the append path.
  */
 static pthread_mutex_t join_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* fork.c: held across fork() so that the child inherits it unlocked. */
+void __eventbuf_join_fork_lock(bool lock)
+{
+	if (lock)
+		pthread_mutex_lock(&join_lock);
+	else
+		pthread_mutex_unlock(&join_lock);
+}
 
 int eventbuf_append_item(struct eventbuf *buf, struct eventbuf_item *item)
 {

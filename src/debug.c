@@ -5,6 +5,14 @@
  * set means another thread is inside an append on the same buffer, which
  * breaks the single-writer rule that the lock-free publication relies on.
  * The swap is an atomic read-modify-write per append, hence debug only.
+ *
+ * It also catches a reference dropped twice. An item's spare byte records
+ * its end of life: the put that queues it for reclamation marks it
+ * queued, the walk that frees it marks it freed (slab memory stays mapped
+ * while its buffer's pool lives, so the mark stays readable; a malloc()ed
+ * item's may be overwritten once freed, so that case is best effort). The
+ * item calls check the mark, and a put also checks that a reference is
+ * there to drop: a caller's put always has one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,4 +32,23 @@ void __eventbuf_writer_enter(struct eventbuf *buf, const char *fn)
 void __eventbuf_writer_exit(struct eventbuf *buf)
 {
 	atomic_store_explicit(&buf->writer, 0, memory_order_release);
+}
+
+void __eventbuf_item_check(const struct eventbuf_item *item, const char *fn,
+			   bool put)
+{
+	const char *what = NULL;
+
+	if (item->reserved == ITEM_DEBUG_FREED)
+		what = "was freed: used after its last reference was dropped";
+	else if (item->reserved == ITEM_DEBUG_QUEUED)
+		what = "has no reference left: its last one was already dropped";
+	else if (put && st_refs(atomic_load_explicit(&item->state,
+						    memory_order_relaxed)) == 0)
+		what = "has no reference left to drop (reference underflow)";
+	if (!what)
+		return;
+	fprintf(stderr, "eventbuf: %s(): item %p %s; each eventbuf_item_put() must drop a reference the caller holds, once\n",
+		fn, (const void *)item, what);
+	abort();
 }

@@ -109,11 +109,27 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 #define GEN_CHUNK 1024
 #define GEN_TOP 1024
 
-static _Atomic(_Atomic uint32_t *) gen_chunks[GEN_TOP];
+struct slot {
+	_Atomic uint32_t gen;	/* closes of this number */
+	_Atomic uint32_t birth;	/* fork_gen when it was created */
+};
 
-_Atomic uint32_t *__eventbuf_fd_gen(int fd)
+static _Atomic(struct slot *) gen_chunks[GEN_TOP];
+
+/*
+ * Fork. A child shares every open eventfd with its parent: the same file.
+ * Recycling one that the other process also uses would let one process's
+ * reset read eat the other's wake-up. So a descriptor is recycled only by
+ * the process that created it after the last fork, on either side:
+ * fork_gen moves on in the parent and in the child after each fork
+ * (fork.c), and a descriptor born before is closed on release, never
+ * pooled, and closed if found in a pool or cache.
+ */
+static _Atomic uint32_t fork_gen;
+
+static struct slot *slot_of(int fd)
 {
-	_Atomic uint32_t *chunk;
+	struct slot *chunk;
 
 	if (fd < 0 || fd >= GEN_CHUNK * GEN_TOP)
 		return NULL;
@@ -123,18 +139,40 @@ _Atomic uint32_t *__eventbuf_fd_gen(int fd)
 	return chunk ? &chunk[fd % GEN_CHUNK] : NULL;
 }
 
-/* Make @fd's slot if it has none (no slot: the epoch covers it). */
-static void gen_make(int fd)
+_Atomic uint32_t *__eventbuf_fd_gen(int fd)
 {
-	_Atomic uint32_t *chunk, *none = NULL;
+	struct slot *slot = slot_of(fd);
 
-	if (fd < 0 || fd >= GEN_CHUNK * GEN_TOP || __eventbuf_fd_gen(fd))
+	return slot ? &slot->gen : NULL;
+}
+
+/* Make @fd's slot if it has none (no slot: the epoch covers it). */
+static void slot_make(int fd)
+{
+	struct slot *chunk, *none = NULL;
+
+	if (fd < 0 || fd >= GEN_CHUNK * GEN_TOP || slot_of(fd))
 		return;
 	chunk = calloc(GEN_CHUNK, sizeof(*chunk));
 	if (chunk && !atomic_compare_exchange_strong_explicit(
 			&gen_chunks[fd / GEN_CHUNK], &none, chunk,
 			memory_order_acq_rel, memory_order_acquire))
 		free(chunk);	/* another thread made it */
+}
+
+/* @fd was created by this process since its last fork: it may be reused. */
+static bool born_here(int fd)
+{
+	struct slot *slot = slot_of(fd);
+
+	return slot && atomic_load_explicit(&slot->birth, memory_order_relaxed)
+		== atomic_load_explicit(&fork_gen, memory_order_relaxed);
+}
+
+/* Either side of a fork, in its handler: what exists now is shared. */
+void __eventbuf_fd_fork(void)
+{
+	atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
 }
 
 static void fd_close(int fd)
@@ -155,7 +193,11 @@ static void fd_close(int fd)
 /* A new eventfd for a link, or -errno. */
 int __eventbuf_fd_new(void)
 {
+	/* Before eventfd(): a fork between the two makes it look older,
+	 * which only costs its reuse. */
+	uint32_t birth = atomic_load_explicit(&fork_gen, memory_order_relaxed);
 	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct slot *slot;
 
 	if (fd < 0)
 		return -errno;
@@ -163,13 +205,15 @@ int __eventbuf_fd_new(void)
 		close(fd);
 		return -EMFILE;
 	}
-	gen_make(fd);
+	slot_make(fd);
+	slot = slot_of(fd);
+	if (slot)
+		atomic_store_explicit(&slot->birth, birth, memory_order_relaxed);
 	counter_add(&__eventbuf_counters.eventfds, 1);
 	return fd;
 }
 
-/* A reset eventfd from the pool, or -1 when the pool is empty. */
-int __eventbuf_fd_pool_get(void)
+static int pool_pop(void)
 {
 	int fd = -1;
 
@@ -179,6 +223,16 @@ int __eventbuf_fd_pool_get(void)
 	if (pool_n > 0)
 		fd = pool_fds[--pool_n];
 	pthread_mutex_unlock(&pool_lock);
+	return fd;
+}
+
+/* A reset eventfd from the pool, or -1 when the pool is empty. */
+int __eventbuf_fd_pool_get(void)
+{
+	int fd;
+
+	while ((fd = pool_pop()) >= 0 && !born_here(fd))
+		fd_close(fd);	/* pooled before a fork: shared */
 	return fd;
 }
 
@@ -206,7 +260,7 @@ void __eventbuf_fd_release(uint64_t w)
 	int fd = st_fd(w);
 	uint64_t count;
 
-	if (w & ST_EXPORTED) {
+	if ((w & ST_EXPORTED) || !born_here(fd)) {
 		fd_close(fd);
 		return;
 	}
@@ -224,8 +278,16 @@ void __eventbuf_fd_pool_drain(void)
 {
 	int fd;
 
-	while ((fd = __eventbuf_fd_pool_get()) >= 0)
+	while ((fd = pool_pop()) >= 0)
 		fd_close(fd);
+}
+
+void __eventbuf_fdpool_fork_lock(bool lock)
+{
+	if (lock)
+		pthread_mutex_lock(&pool_lock);
+	else
+		pthread_mutex_unlock(&pool_lock);
 }
 
 /* The thread exits: its cache goes back to the shared pool. */

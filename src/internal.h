@@ -202,10 +202,39 @@ struct eventbuf {
 	_Atomic int writer;
 };
 
+/*
+ * CONFIG_EVENTBUF_DEBUG's item life marks, in ->reserved (0 while alive):
+ * queued for reclamation by its last put, then freed (poisoned).
+ */
+#define ITEM_DEBUG_QUEUED	0xa5
+#define ITEM_DEBUG_FREED	0xdd
+
 #ifdef CONFIG_EVENTBUF_DEBUG
 __hidden void __eventbuf_writer_enter(struct eventbuf *buf, const char *fn);
 __hidden void __eventbuf_writer_exit(struct eventbuf *buf);
+__hidden void __eventbuf_item_check(const struct eventbuf_item *item,
+				    const char *fn, bool put);
+static inline void __eventbuf_item_mark(struct eventbuf_item *item,
+					uint8_t mark)
+{
+	item->reserved = mark;
+}
 #else
+static inline void __eventbuf_item_check(const struct eventbuf_item *item,
+					 const char *fn, bool put)
+{
+	(void)item;
+	(void)fn;
+	(void)put;
+}
+
+static inline void __eventbuf_item_mark(struct eventbuf_item *item,
+					uint8_t mark)
+{
+	(void)item;
+	(void)mark;
+}
+
 static inline void __eventbuf_writer_enter(struct eventbuf *buf,
 					   const char *fn)
 {
@@ -259,6 +288,26 @@ __hidden void __eventbuf_signal_waiters(struct eventbuf_item *link,
 					 uint64_t old);
 __hidden int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline_ns);
 __hidden int64_t __eventbuf_deadline(int timeout_ms);
+__hidden int __eventbuf_no_wait(int cancel_fd);
+
+/* context.c: what the calling thread is inside of (a caller's callback) */
+#define EVENTBUF_IN_RELEASE	0x1	/* a release callback */
+#define EVENTBUF_IN_SNAPSHOT	0x2	/* a snapshot handler */
+__hidden extern __thread unsigned int __eventbuf_callback;
+__hidden void __eventbuf_misuse(const char *fn, const char *rule)
+	__attribute__((noreturn));
+/* Run a release callback with the thread marked. */
+__hidden void __eventbuf_release_call(eventbuf_release_fn release,
+				      struct eventbuf_event *events, size_t n,
+				      void *arg);
+
+/* fork.c, and the process-wide locks its handlers take */
+__hidden int __eventbuf_fork_init(void);
+__hidden void __eventbuf_join_fork_lock(bool lock);
+__hidden void __eventbuf_stats_fork_lock(bool lock);
+__hidden void __eventbuf_drain_fork_lock(bool lock);
+__hidden void __eventbuf_fdpool_fork_lock(bool lock);
+__hidden void __eventbuf_fd_fork(void);
 
 /*
  * poller.c: what an attached reader or subscription embeds. All fields

@@ -119,13 +119,16 @@ int eventbuf_item_get(struct eventbuf_item *item)
 {
 	if (!item)
 		return -EINVAL;
+	__eventbuf_item_check(item, __func__, false);
 	return __eventbuf_item_ref(item);
 }
 
 void eventbuf_item_put(struct eventbuf_item *item)
 {
-	if (item)
-		__eventbuf_put_deferred(item);
+	if (!item)
+		return;
+	__eventbuf_item_check(item, __func__, true);
+	__eventbuf_put_deferred(item);
 }
 
 size_t eventbuf_item_count(const struct eventbuf_item *item)
@@ -195,6 +198,7 @@ int eventbuf_item_next_nonblock(struct eventbuf_item *item,
 
 	if (!item || !nextp)
 		return -EINVAL;
+	__eventbuf_item_check(item, __func__, false);
 	ret = find_and_ref(item, nextp, &tip);
 	if (ret)
 		return ret;
@@ -213,6 +217,7 @@ int eventbuf_item_next(struct eventbuf_item *item, int timeout_ms,
 
 	if (!item || !nextp)
 		return -EINVAL;
+	__eventbuf_item_check(item, __func__, false);
 	for (;;) {
 		ret = find_and_ref(parked ? parked : item, nextp, &tip);
 		if (ret || *nextp)
@@ -221,7 +226,7 @@ int eventbuf_item_next(struct eventbuf_item *item, int timeout_ms,
 			__eventbuf_put_deferred(parked);
 		parked = tip;
 		if (timeout_ms == 0) {
-			ret = -ETIMEDOUT;
+			ret = __eventbuf_no_wait(cancel_fd);
 			break;
 		}
 		ret = __eventbuf_arm(link_of(parked), &fd, false);
@@ -278,6 +283,7 @@ int eventbuf_item_follow_after(struct eventbuf_item *item,
 
 	if (!item || !outp)
 		return -EINVAL;
+	__eventbuf_item_check(item, __func__, false);
 	ret = find_and_ref(item, &next, &tip);
 	if (ret)
 		return ret;

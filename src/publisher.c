@@ -70,6 +70,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -93,6 +94,38 @@ bool eventbuf_event_is_end_of_snapshot(const struct eventbuf_event *ev)
 bool eventbuf_event_is_new_snapshot(const struct eventbuf_event *ev)
 {
 	return ev && ev->payload == (void *)__eventbuf_new_snapshot;
+}
+
+/*
+ * A snapshot handler runs under pub->lock, a release callback may run
+ * under a subscription's lock: a publisher call from either would wait
+ * for itself (context.c).
+ */
+static bool in_callback(void)
+{
+	return __eventbuf_callback != 0;
+}
+
+/*
+ * ->magic: PUB_LIVE from eventbuf_publisher_new() to eventbuf_publisher_free(),
+ * then PUB_FREED while subscriptions keep the memory, poisoned before it
+ * is freed. CONFIG_EVENTBUF_DEBUG builds check it at every call's entry.
+ */
+#define PUB_LIVE	0x7075626cu
+#define PUB_FREED	0xdeadb0b5u
+
+static void pub_check(const struct eventbuf_publisher *pub, const char *fn)
+{
+#ifdef CONFIG_EVENTBUF_DEBUG
+	if (pub->magic == PUB_LIVE)
+		return;
+	fprintf(stderr, "eventbuf: %s(): publisher %p was freed by eventbuf_publisher_free(); only its subscriptions may still be used (read, eventbuf_sub_fd(), eventbuf_unsubscribe())\n",
+		fn, (const void *)pub);
+	abort();
+#else
+	(void)pub;
+	(void)fn;
+#endif
 }
 
 static int64_t mono_ns(void)
@@ -138,7 +171,8 @@ void __eventbuf_record_put(struct record *rec)
 	if (atomic_fetch_sub_explicit(&rec->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	if (rec->release)
-		rec->release(rec->events, rec->n, rec->arg);
+		__eventbuf_release_call(rec->release, rec->events, rec->n,
+					rec->arg);
 	if (rec->kn)
 		__eventbuf_keyname_put(rec->kn);
 	if (rec->pub)
@@ -381,11 +415,12 @@ static void sub_detach(struct eventbuf_publisher *pub,
 		kb_free(pub, kb);
 }
 
-static void close_locked(struct eventbuf_publisher *pub,
-			 struct eventbuf_subscription *sub, int code)
+/* 1 if this closed @sub, 0 if it was closed already (its error read). */
+static int close_locked(struct eventbuf_publisher *pub,
+			struct eventbuf_subscription *sub, int code)
 {
 	sub_detach(pub, sub);
-	__eventbuf_sub_close(sub, code);
+	return __eventbuf_sub_close(sub, code);
 }
 
 /* ------------------------------------------------------------------ */
@@ -403,6 +438,7 @@ int eventbuf_publisher_new(const struct eventbuf_publisher_config *config,
 	pub = calloc(1, sizeof(*pub));
 	if (!pub)
 		return -ENOMEM;
+	pub->magic = PUB_LIVE;
 	pub->ttl_ns = config ? (int64_t)config->snapshot_ttl_ms * 1000000 : 0;
 	atomic_init(&pub->refs, 1);
 	pthread_mutex_init(&pub->lock, NULL);
@@ -426,6 +462,7 @@ void __eventbuf_publisher_unref(struct eventbuf_publisher *pub)
 	free(pub->buckets);
 	pthread_cond_destroy(&pub->expiry_cond);
 	pthread_mutex_destroy(&pub->lock);
+	pub->magic = PUB_FREED;
 	free(pub);
 }
 
@@ -435,7 +472,11 @@ void eventbuf_publisher_free(struct eventbuf_publisher *pub)
 
 	if (!pub)
 		return;
+	if (in_callback())
+		__eventbuf_misuse(__func__, "called from a snapshot handler or a release callback");
+	pub_check(pub, __func__);
 	pthread_mutex_lock(&pub->lock);
+	pub->magic = PUB_FREED;
 	pub->shut_down = true;
 	for (unsigned int i = 0; i < pub->nbuckets; i++) {
 		while (pub->buckets[i]) {
@@ -470,6 +511,9 @@ int eventbuf_publisher_register(struct eventbuf_publisher *pub,
 	if (!pub || !name || !*name || !handler ||
 	    (flags & ~EVENTBUF_TOPIC_WILDCARD))
 		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
+	pub_check(pub, __func__);
 	t = calloc(1, sizeof(*t));
 	if (!t || !(t->name = strdup(name))) {
 		free(t);
@@ -641,6 +685,9 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 
 	if (!pub || !events || !n || n > PUBLISH_MAX)
 		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
+	pub_check(pub, __func__);
 	s = malloc(n * sizeof(*s));
 	to = malloc(2 * n * sizeof(*to));
 	rec = record_new(n, 2 * n, release, arg);
@@ -709,10 +756,16 @@ int eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
 	return ret;
 }
 
-/* The handler's code as a terminal error; reserved codes become -EIO. */
+/*
+ * The handler's code as a terminal error. The library's own codes (the
+ * reserved ones and the publisher's closes) become -EIO, so that a
+ * subscriber never takes a handler's failure for a force-close, a lag
+ * limit or a shutdown (the table in eventbuf.h).
+ */
 static int snapshot_fail(struct eventbuf *buf, int err)
 {
-	if (err >= 0 || code_is_reserved(err))
+	if (err >= 0 || code_is_reserved(err) || err == -ECONNRESET ||
+	    err == -ENOBUFS || err == -ESHUTDOWN)
 		err = -EIO;
 	return eventbuf_append_error(buf, err, "snapshot handler failed");
 }
@@ -724,7 +777,7 @@ static int snapshot_fail(struct eventbuf *buf, int err)
  */
 static int splice(struct eventbuf *snap, struct keybuf *kb, uint64_t index)
 {
-	struct eventbuf_item *cur, *next;
+	struct eventbuf_item *cur = NULL, *next;
 	int ret = eventbuf_head(kb->buf, &cur);
 
 	while (!ret) {
@@ -771,6 +824,7 @@ static int snapshot_build(struct eventbuf_publisher *pub, struct keybuf *kb,
 			  bool *failedp)
 {
 	struct eventbuf_snapshot snap = { .kn = kb->kn, .pub = pub };
+	unsigned int saved;
 	int ret;
 
 	*indexp = 0;
@@ -782,8 +836,11 @@ static int snapshot_build(struct eventbuf_publisher *pub, struct keybuf *kb,
 	if (ret)
 		goto out_drop;
 	pub->nbuilt++;
+	saved = __eventbuf_callback;
+	__eventbuf_callback = saved | EVENTBUF_IN_SNAPSHOT;
 	ret = kb->topic->handler(kb->topic->arg, kb->topic->name, kb->kn->s,
 				 &snap, indexp);
+	__eventbuf_callback = saved;
 	if (ret) {
 		*failedp = true;
 		*indexp = 0;
@@ -945,6 +1002,9 @@ int eventbuf_subscribe(struct eventbuf_publisher *pub,
 
 	if (!pub || !req || !req->key || !subp)
 		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
+	pub_check(pub, __func__);
 	ret = __eventbuf_sub_alloc(pub, req, &sub);
 	if (ret)
 		return ret;
@@ -991,6 +1051,8 @@ void eventbuf_unsubscribe(struct eventbuf_subscription *sub)
 
 	if (!sub)
 		return;
+	if (in_callback())
+		__eventbuf_misuse(__func__, "called from a snapshot handler or a release callback");
 	pub = sub->pub;
 	pthread_mutex_lock(&pub->lock);
 	sub_detach(pub, sub);
@@ -1007,6 +1069,9 @@ int eventbuf_publisher_close_key(struct eventbuf_publisher *pub,
 
 	if (!pub || !topic || !key)
 		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
+	pub_check(pub, __func__);
 	pthread_mutex_lock(&pub->lock);
 	t = topic_find(pub, topic);
 	kb = t ? kb_find(pub, t, key) : NULL;
@@ -1014,10 +1079,9 @@ int eventbuf_publisher_close_key(struct eventbuf_publisher *pub,
 		n = -EINVAL;
 	} else if (kb) {
 		cache_drop(pub, kb);
-		n = (int)kb->nsubs;
 		while (kb->nsubs > 1)
-			close_locked(pub, kb->subs, -ECONNRESET);
-		close_locked(pub, kb->subs, -ECONNRESET);	/* frees kb */
+			n += close_locked(pub, kb->subs, -ECONNRESET);
+		n += close_locked(pub, kb->subs, -ECONNRESET);	/* frees kb */
 	}
 	pthread_mutex_unlock(&pub->lock);
 	return n;
@@ -1030,13 +1094,15 @@ int eventbuf_publisher_close_tag(struct eventbuf_publisher *pub, uint64_t tag)
 
 	if (!pub || !tag)
 		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
+	pub_check(pub, __func__);
 	pthread_mutex_lock(&pub->lock);
 	for (sub = *tag_slot(pub, tag); sub; sub = next) {
 		next = sub->tag_next;
 		if (sub->tag != tag)
 			continue;
-		close_locked(pub, sub, -ECONNRESET);
-		n++;
+		n += close_locked(pub, sub, -ECONNRESET);
 	}
 	pthread_mutex_unlock(&pub->lock);
 	return n;
@@ -1047,6 +1113,9 @@ int eventbuf_publisher_stats(struct eventbuf_publisher *pub,
 {
 	if (!pub || !stats)
 		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
+	pub_check(pub, __func__);
 	pthread_mutex_lock(&pub->lock);
 	stats->subscriptions = pub->nsubs;
 	stats->key_buffers = pub->nkeybufs;

@@ -77,6 +77,7 @@ struct keybuf {
 };
 
 struct eventbuf_publisher {
+	uint32_t magic;		/* PUB_LIVE until eventbuf_publisher_free() */
 	pthread_mutex_t lock;
 	_Atomic uint32_t refs;	/* the owner, subscriptions, snapshot records */
 	bool shut_down;
@@ -143,7 +144,7 @@ __hidden void __eventbuf_sub_start(struct eventbuf_subscription *sub,
 				   struct eventbuf_reader *reader,
 				   struct keyname *kn, bool new_snapshot,
 				   uint64_t skip_through);
-__hidden void __eventbuf_sub_close(struct eventbuf_subscription *sub,
+__hidden bool __eventbuf_sub_close(struct eventbuf_subscription *sub,
 				   int code);
 __hidden void __eventbuf_sub_free(struct eventbuf_subscription *sub);
 

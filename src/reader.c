@@ -67,6 +67,7 @@ int eventbuf_reader_new(struct eventbuf_item *start,
 
 	if (!start || !readerp)
 		return -EINVAL;
+	__eventbuf_item_check(start, __func__, false);
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -244,7 +245,7 @@ int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
 		if (ret != -EAGAIN)
 			return ret;
 		if (timeout_ms == 0)
-			return -ETIMEDOUT;
+			return __eventbuf_no_wait(cancel_fd);
 		if (!yielded) {
 			yielded = true;
 			sched_yield();

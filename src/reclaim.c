@@ -156,8 +156,9 @@ static bool same_slab(const void *a, const void *b)
 static void free_item(struct eventbuf_item *item, struct slab_run *run)
 {
 	if (item->kind == KIND_BATCH && item->u.batch.release)
-		item->u.batch.release(item->events, item->nevents,
-				      item->u.batch.arg);
+		__eventbuf_release_call(item->u.batch.release, item->events,
+					item->nevents, item->u.batch.arg);
+	__eventbuf_item_mark(item, ITEM_DEBUG_FREED);
 	if (item->flags & ITEM_MALLOCED) {
 		free(item);
 		return;
@@ -231,6 +232,15 @@ static bool drain_posted;
 static unsigned int drain_running;	/* walks in progress */
 static struct rcu_head drain_head;
 
+/* fork.c: held across fork() so that the child inherits it unlocked. */
+void __eventbuf_drain_fork_lock(bool lock)
+{
+	if (lock)
+		pthread_mutex_lock(&drain_lock);
+	else
+		pthread_mutex_unlock(&drain_lock);
+}
+
 static void drain_run(struct rcu_head *head);
 
 /* Called with drain_lock held; returns true if the caller must post. */
@@ -276,6 +286,7 @@ void __eventbuf_put_deferred(struct eventbuf_item *item)
 	if (!unref(item))
 		return;
 	/* We own @item: its state word is ours to reuse as a list link. */
+	__eventbuf_item_mark(item, ITEM_DEBUG_QUEUED);
 	pthread_mutex_lock(&drain_lock);
 	item->reclaim_next = pending;
 	pending = item;
@@ -304,6 +315,10 @@ static bool drain_idle(void)
  */
 void eventbuf_barrier(void)
 {
+	if (rcu_read_ongoing())
+		__eventbuf_misuse(__func__, "called inside an RCU read-side critical section");
+	if (__eventbuf_callback & EVENTBUF_IN_RELEASE)
+		__eventbuf_misuse(__func__, "called from a release callback");
 	for (int i = 0; i < 3; i++)
 		rcu_barrier();
 	while (!drain_idle() ||

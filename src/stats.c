@@ -18,6 +18,15 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct eventbuf *registry;
 static uint64_t nbuffers;
 
+/* fork.c: held across fork() so that the child inherits it unlocked. */
+void __eventbuf_stats_fork_lock(bool lock)
+{
+	if (lock)
+		pthread_mutex_lock(&registry_lock);
+	else
+		pthread_mutex_unlock(&registry_lock);
+}
+
 void __eventbuf_stats_add_buffer(struct eventbuf *buf)
 {
 	pthread_mutex_lock(&registry_lock);

@@ -139,27 +139,53 @@ static void drop_held(struct eventbuf_subscription *sub)
 	sub->cur = NULL;
 }
 
-/* Called by the publisher, under its lock. */
-void __eventbuf_sub_close(struct eventbuf_subscription *sub, int code)
+/*
+ * Under ->lock, state open: end the subscription with @code. The reader's
+ * items go back to reclamation now; the caller's own descriptor, if any,
+ * stays readable for good.
+ */
+static void end_locked(struct eventbuf_subscription *sub, int code)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 
+	sub->state = code;
+	eventbuf_reader_free(sub->reader);
+	sub->reader = NULL;
+	/* The entry exists, so MOD cannot fail (no allocation). */
+	if (sub->epfd >= 0)
+		epoll_ctl(sub->epfd, EPOLL_CTL_MOD, sub->kick_fd, &ev);
+}
+
+/* Called by the publisher, under its lock: true if this closed @sub. */
+bool __eventbuf_sub_close(struct eventbuf_subscription *sub, int code)
+{
+	bool closing;
+
 	pthread_mutex_lock(&sub->lock);
-	if (sub->state == SUB_OPEN) {
-		sub->state = code;
+	closing = sub->state == SUB_OPEN;
+	if (closing) {
 		if (sub->cur && !sub->held) {
 			__eventbuf_record_get(sub->cur);
 			sub->held = sub->cur;
 		}
-		eventbuf_reader_free(sub->reader);
-		sub->reader = NULL;
-		/* Readable for good: the entry exists, MOD cannot fail. */
-		if (sub->epfd >= 0)
-			epoll_ctl(sub->epfd, EPOLL_CTL_MOD, sub->kick_fd, &ev);
+		end_locked(sub, code);
 		if (sub->pn.poller)
 			__eventbuf_poller_kick(&sub->pn);
 	}
 	pthread_mutex_unlock(&sub->lock);
+	return closing;
+}
+
+/*
+ * Under ->lock: the snapshot handler's error was read. From now on the
+ * subscription is closed like one the publisher closed: the error is its
+ * sticky state (so later closes neither replace nor count it), the
+ * reader's items go back to reclamation, the descriptor stays readable.
+ */
+static int close_failed(struct eventbuf_subscription *sub, int code)
+{
+	end_locked(sub, code);
+	return code;
 }
 
 void __eventbuf_sub_free(struct eventbuf_subscription *sub)
@@ -264,8 +290,8 @@ static int read_batch(struct eventbuf_subscription *sub,
 				return ret;
 			continue;
 		}
-		if (ret)
-			return ret;	/* the snapshot handler's error */
+		if (ret)	/* the snapshot handler's error */
+			return close_failed(sub, ret);
 		ev = eventbuf_item_events(it);
 		if (eventbuf_event_is_end_of_snapshot(ev)) {
 			struct eventbuf_event frame = *ev;
@@ -331,7 +357,7 @@ int eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
 		if (ret != -EAGAIN)
 			return ret;
 		if (timeout_ms == 0)
-			return -ETIMEDOUT;
+			return __eventbuf_no_wait(cancel_fd);
 		ret = __eventbuf_wait(sub->epfd, cancel_fd, deadline);
 		if (ret)
 			return ret;

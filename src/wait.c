@@ -52,7 +52,9 @@
  * earlier than that section's end (buffer.c, publish()).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -196,6 +198,34 @@ void __eventbuf_signal_waiters(struct eventbuf_item *link, uint64_t old)
 		__eventbuf_fd_release(new);
 }
 
+/*
+ * ppoll() on two descriptors fails only for lack of memory; anything else
+ * (EFAULT, EINVAL) is a bug here. Never hand out the raw errno: a caller
+ * would take it for a terminal error item's code.
+ */
+static int wait_failed(int err)
+{
+	if (err == ENOMEM)
+		return -ENOMEM;
+	fprintf(stderr, "eventbuf: ppoll() on the library's own descriptor failed: %s\n",
+		strerror(err));
+	abort();
+}
+
+/*
+ * POLLERR, POLLHUP or POLLNVAL on a descriptor the library created and
+ * keeps open while anyone waits on it: a broken invariant (or a caller that
+ * closed or replaced it, which eventbuf.h forbids).
+ */
+static void broken_fd(int fd, short revents)
+{
+	fprintf(stderr, "eventbuf: the library's wait descriptor %d reports %s%s%s: it was closed or replaced behind the library's back (callers must never read, write or close the descriptors eventbuf hands out)\n",
+		fd, revents & POLLNVAL ? "POLLNVAL " : "",
+		revents & POLLERR ? "POLLERR " : "",
+		revents & POLLHUP ? "POLLHUP" : "");
+	abort();
+}
+
 static int64_t now_ns(void)
 {
 	struct timespec ts;
@@ -214,7 +244,8 @@ int64_t __eventbuf_deadline(int timeout_ms)
 /*
  * Wait until @fd or @cancel_fd is readable, or the deadline passes.
  * Return 0 when @fd is readable (checked first: data wins over a
- * simultaneous cancel), -ECANCELED, -ETIMEDOUT, or -errno.
+ * simultaneous cancel), -ECANCELED, -ETIMEDOUT, -EINVAL (@cancel_fd is not
+ * open), -ENOMEM or -EDEADLK: only codes the library reserves.
  */
 int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline)
 {
@@ -242,7 +273,7 @@ int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline)
 		if (ret < 0 && errno == EINTR)
 			continue;
 		if (ret < 0)
-			return -errno;
+			return wait_failed(errno);
 		if (pfd[0].revents & POLLIN)
 			return 0;
 		if (pfd[1].revents & POLLNVAL)
@@ -251,6 +282,18 @@ int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline)
 			return -ECANCELED;
 		if (ret == 0)
 			return -ETIMEDOUT;
-		return -EIO;	/* POLLERR/POLLNVAL on our own eventfd */
+		broken_fd(fd, pfd[0].revents);
 	}
+}
+
+/*
+ * The result of a call that found nothing and may not wait (timeout 0):
+ * -ETIMEDOUT, or -EINVAL for a @cancel_fd that is not open, the answer a
+ * waiting call gives (POLLNVAL above).
+ */
+int __eventbuf_no_wait(int cancel_fd)
+{
+	if (cancel_fd >= 0 && fcntl(cancel_fd, F_GETFD) < 0 && errno == EBADF)
+		return -EINVAL;
+	return -ETIMEDOUT;
 }

@@ -3,9 +3,12 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -202,4 +205,92 @@ long rss_kb(void)
 		fclose(f);
 	}
 	return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+extern char **environ;
+
+static const char *child_self;	/* argv[0]: /proc/self/exe is valgrind under it */
+
+void child_case_run(const char *argv0, const struct child_case *cases,
+		    size_t n)
+{
+	const char *name = getenv("EVENTBUF_CHILD_CASE");
+
+	child_self = argv0;
+	if (!name)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(cases[i].name, name))
+			exit(cases[i].fn());
+	exit(126);
+}
+
+int child_case_status(const char *name, char *out, size_t size)
+{
+	int64_t deadline = now_ms() + 10000;
+	int errpipe[2], status;
+	size_t len = 0;
+	pid_t pid;
+
+	assert_int_equal(pipe(errpipe), 0);
+	/*
+	 * posix_spawn(), not fork(): it runs no fork handlers, and the
+	 * library's (liburcu's) start a thread in the child, which
+	 * ThreadSanitizer does not allow before the exec.
+	 */
+	{
+		char *argv[] = { (char *)child_self, NULL };
+		posix_spawn_file_actions_t fa;
+		char var[256];
+		char **envp;
+		size_t n = 0;
+
+		snprintf(var, sizeof(var), "EVENTBUF_CHILD_CASE=%s", name);
+		while (environ[n])
+			n++;
+		envp = calloc(n + 2, sizeof(*envp));
+		assert_non_null(envp);
+		memcpy(envp, environ, n * sizeof(*envp));
+		envp[n] = var;
+		assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
+		assert_int_equal(posix_spawn_file_actions_adddup2(&fa, errpipe[1], 2), 0);
+		assert_int_equal(posix_spawn_file_actions_addclose(&fa, errpipe[0]), 0);
+		assert_int_equal(posix_spawn(&pid, child_self, &fa, NULL, argv,
+					     envp), 0);
+		posix_spawn_file_actions_destroy(&fa);
+		free(envp);
+	}
+	close(errpipe[1]);
+	for (;;) {
+		struct pollfd p = { .fd = errpipe[0], .events = POLLIN };
+		int64_t left = deadline - now_ms();
+		ssize_t n;
+
+		if (left <= 0 || poll(&p, 1, (int)left) != 1) {
+			printf("# child %s still running after 10 s: killed\n",
+			       name);
+			kill(pid, SIGKILL);
+			break;
+		}
+		n = read(errpipe[0], out + len, size - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	out[len] = 0;
+	close(errpipe[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	printf("# child %s said: %s", name, out);
+	return status;
+}
+
+void expect_child_abort(const char *name, const char *a, const char *b)
+{
+	char out[4096];
+	int status = child_case_status(name, out, sizeof(out));
+
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+	assert_non_null(strstr(out, a));
+	assert_non_null(strstr(out, b));
 }

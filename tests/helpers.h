@@ -91,4 +91,24 @@ int expect_nothing_left(void);
 /* Wait (bounded, polling every 100 us) until @pred(@arg) is true. */
 bool wait_until(bool (*pred)(void *arg), void *arg, int timeout_ms);
 
+/*
+ * Child processes, for behaviour that ends a process (an abort with a
+ * message). A child is this binary run again (fork, then exec: sanitizers
+ * and valgrind follow it), told which case to run by the environment.
+ * main() calls child_case_run() first: when the process is such a child it
+ * runs the case and exits with its result.
+ */
+struct child_case {
+	const char *name;
+	int (*fn)(void);	/* returns only if the abort did not happen */
+};
+
+void child_case_run(const char *argv0, const struct child_case *cases,
+		    size_t n);
+/* Run case @name in a child; its stderr in @out; killed after 10 s.
+ * Returns its wait status. */
+int child_case_status(const char *name, char *out, size_t size);
+/* The child died of SIGABRT and said @a and @b. */
+void expect_child_abort(const char *name, const char *a, const char *b);
+
 #endif /* _EVENTBUF_TESTS_HELPERS_H */

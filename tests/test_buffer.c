@@ -392,7 +392,59 @@ static void test_buffer_small_buffers_stay_small(void **state)
 	free(bufs);
 }
 
-int main(void)
+/* liburcu-bp's exported read-side calls (the library's flavor). */
+void urcu_bp_read_lock(void);
+void urcu_bp_read_unlock(void);
+
+static int barrier_in_read_side(void)
+{
+	urcu_bp_read_lock();
+	eventbuf_barrier();
+	urcu_bp_read_unlock();
+	return 3;
+}
+
+static void barrier_release(struct eventbuf_event *events, size_t n, void *arg)
+{
+	(void)events;
+	(void)n;
+	(void)arg;
+	eventbuf_barrier();
+}
+
+static int barrier_in_release(void)
+{
+	struct eventbuf_event ev = { .index = 1 };
+	struct eventbuf *buf;
+
+	if (eventbuf_new(&buf) ||
+	    eventbuf_append(buf, &ev, 1, barrier_release, NULL))
+		return 2;
+	eventbuf_drop(buf);
+	eventbuf_barrier();
+	return 3;
+}
+
+/*
+ * eventbuf_barrier() returns nothing: where it could never return it
+ * aborts with a message naming the rule, in a read-side section and in a
+ * release callback alike.
+ */
+static void test_buffer_barrier_misuse_aborts(void **state)
+{
+	(void)state;
+	expect_child_abort("barrier_in_read_side", "eventbuf_barrier()",
+			   "called inside an RCU read-side critical section");
+	expect_child_abort("barrier_in_release", "eventbuf_barrier()",
+			   "called from a release callback");
+}
+
+static const struct child_case child_cases[] = {
+	{ "barrier_in_read_side", barrier_in_read_side },
+	{ "barrier_in_release", barrier_in_release },
+};
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_buffer_new_has_sentinel, setup, teardown),
@@ -408,7 +460,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_buffer_append_after_join_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_buffer_head_holds_newest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_buffer_small_buffers_stay_small, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buffer_barrier_misuse_aborts, setup, teardown),
 	};
 
+	(void)argc;
+	child_case_run(argv[0], child_cases, 2);
 	return cmocka_run_group_tests_name("buffer", tests, NULL, NULL);
 }

@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <eventbuf/publisher.h>
+
 #include "helpers.h"
 
 void *__real_malloc(size_t size);
@@ -95,6 +97,122 @@ static void test_debug_two_appenders_abort(void **state)
 	assert_non_null(strstr(out, "single writer"));
 }
 
+/* The head's reference dropped twice: the second put has none to drop. */
+static int double_put(void)
+{
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+
+	__eventbuf_slab_warmup = 0;	/* a slab item, as most are */
+	if (eventbuf_new(&buf) || append_batch(buf, 1, 1, NULL) ||
+	    eventbuf_head(buf, &head))
+		return 2;
+	eventbuf_item_put(head);
+	eventbuf_item_put(head);
+	return 3;
+}
+
+/* An item read after its last put, once reclamation freed it. */
+static int use_after_put(void)
+{
+	struct eventbuf_item *item, *next;
+	struct eventbuf *buf;
+
+	__eventbuf_slab_warmup = 0;
+	if (eventbuf_new(&buf) || append_batch(buf, 1, 1, NULL) ||
+	    eventbuf_head(buf, &item))
+		return 2;
+	for (uint64_t i = 2; i <= 100; i++)
+		if (append_batch(buf, i, 1, NULL))
+			return 2;
+	eventbuf_item_put(item);
+	eventbuf_barrier();	/* item is freed: its slab lives on */
+	return eventbuf_item_next_nonblock(item, &next) == 0 ? 3 : 4;
+}
+
+/* A put right after the last one, before reclamation ran. */
+static int put_after_last_put(void)
+{
+	struct eventbuf_item *item;
+	struct eventbuf *buf;
+
+	__eventbuf_slab_warmup = 0;
+	if (eventbuf_new(&buf) || append_batch(buf, 1, 1, NULL) ||
+	    eventbuf_head(buf, &item) || append_batch(buf, 2, 1, NULL))
+		return 2;
+	eventbuf_barrier();	/* the pin moves past item */
+	eventbuf_item_put(item);	/* queued for reclamation */
+	eventbuf_item_put(item);
+	return 3;
+}
+
+/*
+ * A reference dropped twice, and an item used after its last put, abort
+ * naming the call, whichever state the item has reached: still pinned,
+ * queued for reclamation, or freed.
+ */
+static void test_debug_double_put_aborts(void **state)
+{
+	(void)state;
+	expect_child_abort("double_put", "eventbuf_item_put(): item",
+			   "reference underflow");
+	/* queued for reclamation, or freed already by the time of the put */
+	expect_child_abort("put_after_last_put", "eventbuf_item_put(): item",
+			   "must drop a reference the caller holds, once");
+	expect_child_abort("use_after_put", "eventbuf_item_next_nonblock(): item",
+			   "was freed");
+}
+
+static int empty_snapshot(void *arg, const char *topic, const char *key,
+			  struct eventbuf_snapshot *snap, uint64_t *index)
+{
+	(void)arg;
+	(void)topic;
+	(void)key;
+	(void)snap;
+	*index = 0;
+	return 0;
+}
+
+/*
+ * A publish after eventbuf_publisher_free(). A subscription keeps the
+ * publisher's memory, so this is a call on a freed handle, not (yet) a
+ * read of freed memory.
+ */
+static int publish_after_free(void)
+{
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = "k" };
+	struct eventbuf_event ev = { .index = 1, .topic = "t", .key = "k" };
+	const struct eventbuf_event *got;
+	struct eventbuf_subscription *sub;
+	struct eventbuf_publisher *pub;
+	size_t n;
+
+	if (eventbuf_publisher_new(NULL, &pub) ||
+	    eventbuf_publisher_register(pub, "t", empty_snapshot, NULL, 0) ||
+	    eventbuf_subscribe(pub, &req, &sub))
+		return 2;
+	eventbuf_publisher_free(pub);
+	/* What stays allowed: the subscription. */
+	if (eventbuf_sub_next_nonblock(sub, &got, &n) != -ESHUTDOWN)
+		return 5;
+	return eventbuf_publish(pub, &ev, 1, NULL, NULL) == -ESHUTDOWN ? 3 : 4;
+}
+
+static void test_debug_freed_publisher_aborts(void **state)
+{
+	(void)state;
+	expect_child_abort("publish_after_free", "eventbuf_publish(): publisher",
+			   "was freed by eventbuf_publisher_free()");
+}
+
+static const struct child_case child_cases[] = {
+	{ "double_put", double_put },
+	{ "put_after_last_put", put_after_last_put },
+	{ "use_after_put", use_after_put },
+	{ "publish_after_free", publish_after_free },
+};
+
 struct serial {
 	struct eventbuf *buf;
 	pthread_mutex_t *lock;
@@ -160,10 +278,13 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_debug_two_appenders_abort, teardown),
 		cmocka_unit_test_teardown(test_debug_serialised_appenders_pass, teardown),
+		cmocka_unit_test_teardown(test_debug_double_put_aborts, teardown),
+		cmocka_unit_test_teardown(test_debug_freed_publisher_aborts, teardown),
 	};
 
 	(void)argc;
 	self = argv[0];
+	child_case_run(argv[0], child_cases, 4);
 	if (getenv("EVENTBUF_TWO_WRITERS"))
 		return two_writers();
 	return cmocka_run_group_tests_name("debug", tests, NULL, NULL);

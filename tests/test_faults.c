@@ -50,6 +50,8 @@ int __real_eventfd(unsigned int initval, int flags);
 int __wrap_eventfd(unsigned int initval, int flags);
 void *__real_realloc(void *ptr, size_t size);
 void *__wrap_realloc(void *ptr, size_t size);
+int __real___eventbuf_item_ref(struct eventbuf_item *item);
+int __wrap___eventbuf_item_ref(struct eventbuf_item *item);
 
 static _Atomic int fail_countdown = -1;	/* -1: never */
 static _Atomic int faults_fired;
@@ -139,6 +141,17 @@ void *__wrap_calloc(size_t n, size_t size)
 		return NULL;
 	}
 	return __real_calloc(n, size);
+}
+
+/* The next reference the armed thread takes fails with -EOVERFLOW. */
+static _Atomic bool fail_next_ref;
+
+int __wrap___eventbuf_item_ref(struct eventbuf_item *item)
+{
+	if (pthread_equal(pthread_self(), armed_thread) &&
+	    atomic_exchange(&fail_next_ref, false))
+		return -EOVERFLOW;
+	return __real___eventbuf_item_ref(item);
 }
 
 /* Fail every allocation from the @n-th from now on (0: all). */
@@ -910,6 +923,55 @@ static void test_faults_poller_park(void **state)
 	fail_eventfds = false;
 }
 
+/*
+ * The splice's first step takes a reference on the key buffer's head. A
+ * handler that appends nothing and arms the fault makes exactly that
+ * reference fail: the subscribe fails with it, and puts nothing it never
+ * held (an uninitialised item pointer, before the fix).
+ */
+static int arm_ref_fault(void *arg, const char *topic, const char *key,
+			 struct eventbuf_snapshot *snap, uint64_t *index)
+{
+	(void)topic;
+	(void)key;
+	(void)snap;
+	*index = 3;
+	if (atomic_load((_Atomic bool *)arg))
+		atomic_store(&fail_next_ref, true);
+	return 0;
+}
+
+static void test_faults_splice_head_overflow(void **state)
+{
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = "k" };
+	struct eventbuf_event live = { .index = 4, .topic = "t", .key = "k" };
+	struct eventbuf_subscription *keep, *sub = NULL;
+	const struct eventbuf_event *ev;
+	struct eventbuf_publisher *pub;
+	_Atomic bool arm = false;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(eventbuf_publisher_new(NULL, &pub), 0);
+	assert_int_equal(eventbuf_publisher_register(pub, "t", arm_ref_fault,
+						     &arm, 0), 0);
+	/* A subscriber that keeps the key buffer, and one batch in it. */
+	assert_int_equal(eventbuf_subscribe(pub, &req, &keep), 0);
+	assert_int_equal(eventbuf_publish(pub, &live, 1, NULL, NULL), 0);
+	atomic_store(&arm, true);
+	assert_int_equal(eventbuf_subscribe(pub, &req, &sub), -EOVERFLOW);
+	assert_null(sub);
+	assert_false(atomic_load(&fail_next_ref));
+	/* The key buffer and the first subscriber are intact. */
+	expect_stats(pub, 1, 1, 0);
+	assert_int_equal(eventbuf_sub_next(keep, 1000, -1, &ev, &n), 0);
+	assert_true(eventbuf_event_is_end_of_snapshot(ev));
+	assert_int_equal(eventbuf_sub_next(keep, 1000, -1, &ev, &n), 0);
+	assert_int_equal(ev->index, 4);
+	eventbuf_unsubscribe(keep);
+	eventbuf_publisher_free(pub);
+}
+
 int main(void)
 {
 	/* Slabs from the first item, so that their sites are covered; the
@@ -924,6 +986,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_faults_follow_after_and_reader, teardown),
 		cmocka_unit_test_teardown(test_faults_eventfd_emfile, teardown),
 		cmocka_unit_test_teardown(test_faults_splice, teardown),
+		cmocka_unit_test_teardown(test_faults_splice_head_overflow, teardown),
 		cmocka_unit_test_teardown(test_faults_subscribe, teardown),
 		cmocka_unit_test_teardown(test_faults_publish, teardown),
 		cmocka_unit_test_teardown(test_faults_subscription_park, teardown),

@@ -18,7 +18,8 @@
 
 #include "helpers.h"
 
-enum handler_mode { SNAP_ONE, SNAP_TWO, SNAP_ZERO, SNAP_FAIL, SNAP_EMPTY };
+enum handler_mode { SNAP_ONE, SNAP_TWO, SNAP_ZERO, SNAP_FAIL, SNAP_EMPTY,
+		   SNAP_ONE_FAIL, SNAP_REENTER };
 
 struct fixture {
 	struct eventbuf_publisher *pub;
@@ -27,6 +28,7 @@ struct fixture {
 	uint64_t snap_index;
 	_Atomic int calls;
 	struct release_log log;		/* published and snapshot events */
+	int reenter[6];			/* SNAP_REENTER's publisher calls */
 };
 
 static struct fixture fx;
@@ -52,6 +54,28 @@ static int handler(void *arg, const char *topic, const char *key,
 	case SNAP_EMPTY:
 		*index = f->snap_index;
 		return 0;
+	case SNAP_REENTER: {
+		struct eventbuf_subscribe_req req = { .topic = "test",
+						      .key = "other" };
+		struct eventbuf_publisher_stats st;
+		struct eventbuf_subscription *sub = NULL;
+
+		f->reenter[0] = eventbuf_publish(f->pub, ev, 1, NULL, NULL);
+		f->reenter[1] = eventbuf_subscribe(f->pub, &req, &sub);
+		f->reenter[2] = eventbuf_publisher_close_key(f->pub, "test",
+							     "other");
+		f->reenter[3] = eventbuf_publisher_close_tag(f->pub, 1);
+		f->reenter[4] = eventbuf_publisher_stats(f->pub, &st);
+		f->reenter[5] = eventbuf_publisher_register(f->pub, "new",
+							    handler, f, 0);
+		*index = 0;
+		return 0;
+	}
+	case SNAP_ONE_FAIL:
+		if (eventbuf_snapshot_append(snap, ev, 1, release_log_cb,
+					     &f->log))
+			return -ENOMEM;
+		return -EPERM;
 	case SNAP_TWO:
 		*index = 3;
 		return eventbuf_snapshot_append(snap, ev, 2, release_log_cb,
@@ -707,6 +731,20 @@ static void test_publisher_handler_error(void **state)
 	sub = subscribe("k2", 0);
 	assert_int_equal(eventbuf_sub_next(sub, 1000, -1, &ev, &n), -EIO);
 	eventbuf_unsubscribe(sub);
+	/* So does one of the publisher's own closing codes: a handler's
+	 * failure must not read as a force-close, lag or shutdown. */
+	{
+		static const int closing[] = { -ECONNRESET, -ENOBUFS,
+					       -ESHUTDOWN };
+
+		for (size_t i = 0; i < 3; i++) {
+			fx.fail_code = closing[i];
+			sub = subscribe("k2", 0);
+			assert_int_equal(eventbuf_sub_next(sub, 1000, -1, &ev,
+							   &n), -EIO);
+			eventbuf_unsubscribe(sub);
+		}
+	}
 }
 
 static _Atomic int topic_seen_in_release;
@@ -782,6 +820,88 @@ static void test_publisher_pollable_fd(void **state)
 	assert_int_equal(eventbuf_publisher_close_key(fx.pub, "test", "k"), 1);
 	assert_true(fd_readable(fd));
 	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -ECONNRESET);
+	eventbuf_unsubscribe(sub);
+}
+
+/*
+ * A snapshot handler runs under the publisher's mutex: a publisher call
+ * from it would wait for itself. Each fails with -EDEADLK instead, and the
+ * subscribe that ran the handler completes.
+ */
+static void test_publisher_handler_reentry_edeadlk(void **state)
+{
+	struct eventbuf_subscription *sub;
+
+	(void)state;
+	fx.mode = SNAP_REENTER;
+	sub = subscribe("k", 0);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(fx.reenter[i], -EDEADLK);
+	assert_true(eventbuf_event_is_end_of_snapshot(next(sub, 1)));
+	eventbuf_unsubscribe(sub);
+}
+
+static _Atomic int release_publish_ret = 1;
+
+static void publishing_release(struct eventbuf_event *events, size_t n,
+			       void *arg)
+{
+	struct eventbuf_event ev = { .index = 1, .topic = "test", .key = "k" };
+
+	(void)events;
+	(void)n;
+	atomic_store(&release_publish_ret,
+		     eventbuf_publish(arg, &ev, 1, NULL, NULL));
+}
+
+/*
+ * A release callback may run under a subscription's mutex (in a read or an
+ * unsubscribe): it must not call the publisher, and gets -EDEADLK if it
+ * does, wherever it happens to run (here: in the publish itself).
+ */
+static void test_publisher_release_reentry_edeadlk(void **state)
+{
+	struct eventbuf_event ev = { .index = 1, .topic = "test", .key = "k" };
+
+	(void)state;
+	assert_int_equal(eventbuf_publish(fx.pub, &ev, 1, publishing_release,
+					  fx.pub), 0);
+	assert_int_equal(atomic_load(&release_publish_ret), -EDEADLK);
+}
+
+/*
+ * A subscription whose handler failed delivers what the handler appended,
+ * then the error; once the error is read it is closed like any other: it
+ * holds nothing, its descriptor stays readable, and later closes neither
+ * replace its error nor count it.
+ */
+static void test_publisher_failed_subscription_closes(void **state)
+{
+	struct eventbuf_subscribe_req req = { .topic = "test", .key = "k",
+					      .tag = 9 };
+	struct eventbuf_subscription *sub;
+	const struct eventbuf_event *ev;
+	size_t n;
+
+	(void)state;
+	fx.mode = SNAP_ONE_FAIL;
+	assert_int_equal(eventbuf_subscribe(fx.pub, &req, &sub), 0);
+	ev = next(sub, 1);
+	assert_int_equal(ev->index, 1);
+	assert_string_equal(ev->payload, "snapshot");
+	assert_int_equal(eventbuf_sub_next(sub, 1000, -1, &ev, &n), -EPERM);
+	/* Nothing held: the handler's event is released while the
+	 * subscription lives on. */
+	eventbuf_barrier();
+	assert_int_equal(atomic_load(&fx.log.count[1]), 1);
+	assert_true(fd_readable(eventbuf_sub_fd(sub)));
+	assert_int_equal(eventbuf_publisher_close_key(fx.pub, "test", "k"), 0);
+	assert_int_equal(eventbuf_publisher_close_tag(fx.pub, 9), 0);
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -EPERM);
+	assert_true(fd_readable(eventbuf_sub_fd(sub)));
+	eventbuf_publisher_free(fx.pub);
+	fx.pub = NULL;
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -EPERM);
 	eventbuf_unsubscribe(sub);
 }
 
@@ -1081,6 +1201,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_handler_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_topic_outlives_publisher, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_pollable_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_failed_subscription_closes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_handler_reentry_edeadlk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_release_reentry_edeadlk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_churn, setup, teardown),
 	};

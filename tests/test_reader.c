@@ -5,7 +5,10 @@
  * every 64 batches.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
@@ -102,6 +105,64 @@ static void test_reader_timeout_not_terminal(void **state)
 	eventbuf_reader_free(r);
 }
 
+/* A cancel_fd that is not open: -EINVAL, with a timeout or without. */
+static void test_reader_bad_cancel_fd(void **state)
+{
+	struct fixture *f = *state;
+	const struct eventbuf_item *it;
+	struct eventbuf_item *next;
+	struct eventbuf_reader *r;
+	int p[2];
+
+	/* A number nothing uses, and no eventfd the library opens will
+	 * take (the lowest free numbers go first). */
+	p[0] = 1000;
+	assert_true(fcntl(p[0], F_GETFD) < 0);
+	assert_int_equal(eventbuf_reader_new(f->start, &r), 0);
+	assert_int_equal(eventbuf_reader_next(r, 0, p[0], &it), -EINVAL);
+	assert_int_equal(eventbuf_reader_next(r, 20, p[0], &it), -EINVAL);
+	assert_int_equal(eventbuf_item_next(f->start, 0, p[0], &next), -EINVAL);
+	assert_int_equal(eventbuf_item_next(f->start, 20, p[0], &next), -EINVAL);
+	/* Not terminal, and only checked when there is nothing to return. */
+	assert_int_equal(append_batch(f->buf, 5, 1, &f->log), 0);
+	assert_int_equal(eventbuf_reader_next(r, 0, p[0], &it), 0);
+	assert_int_equal(eventbuf_item_events(it)[0].index, 5);
+	eventbuf_reader_free(r);
+}
+
+/* A child that closes its reader's wait descriptor, then waits on it. */
+static int close_wait_fd(void)
+{
+	const struct eventbuf_item *it;
+	struct eventbuf_item *start;
+	struct eventbuf_reader *r;
+	struct eventbuf *buf;
+	int fd;
+
+	if (eventbuf_new(&buf) || eventbuf_head(buf, &start) ||
+	    eventbuf_reader_new(start, &r) ||
+	    eventbuf_reader_wait_fd(r, &fd) != 1)
+		return 2;
+	close(fd);	/* forbidden: the library's descriptor */
+	return eventbuf_reader_next(r, 1000, -1, &it) == -ETIMEDOUT ? 3 : 4;
+}
+
+/*
+ * The library's own eventfd closed behind its back (POLLNVAL) is a broken
+ * invariant, not an error code a caller could take for a terminal one:
+ * the process aborts with a message.
+ */
+static void test_reader_closed_wait_fd_aborts(void **state)
+{
+	(void)state;
+	expect_child_abort("close_wait_fd", "POLLNVAL",
+			   "never read, write or close");
+}
+
+static const struct child_case child_cases[] = {
+	{ "close_wait_fd", close_wait_fd },
+};
+
 static void test_reader_wait_fd_moves_with_reader(void **state)
 {
 	struct fixture *f = *state;
@@ -185,16 +246,20 @@ static void test_reader_starts_after_its_item(void **state)
 	eventbuf_reader_free(r);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_reader_reads_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_error_is_sticky, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_timeout_not_terminal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_bad_cancel_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_closed_wait_fd_aborts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_wait_fd_moves_with_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_releases_what_it_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_starts_after_its_item, setup, teardown),
 	};
 
+	(void)argc;
+	child_case_run(argv[0], child_cases, 1);
 	return cmocka_run_group_tests_name("reader", tests, NULL, NULL);
 }

@@ -59,11 +59,35 @@ extern "C" {
  * them in an epoll set. Pollers (<eventbuf/poller.h>) rely on the reuse to
  * park without a system call.
  *
- * Errors. Actions return 0 or a negative errno. -EAGAIN, -ETIMEDOUT,
- * -ECANCELED, -ENOMEM, -EMFILE, -ENFILE, -ENOSPC, -EINVAL, -EOVERFLOW and
- * -EDEADLK are reserved for the library's own results; any other negative
- * value returned by a next call is the code of a terminal error item (see
- * eventbuf_append_error()).
+ * Errors. Actions return 0 or a negative errno. A next call (of an item,
+ * a reader or a subscription) returns either one of the library's own codes
+ * or a *user code*: the terminal error a writer appended
+ * (eventbuf_append_error()) or a snapshot handler returned. The two sets
+ * never overlap:
+ *
+ *   code         owner      meaning in a next call
+ *   -EAGAIN      library    nothing yet (non-blocking calls)
+ *   -ETIMEDOUT   library    the timeout passed; not terminal
+ *   -ECANCELED   library    cancel_fd became readable; not terminal
+ *   -EINVAL      library    bad argument, cancel_fd not open included
+ *   -EOVERFLOW   library    too many references on an item
+ *   -ENOMEM, -EMFILE, -ENFILE, -ENOSPC
+ *                library    no memory or descriptor to wait with; retry
+ *   -EDEADLK     library    the call would never return (see each call;
+ *                           read-side sections: the bp flavor's only)
+ *   -EISCONN     library    attached to a poller: wait through it
+ *   -ECONNRESET  publisher  subscription force-closed (publisher.h)
+ *   -ENOBUFS     publisher  subscription over its lag limit
+ *   -ESHUTDOWN   publisher  the publisher was freed
+ *   -EIO         publisher  the snapshot handler failed with a code of
+ *                           this table (the handler's own -EIO too)
+ *   any other    user       a terminal error item's code (sticky)
+ *
+ * eventbuf_append_error() refuses the library's codes (-EINVAL); a buffer
+ * of one's own may use the publisher's (a subscription never reads one).
+ * A descriptor the library waits on that reports an error (closed or
+ * replaced behind its back) is a broken invariant: the process aborts
+ * with a message, rather than return a code that looks like either set.
  */
 
 struct eventbuf;
@@ -93,9 +117,28 @@ struct eventbuf_event {
  * @n:      number of events.
  * @arg:    the argument given to eventbuf_append().
  *
- * Context: runs exactly once per appended item, in liburcu's call_rcu
- * thread, after a grace period. It must not block for long and must not call
- * eventbuf_barrier(); it may call any other eventbuf function.
+ * This is the one statement of the rules for every release callback, the
+ * publisher's included (publisher.h and the README refer here).
+ *
+ * Context: runs exactly once per appended item, after a grace period, once
+ * nothing holds the item. Items of eventbuf_append() are released in
+ * liburcu's call_rcu thread. The publisher's events (eventbuf_publish(),
+ * eventbuf_snapshot_append()) are released by whichever thread drops the
+ * last reference to them: the call_rcu thread, eventbuf_publish() itself
+ * (nobody watches the keys), or a subscriber's thread inside
+ * eventbuf_sub_next*() or eventbuf_unsubscribe(). So a release callback:
+ *
+ * * returns promptly and never blocks: in the call_rcu thread it delays
+ *   all later reclamation;
+ * * takes no lock that is held around an eventbuf or publisher call;
+ * * does not call eventbuf_barrier() (it would wait for itself: the
+ *   process aborts with a message) nor any publisher function (they
+ *   return -EDEADLK; eventbuf_unsubscribe() and eventbuf_publisher_free()
+ *   abort);
+ * * may call the other eventbuf functions under their own rules - say
+ *   eventbuf_item_put() of a reference it owns, or eventbuf_append() to a
+ *   buffer it is the single writer of - but none that waits
+ *   (eventbuf_item_next() or eventbuf_reader_next() with a timeout).
  */
 typedef void (*eventbuf_release_fn)(struct eventbuf_event *events, size_t n,
 				    void *arg);
@@ -259,6 +302,13 @@ eventbuf_item_get(struct eventbuf_item *item);
  * When this was the last hold on the oldest items of a chain, their
  * reclamation is queued to call_rcu(); nothing is freed in the caller.
  *
+ * Putting a reference twice, or using an item after its last put, is a
+ * use-after-free. Build with CONFIG_EVENTBUF_DEBUG=y to have it caught: the
+ * item calls (and eventbuf_reader_new()) then abort with a message naming
+ * the call when the item has no reference left to drop or was already
+ * queued or freed by reclamation (reliable for items carved from a live
+ * buffer's slabs, best effort for the rest).
+ *
  * Context: any thread, outside any eventbuf callback's own item; never blocks.
  */
 EVENTBUF_API void eventbuf_item_put(struct eventbuf_item *item);
@@ -334,12 +384,20 @@ eventbuf_item_next_nonblock(struct eventbuf_item *item,
  * on the item it waits after.
  * Return:
  * * 0          - *@nextp is set.
- * * -ETIMEDOUT - @timeout_ms passed.
+ * * -ETIMEDOUT - @timeout_ms passed (at once when it is 0 and nothing is
+ *                there).
  * * -ECANCELED - @cancel_fd became readable.
- * * -EDEADLK   - called inside an RCU read-side critical section.
+ * * -EDEADLK   - called inside a read-side critical section of liburcu's
+ *                bp flavor (the library's own, or the caller's urcu-bp
+ *                rcu_read_lock()). A section of another flavor (memb, mb,
+ *                signal, qsbr) is not detected: the call waits, and stalls
+ *                that flavor's grace periods meanwhile.
  * * -EMFILE, -ENFILE, -ENOMEM - no eventfd could be created to wait on;
  *                the buffer is intact, a later call may succeed.
- * * -EINVAL, -EOVERFLOW, terminal codes - as eventbuf_item_next_nonblock().
+ * * -EINVAL     - as eventbuf_item_next_nonblock(), or @cancel_fd is
+ *                neither -1 nor an open descriptor (checked when nothing
+ *                is there to return, whatever @timeout_ms: 0 too).
+ * * -EOVERFLOW, terminal codes - as eventbuf_item_next_nonblock().
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_item_next(struct eventbuf_item *item, int timeout_ms, int cancel_fd,
@@ -464,9 +522,11 @@ eventbuf_reader_next_nonblock(struct eventbuf_reader *reader,
  * Context: the reader's thread; may block (not under a read-side critical
  * section).
  * Return: as eventbuf_reader_next_nonblock(), and -ETIMEDOUT, -ECANCELED
- * (not terminal: the reader stays where it was), -EMFILE, -ENFILE, -ENOMEM
- * (no eventfd to wait on; retry later), -EDEADLK (called inside an RCU
- * read-side critical section).
+ * (not terminal: the reader stays where it was), -EINVAL (@cancel_fd not
+ * open, as for eventbuf_item_next()), -EMFILE, -ENFILE, -ENOMEM
+ * (no eventfd to wait on; retry later), -EDEADLK (called inside a bp
+ * flavor read-side critical section; other flavors' are not detected, as
+ * for eventbuf_item_next()).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
@@ -515,6 +575,32 @@ EVENTBUF_API int eventbuf_reader_error(const struct eventbuf_reader *reader,
 /* ------------------------------------------------------------------ */
 
 /**
+ * DOC: fork
+ *
+ * The library registers liburcu's fork handlers (its call_rcu thread and
+ * the bp flavor's thread registry) and its own process-wide locks with
+ * pthread_atfork() when the first buffer is created. So a process may fork
+ * at any time, from any thread, while other threads append, read, wait,
+ * publish or subscribe:
+ *
+ * * the parent goes on unaffected;
+ * * a child that calls exec starts afresh, as any new program;
+ * * a child that does not exec may create and use buffers, readers,
+ *   publishers and subscriptions of its own, and eventbuf_barrier() and
+ *   eventbuf_stats() (whose counters include what it inherited): its
+ *   reclamation runs in a fresh call_rcu thread;
+ * * objects the child inherited (buffers, items, readers, pollers,
+ *   publishers, subscriptions created before the fork) must not be used or
+ *   freed in the child: the threads that used them are gone, and the locks
+ *   they held at the fork stay held. Inherited items that were already queued for
+ *   reclamation are reclaimed in the child too, so their release callbacks
+ *   may run there;
+ * * eventfds that existed at the fork are open in both processes; neither
+ *   reuses them for a new link (see "Descriptors" above), so one
+ *   process's readers never consume the other's wake-ups.
+ */
+
+/**
  * eventbuf_barrier() - wait until every queued reclamation has run
  *
  * On return, every item that nothing held when the call began has had its
@@ -525,8 +611,9 @@ EVENTBUF_API int eventbuf_reader_error(const struct eventbuf_reader *reader,
  * in the DOC block at the top), so that a program can check it leaks none.
  *
  * Context: may block for several callback periods (liburcu runs call_rcu()
- * callbacks every 10 ms or so); never from a release callback or under a
- * read-side critical section.
+ * callbacks every 10 ms or so). Called from a release callback or inside
+ * a read-side critical section it could never return: it aborts the
+ * process with a message naming the rule instead.
  */
 EVENTBUF_API void eventbuf_barrier(void);
 

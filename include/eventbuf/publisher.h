@@ -29,16 +29,20 @@ extern "C" {
  * (eventbuf_sub_fd()) never changes, so an event loop registers it once.
  *
  * Framing. A snapshot ends with an *end of snapshot* event whose index is
- * the snapshot's. A subscriber that asked to resume from an index that the
+ * the snapshot's (0 when the handler left it at 0, as for an empty
+ * snapshot of a key with no change yet). A subscriber that asked to resume from an index that the
  * live buffer no longer starts at first gets a *new snapshot to follow*
  * event: it must reset its view. eventbuf_event_is_end_of_snapshot() and
  * eventbuf_event_is_new_snapshot() tell them apart.
  *
- * Errors returned by subscription reads, each terminal:
+ * Errors returned by subscription reads, each terminal (the table of
+ * every code and whose it is: "Errors" in eventbuf.h):
  * * -ECONNRESET - force-closed (eventbuf_publisher_close_key() or
  *                 eventbuf_publisher_close_tag()): resubscribe.
  * * -ENOBUFS    - fell more than its lag limit behind: resubscribe.
  * * -ESHUTDOWN  - the publisher was freed.
+ * * -EIO        - the snapshot handler failed with one of the library's
+ *                 codes (these three included) or with -EIO.
  * * any other   - the snapshot handler's error.
  * A closed subscription holds no items any more; the caller still frees it
  * with eventbuf_unsubscribe().
@@ -50,16 +54,13 @@ extern "C" {
  * while holding a lock that a snapshot handler takes.
  *
  * Release callbacks (of eventbuf_publish() and eventbuf_snapshot_append())
- * run in whichever thread drops the last reference to the events: usually
- * liburcu's call_rcu thread, but also eventbuf_publish() itself (nobody
- * watches the keys), or a subscriber's thread inside eventbuf_sub_next*()
- * or eventbuf_unsubscribe() (its subscription was closed while it held
- * the batch). A callback must therefore not take a lock that is held
- * around any of those calls, and must not call the library.
+ * follow the rules stated once at eventbuf_release_fn in eventbuf.h, which
+ * also says in which threads they run.
  *
  * Indexes. Batches carry the index of their first event; in a wildcard
- * buffer the batch's events are sorted by key, so that is the first
- * event after sorting. Indexes of a key should grow with each publish: a
+ * buffer the batch's events are sorted by key (a NULL key sorts as "",
+ * before every other key; the sort is stable: events of one key keep
+ * their order), so that is the first event after sorting. Indexes of a key should grow with each publish: a
  * live batch whose first index is not above the snapshot's index (or the
  * index an up-to-date subscriber resumed from) counts as already seen and
  * is skipped.
@@ -85,17 +86,26 @@ struct eventbuf_snapshot;
  *         point at it.
  * @snap:  where to write it, with eventbuf_snapshot_append().
  * @index: receives the index the snapshot reflects: the index of the last
- *         change it includes (0 when there is none yet). It must be at
+ *         change it includes (0 when there is none yet; it is 0 on entry). It must be at
  *         least the index of every event already published for the key:
  *         the subscriber continues with the first live batch above it.
  *
- * Context: called with the publisher's mutex held: it must not call the
- * publisher (publish, subscribe, close), and should be quick.
+ * Context: called with the publisher's mutex held, and should be quick.
+ * It may call eventbuf_snapshot_append() but no other publisher function:
+ * those return -EDEADLK from a handler (eventbuf_unsubscribe() and
+ * eventbuf_publisher_free(), which return nothing, abort the process).
  * Return: 0, or a negative errno that ends every subscription waiting on
- * this snapshot with that code (it should not be one of the codes above).
- * Such a snapshot is not cached; the subscription stays attached to its
- * key, holding nothing and with no lag limit (its error stays the one it
- * reads), until the caller unsubscribes.
+ * this snapshot with that code; one of the library's codes (the table in
+ * eventbuf.h: -ECONNRESET, -ENOBUFS, -ESHUTDOWN among them) is delivered as
+ * -EIO instead.
+ * Such a snapshot is not cached. Its subscriptions first deliver the
+ * events the handler appended before it failed, then the error; they have
+ * no lag limit. Once a subscription has returned the error it is closed
+ * like a force-closed one: it holds nothing, its descriptor stays
+ * readable, every read returns the same error, and later closes
+ * (eventbuf_publisher_close_key(), _close_tag(), eventbuf_publisher_free())
+ * neither replace nor count it. Until then a force-close or shutdown
+ * replaces the error, as for any open subscription.
  */
 typedef int (*eventbuf_snapshot_fn)(void *arg, const char *topic,
 				    const char *key,
@@ -122,7 +132,9 @@ struct eventbuf_publisher_config {
  * @lag_limit: close the subscription with -ENOBUFS once it is this many
  *             batches behind its key's newest; 0 for no limit. Checked
  *             every 16 batches. A cached snapshot older than half the
- *             limit is not used for such a subscriber: it gets a fresh one.
+ *             limit (more than @lag_limit / 2 batches were published for
+ *             the key since it was made) is not used for such a
+ *             subscriber: it gets a fresh one.
  */
 struct eventbuf_subscribe_req {
 	const char *topic;
@@ -134,12 +146,21 @@ struct eventbuf_subscribe_req {
 
 /**
  * struct eventbuf_publisher_stats - counters
- * @subscriptions: open subscriptions.
- * @key_buffers:   (topic, key) buffers, one per key with subscribers.
- * @cache_entries: cached snapshots.
- * @snapshots_built: snapshot handler calls so far.
+ * @subscriptions: subscriptions attached to a key: the open ones, and
+ *                 those whose snapshot handler failed (until
+ *                 eventbuf_unsubscribe(), even after their error was
+ *                 read). Those closed by close_key, close_tag, their lag
+ *                 limit or eventbuf_publisher_free() are not counted.
+ * @key_buffers:   (topic, key) buffers, one per key with an attached
+ *                 subscription; a topic's wildcard subscribers share one
+ *                 (key EVENTBUF_KEY_WILDCARD), counted here too.
+ * @cache_entries: cached snapshots (at most one per key buffer).
+ * @snapshots_built: snapshot handler calls so far, failed ones included.
  * @lib:           the library's process-wide counters (live items,
- *                 retained bytes, open eventfds...).
+ *                 retained bytes, open eventfds...). Its @open_eventfds
+ *                 counts the wait eventfds of buffers only: each
+ *                 subscription's epoll descriptor (eventbuf_sub_fd()) and
+ *                 the publisher's own eventfd are not in it.
  */
 struct eventbuf_publisher_stats {
 	uint64_t subscriptions;
@@ -165,9 +186,19 @@ eventbuf_publisher_new(const struct eventbuf_publisher_config *config,
  * @pub: the publisher, or NULL.
  *
  * Every open subscription is closed with -ESHUTDOWN (and lets go of its
- * items); cached snapshots are dropped. Subscriptions remain the caller's
- * to eventbuf_unsubscribe(); the rest of the publisher goes with the last
- * of them.
+ * items); cached snapshots are dropped.
+ *
+ * After this call @pub must be passed to no function, this one included.
+ * Its memory stays while subscriptions remain (they hold it) and is freed
+ * with the last eventbuf_unsubscribe(), at once if there is none, so a
+ * later call is a use-after-free; CONFIG_EVENTBUF_DEBUG=y builds abort
+ * with a message naming the call while the memory is still there. Each
+ * subscription stays the caller's: it may still be read (every read
+ * returns its terminal code, -ESHUTDOWN for those this call closed; the
+ * batch returned last stays valid until then), its descriptor stays
+ * readable, and it must be freed with eventbuf_unsubscribe(), from any
+ * thread, in any order. Release callbacks of the publisher's events may
+ * run after this call (they keep what they need).
  *
  * Context: not concurrently with other calls on @pub; may block briefly
  * (joins the cache's expiry thread).
@@ -183,7 +214,8 @@ EVENTBUF_API void eventbuf_publisher_free(struct eventbuf_publisher *pub);
  * @flags:   0 or EVENTBUF_TOPIC_WILDCARD.
  *
  * Return: 0; -EINVAL (NULL or empty topic, no handler, unknown flags);
- * -EEXIST (already registered); -ENOMEM.
+ * -EEXIST (already registered); -ENOMEM; -EDEADLK (called from a snapshot
+ * handler or a release callback).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_publisher_register(struct eventbuf_publisher *pub, const char *topic,
@@ -208,7 +240,10 @@ eventbuf_publisher_register(struct eventbuf_publisher *pub, const char *topic,
  *
  * Context: any thread; takes the publisher's mutex.
  * Return: 0; -EINVAL (bad arguments, unknown topic, wildcard key);
- * -ENOMEM (nothing published, @release not called); -ESHUTDOWN. When a
+ * -ENOMEM (nothing published); -ESHUTDOWN; -EDEADLK (called from a
+ * snapshot handler or a release callback). On every error nothing is
+ * published, @release is not called and the events stay the caller's.
+ * When a
  * key's batch cannot be stored, that key's subscriptions are closed
  * (-ECONNRESET) rather than left with a hole in their stream.
  */
@@ -238,7 +273,10 @@ eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
  *        eventbuf_unsubscribe().
  *
  * Up to date (@req->index is the index of the key's newest batch): the
- * subscription continues with what comes next, no snapshot. Otherwise it
+ * subscription continues with what comes next, no snapshot. The newest
+ * batch is known only while the key has subscribers (nothing is kept for
+ * a key nobody watches): a resume of a key without any gets a snapshot,
+ * with a new-snapshot-to-follow event first. Otherwise it
  * starts with a snapshot (cached or built now) and its end of snapshot
  * event, preceded by a new-snapshot-to-follow event when @req->index was
  * not 0.
@@ -250,7 +288,8 @@ eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
  *
  * Return: 0; -EINVAL (bad arguments, unknown topic, wildcard key on a
  * topic without EVENTBUF_TOPIC_WILDCARD); -ENOMEM; -ESHUTDOWN (the
- * publisher is freed).
+ * publisher is freed); -EDEADLK (called from a snapshot handler or a
+ * release callback).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_subscribe(struct eventbuf_publisher *pub,
@@ -264,7 +303,8 @@ eventbuf_subscribe(struct eventbuf_publisher *pub,
  * A subscription attached to a poller is detached first.
  *
  * Context: the subscription's owner, not concurrently with a read on it;
- * the poller's thread when it is attached to one.
+ * the poller's thread when it is attached to one; not from a snapshot
+ * handler or a release callback (the process aborts).
  */
 EVENTBUF_API void eventbuf_unsubscribe(struct eventbuf_subscription *sub);
 
@@ -300,7 +340,10 @@ eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
  * Context: the subscription's reader thread; may block.
  * Return: as eventbuf_sub_next_nonblock(), -ETIMEDOUT or -ECANCELED
  * instead of -EAGAIN (neither is terminal); -EISCONN (attached to a
- * poller, and @timeout_ms is not 0: wait through the poller).
+ * poller, and @timeout_ms is not 0: wait through the poller); -EINVAL for
+ * a @cancel_fd that is not open (whatever @timeout_ms, as
+ * eventbuf_item_next()); -EDEADLK (called inside a bp flavor read-side
+ * critical section; other flavors' are not detected).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
@@ -344,9 +387,12 @@ EVENTBUF_API int eventbuf_sub_fd(const struct eventbuf_subscription *sub);
  * @key:   the key (EVENTBUF_KEY_WILDCARD: the wildcard subscribers).
  *
  * The subscriptions' next read returns -ECONNRESET; they let go of their
- * items now; the key's cached snapshot is dropped.
+ * items now; the key's cached snapshot is dropped. A registered topic
+ * whose key has no subscribers gives 0; an unknown topic -EINVAL.
  *
- * Return: the number of subscriptions closed, or -EINVAL.
+ * Return: the number of subscriptions this call closed (not those closed
+ * already, a failed one whose error was read included), -EINVAL, or
+ * -EDEADLK (called from a snapshot handler or a release callback).
  */
 EVENTBUF_API int eventbuf_publisher_close_key(struct eventbuf_publisher *pub,
 					      const char *topic,
@@ -357,7 +403,9 @@ EVENTBUF_API int eventbuf_publisher_close_key(struct eventbuf_publisher *pub,
  * @pub: the publisher.
  * @tag: the tag given at subscribe time (not 0).
  *
- * Return: the number of subscriptions closed, or -EINVAL.
+ * Return: the number of subscriptions this call closed (not those closed
+ * already, a failed one whose error was read included), -EINVAL, or
+ * -EDEADLK (called from a snapshot handler or a release callback).
  */
 EVENTBUF_API int eventbuf_publisher_close_tag(struct eventbuf_publisher *pub,
 					      uint64_t tag);
@@ -367,7 +415,8 @@ EVENTBUF_API int eventbuf_publisher_close_tag(struct eventbuf_publisher *pub,
  * @pub:   the publisher.
  * @stats: filled on return.
  *
- * Return: 0 or -EINVAL.
+ * Return: 0, -EINVAL, or -EDEADLK (called from a snapshot handler or a
+ * release callback).
  */
 EVENTBUF_API int eventbuf_publisher_stats(struct eventbuf_publisher *pub,
 					  struct eventbuf_publisher_stats *stats);

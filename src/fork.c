@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * DOC: Theory of operation - fork()
+ *
+ * A child created by fork() has one thread: liburcu's call_rcu thread is
+ * gone, so reclamation stops and eventbuf_barrier() waits for ever, and
+ * any lock another thread held at the fork stays held. liburcu provides
+ * hooks for both of its parts that we use (the call_rcu threads and the bp
+ * flavor's registry); the library registers them with pthread_atfork()
+ * the first time it creates a buffer (or waits for reclamation), together
+ * with its own process-wide locks, so that a child that does not exec
+ * keeps a working library.
+ *
+ * Order. The prepare handler first pauses the call_rcu threads
+ * (call_rcu_before_fork(): it waits until they are between callbacks, and
+ * our callbacks take drain_lock and the stats registry's lock, so we must
+ * not hold those yet), then takes our locks, and last the bp flavor's
+ * registry and grace-period locks (rcu_bp_before_fork()): a thread holding
+ * one of our locks may be about to enter its first read-side section,
+ * which takes the bp registry lock. The parent and child handlers undo
+ * this in reverse order; in the child, liburcu forgets the parent's other
+ * threads and starts a fresh call_rcu thread that inherits the queued
+ * callbacks.
+ *
+ * Per-object locks (a buffer's slab pool, a publisher's mutex, a
+ * subscription's mutex) are not taken: the objects a child inherits are
+ * documented as unusable there (eventbuf.h).
+ */
+#include <pthread.h>
+
+#include "internal.h"
+
+static pthread_mutex_t register_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic bool registered;
+
+/* Our process-wide locks, in the order their users nest them. */
+static void lock_all(bool lock)
+{
+	__eventbuf_join_fork_lock(lock);
+	__eventbuf_stats_fork_lock(lock);
+	__eventbuf_drain_fork_lock(lock);
+	__eventbuf_fdpool_fork_lock(lock);	/* innermost: taken alone */
+}
+
+static void fork_prepare(void)
+{
+	call_rcu_before_fork();
+	lock_all(true);
+	rcu_bp_before_fork();
+}
+
+static void fork_parent(void)
+{
+	__eventbuf_fd_fork();
+	rcu_bp_after_fork_parent();
+	lock_all(false);
+	call_rcu_after_fork_parent();
+}
+
+static void fork_child(void)
+{
+	__eventbuf_fd_fork();
+	rcu_bp_after_fork_child();
+	lock_all(false);
+	call_rcu_after_fork_child();
+}
+
+/* 0, or -ENOMEM when pthread_atfork() could not register (retried). */
+int __eventbuf_fork_init(void)
+{
+	int ret = 0;
+
+	/* Acquire: pairs with the release store below. */
+	if (atomic_load_explicit(&registered, memory_order_acquire))
+		return 0;
+	pthread_mutex_lock(&register_lock);
+	if (!atomic_load_explicit(&registered, memory_order_relaxed)) {
+		ret = -pthread_atfork(fork_prepare, fork_parent, fork_child);
+		if (!ret)
+			atomic_store_explicit(&registered, true,
+					      memory_order_release);
+	}
+	pthread_mutex_unlock(&register_lock);
+	return ret;
+}

@@ -1,0 +1,321 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * fork(): a process that has buffers, a reader parked in another thread
+ * and a publisher with a subscription forks; the child, with or without
+ * exec, creates its own buffer, appends many items with no reader and
+ * waits for reclamation: every item before the head is released and
+ * eventbuf_barrier() returns. The parent waits for the child with a
+ * deadline (a pidfd), kills it if it hangs, then checks that its own
+ * reader and subscription still work.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <eventbuf/publisher.h>
+
+#include "helpers.h"
+
+#define CHILD_ITEMS 100000
+#define CHILD_DEADLINE_MS 10000
+
+static const char *self;	/* argv[0], to exec */
+static _Atomic uint64_t released;
+
+static void count_release(struct eventbuf_event *events, size_t n, void *arg)
+{
+	(void)events;
+	(void)arg;
+	atomic_fetch_add(&released, n);
+}
+
+static int snap_empty(void *arg, const char *topic, const char *key,
+		      struct eventbuf_snapshot *snap, uint64_t *index)
+{
+	(void)arg;
+	(void)topic;
+	(void)key;
+	(void)snap;
+	*index = 0;
+	return 0;
+}
+
+/*
+ * The child's work: 0 on success, else the step that failed. Runs without
+ * cmocka (a forked child must not report into the parent's test run).
+ */
+static int child_work(void)
+{
+	struct eventbuf_subscribe_req req = { .topic = "c", .key = "k" };
+	struct eventbuf_event ev = { .topic = "c", .key = "k" };
+	const struct eventbuf_event *got;
+	struct eventbuf_subscription *sub;
+	struct eventbuf_publisher *pub;
+	struct eventbuf_stats before, after;
+	struct eventbuf *buf;
+	size_t n;
+
+	atomic_store(&released, 0);
+	eventbuf_stats(&before);
+	if (eventbuf_new(&buf))
+		return 10;
+	for (uint64_t i = 1; i <= CHILD_ITEMS; i++) {
+		ev.index = i;
+		if (eventbuf_append(buf, &ev, 1, count_release, NULL))
+			return 11;
+	}
+	eventbuf_barrier();
+	/* Everything but the head was released and freed. */
+	if (atomic_load(&released) != CHILD_ITEMS - 1)
+		return 12;
+	eventbuf_stats(&after);
+	if (after.live_items > before.live_items + 2)
+		return 13;
+	eventbuf_drop(buf);
+	/* A publisher of its own works too. */
+	if (eventbuf_publisher_new(NULL, &pub) ||
+	    eventbuf_publisher_register(pub, "c", snap_empty, NULL, 0) ||
+	    eventbuf_subscribe(pub, &req, &sub))
+		return 14;
+	if (eventbuf_sub_next(sub, 1000, -1, &got, &n) ||
+	    !eventbuf_event_is_end_of_snapshot(got))
+		return 15;
+	ev.index = 1;
+	if (eventbuf_publish(pub, &ev, 1, NULL, NULL) ||
+	    eventbuf_sub_next(sub, 1000, -1, &got, &n) || got->index != 1)
+		return 16;
+	eventbuf_unsubscribe(sub);
+	eventbuf_publisher_free(pub);
+	eventbuf_barrier();
+	return 0;
+}
+
+/*
+ * A pipe whose write end only the child keeps (across exec too): its read
+ * end reports hang-up when the child is gone. (A pidfd would do, but
+ * valgrind does not know pidfd_open().)
+ */
+static int exit_pipe[2];
+
+static void child_pipe_open(void)
+{
+	assert_int_equal(pipe(exit_pipe), 0);
+}
+
+/*
+ * The end of a child that did not exec: it reports its result through the
+ * pipe and kills itself, so that no exit-time check (valgrind's leak
+ * check) runs on the parent's objects it inherited and may not free.
+ */
+static void child_end(int result)
+{
+	unsigned char c = (unsigned char)result;
+
+	if (write(exit_pipe[1], &c, 1) != 1)
+		_exit(100);
+	raise(SIGKILL);
+}
+
+/*
+ * Wait for @pid until the deadline; kill it if it is still running. Its
+ * result: the byte it wrote, else its exit status (128 + signal).
+ */
+static int reap(pid_t pid)
+{
+	struct pollfd pfd = { .fd = exit_pipe[0], .events = POLLIN };
+	int64_t deadline = now_ms() + CHILD_DEADLINE_MS;
+	int status, result = -1;
+
+	close(exit_pipe[1]);
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		unsigned char c;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
+			printf("# child %d still running after %d ms: killed\n",
+			       (int)pid, CHILD_DEADLINE_MS);
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (read(exit_pipe[0], &c, 1) != 1)
+			break;	/* hang-up: the child is gone */
+		result = c;
+	}
+	close(exit_pipe[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (result < 0)
+		result = WIFEXITED(status) ? WEXITSTATUS(status) :
+			 128 + WTERMSIG(status);
+	printf("# child result %d\n", result);
+	return result;
+}
+
+/*
+ * ThreadSanitizer makes a child die if it starts a thread after a
+ * multi-threaded fork, before any exec - and liburcu's fork handler does
+ * (the child's call_rcu thread): these tests run in the other builds.
+ */
+static void skip_under_tsan(void)
+{
+#ifdef EVENTBUF_TSAN
+	skip();
+#endif
+}
+
+/*
+ * What the parent keeps alive across the fork. Static, so that a child
+ * exits with the inherited objects - which it must not free - reachable:
+ * valgrind then does not count them as the child's leaks.
+ */
+static struct parent {
+	struct eventbuf *buf;
+	struct eventbuf_item *start;
+	pthread_t tid;
+	int reader_ret;
+	uint64_t reader_index;
+	struct eventbuf_publisher *pub;
+	struct eventbuf_subscription *sub;
+} parent;
+
+/* A reader parked in eventbuf_item_next() while the process forks. */
+static void *parked_reader(void *arg)
+{
+	struct parent *p = arg;
+	struct eventbuf_item *next = NULL;
+
+	p->reader_ret = eventbuf_item_next(p->start, 10000, -1, &next);
+	if (!p->reader_ret) {
+		p->reader_index = eventbuf_item_events(next)[0].index;
+		eventbuf_item_put(next);
+	}
+	return NULL;
+}
+
+static void parent_setup(struct parent *p)
+{
+	struct eventbuf_subscribe_req req = { .topic = "p", .key = "k" };
+	const struct eventbuf_event *got;
+	size_t n;
+
+	assert_int_equal(eventbuf_new(&p->buf), 0);
+	for (uint64_t i = 1; i <= 1000; i++)
+		assert_int_equal(append_batch(p->buf, i, 1, NULL), 0);
+	assert_int_equal(eventbuf_head(p->buf, &p->start), 0);
+	assert_int_equal(pthread_create(&p->tid, NULL, parked_reader, p), 0);
+	assert_int_equal(eventbuf_publisher_new(NULL, &p->pub), 0);
+	assert_int_equal(eventbuf_publisher_register(p->pub, "p", snap_empty,
+						     NULL, 0), 0);
+	assert_int_equal(eventbuf_subscribe(p->pub, &req, &p->sub), 0);
+	assert_int_equal(eventbuf_sub_next(p->sub, 1000, -1, &got, &n), 0);
+	assert_true(eventbuf_event_is_end_of_snapshot(got));
+}
+
+/* After the child: the parent's reader and subscription still work. */
+static void parent_check(struct parent *p)
+{
+	struct eventbuf_event ev = { .index = 7, .topic = "p", .key = "k" };
+	const struct eventbuf_event *got;
+	size_t n;
+
+	assert_int_equal(append_batch(p->buf, 1001, 1, NULL), 0);
+	assert_int_equal(pthread_join(p->tid, NULL), 0);
+	assert_int_equal(p->reader_ret, 0);
+	assert_int_equal(p->reader_index, 1001);
+	assert_int_equal(eventbuf_publish(p->pub, &ev, 1, NULL, NULL), 0);
+	assert_int_equal(eventbuf_sub_next(p->sub, 1000, -1, &got, &n), 0);
+	assert_int_equal(got->index, 7);
+	eventbuf_unsubscribe(p->sub);
+	eventbuf_publisher_free(p->pub);
+	eventbuf_item_put(p->start);
+	eventbuf_drop(p->buf);
+}
+
+static void test_fork_child_reclaims(void **state)
+{
+	struct parent *p = &parent;
+	pid_t pid;
+
+	(void)state;
+	skip_under_tsan();
+	memset(p, 0, sizeof(*p));
+	parent_setup(p);
+	child_pipe_open();
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		child_end(child_work());
+	assert_int_equal(reap(pid), 0);
+	parent_check(p);
+}
+
+static void test_fork_exec_child_reclaims(void **state)
+{
+	struct parent *p = &parent;
+	pid_t pid;
+
+	(void)state;
+	skip_under_tsan();
+	memset(p, 0, sizeof(*p));
+	parent_setup(p);
+	child_pipe_open();
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *argv[] = { (char *)self, NULL };
+
+		setenv("EVENTBUF_FORK_CHILD", "1", 1);
+		execv(self, argv);
+		_exit(127);
+	}
+	assert_int_equal(reap(pid), 0);
+	parent_check(p);
+}
+
+/* Forks in a row, the library busy in the parent each time. */
+static void test_fork_repeated(void **state)
+{
+	struct parent *p = &parent;
+
+	(void)state;
+	skip_under_tsan();
+	memset(p, 0, sizeof(*p));
+	parent_setup(p);
+	for (int i = 0; i < 3; i++) {
+		pid_t pid;
+
+		child_pipe_open();
+		pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0)
+			child_end(child_work());
+		assert_int_equal(reap(pid), 0);
+	}
+	parent_check(p);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	return expect_nothing_left();
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_fork_child_reclaims, teardown),
+		cmocka_unit_test_teardown(test_fork_exec_child_reclaims, teardown),
+		cmocka_unit_test_teardown(test_fork_repeated, teardown),
+	};
+
+	(void)argc;
+	self = argv[0];
+	if (getenv("EVENTBUF_FORK_CHILD"))
+		return child_work();
+	return cmocka_run_group_tests_name("fork", tests, NULL, NULL);
+}
