@@ -9,6 +9,7 @@
  * reader and subscription still work.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <eventbuf/poller.h>
 #include <eventbuf/publisher.h>
 
 #include "helpers.h"
@@ -299,6 +301,125 @@ static void test_fork_repeated(void **state)
 	parent_check(p);
 }
 
+/*
+ * The eventfd-ids (Linux's serial number of each eventfd file, from
+ * /proc/self/fdinfo) this process holds now: a file is told apart from
+ * another that got the same descriptor number.
+ */
+static int eventfd_ids(uint64_t *ids, int *fds, int max)
+{
+	int n = 0;
+
+	for (int fd = 0; fd < 1024 && n < max; fd++) {
+		char path[64], line[128];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "eventfd-id: %" SCNu64, &ids[n]) == 1) {
+				if (fds)
+					fds[n] = fd;
+				n++;
+			}
+		fclose(f);
+	}
+	return n;
+}
+
+static bool id_in(uint64_t id, const uint64_t *ids, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+/* A reader of @buf parks with @p: its link takes an eventfd. */
+static struct eventbuf_reader *park_one(struct eventbuf_poller *p,
+					struct eventbuf *buf)
+{
+	struct eventbuf_poll_event pe;
+	const struct eventbuf_item *it;
+	struct eventbuf_reader *r;
+	struct eventbuf_item *head;
+
+	if (eventbuf_head(buf, &head) || eventbuf_reader_new(head, &r))
+		abort();
+	eventbuf_item_put(head);
+	if (eventbuf_poller_add_reader(p, r, NULL) ||
+	    eventbuf_poller_ready(p, &pe, 1) != 1 ||
+	    eventbuf_reader_next_nonblock(r, &it) != -EAGAIN)
+		abort();
+	return r;
+}
+
+/*
+ * Either side of a fork: a new link gets a new eventfd file, none of the
+ * ones that existed at the fork (pooled ones included), which the other
+ * process shares. 0 or a failure code (the child exits with it).
+ */
+static int new_link_gets_new_file(const uint64_t *before, int nbefore)
+{
+	uint64_t after[64];
+	struct eventbuf_poller *p;
+	struct eventbuf_reader *r;
+	struct eventbuf *buf;
+	int n, fresh = 0;
+
+	if (eventbuf_new(&buf) || eventbuf_poller_new(&p))
+		return 1;
+	r = park_one(p, buf);
+	n = eventfd_ids(after, NULL, 64);
+	for (int i = 0; i < n; i++)
+		fresh += !id_in(after[i], before, nbefore);
+	/* The poller's own eventfd is new too: the link's makes two. */
+	eventbuf_reader_free(r);
+	eventbuf_poller_free(p);
+	eventbuf_drop(buf);
+	eventbuf_barrier();
+	return fresh == 2 ? 0 : 2;
+}
+
+/* Recycled eventfds stay with the process that made them. */
+static void test_fork_pooled_eventfds_not_shared(void **state)
+{
+	struct eventbuf_poller *p;
+	struct eventbuf_reader *r;
+	struct eventbuf *buf;
+	uint64_t before[64];
+	int fds[64], dups[64], nbefore;
+	pid_t pid;
+
+	(void)state;
+	skip_under_tsan();
+	/* A link's eventfd, written, then back in this thread's cache. */
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	r = park_one(p, buf);
+	assert_int_equal(append_batch(buf, 1, 1, NULL), 0);
+	eventbuf_reader_free(r);
+	eventbuf_poller_free(p);
+	assert_true(count_eventfds() >= 1);	/* the pooled one */
+	nbefore = eventfd_ids(before, fds, 64);
+	/* Keep those files open here, so that Linux cannot give their ids
+	 * to new eventfds once the library closes its descriptors. */
+	for (int i = 0; i < nbefore; i++)
+		assert_true((dups[i] = dup(fds[i])) >= 0);
+	child_pipe_open();
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		child_end(new_link_gets_new_file(before, nbefore));
+	assert_int_equal(reap(pid), 0);
+	assert_int_equal(new_link_gets_new_file(before, nbefore), 0);
+	for (int i = 0; i < nbefore; i++)
+		close(dups[i]);
+	eventbuf_drop(buf);
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -311,6 +432,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_fork_child_reclaims, teardown),
 		cmocka_unit_test_teardown(test_fork_exec_child_reclaims, teardown),
 		cmocka_unit_test_teardown(test_fork_repeated, teardown),
+		cmocka_unit_test_teardown(test_fork_pooled_eventfds_not_shared,
+					  teardown),
 	};
 
 	(void)argc;
