@@ -329,6 +329,7 @@ struct __eventbuf_pollnode {
 	void *data;
 	pthread_mutex_t *lock;
 	int fd;					/* parked under, or -1 */
+	struct eventbuf_reader *lending;	/* lends its anchor here */
 	uint8_t where;				/* NODE_* */
 	bool is_sub;
 	bool kicked;
@@ -342,6 +343,12 @@ __hidden int __eventbuf_poller_park(struct __eventbuf_pollnode *node,
 __hidden void __eventbuf_poller_unpark(struct __eventbuf_pollnode *node);
 __hidden void __eventbuf_poller_retry(struct __eventbuf_pollnode *node);
 __hidden void __eventbuf_poller_kick(struct __eventbuf_pollnode *node);
+__hidden int __eventbuf_poller_joinable(struct __eventbuf_pollnode *node,
+					struct eventbuf_item *link);
+__hidden void __eventbuf_poller_borrow(struct __eventbuf_pollnode *node,
+				       int fd, struct eventbuf_reader *reader);
+__hidden void __eventbuf_poller_unborrow(struct __eventbuf_pollnode *node,
+					 int fd);
 
 /* reader.c, for pollers and subscriptions */
 __hidden struct __eventbuf_pollnode *
@@ -349,6 +356,10 @@ __eventbuf_reader_node(struct eventbuf_reader *reader);
 __hidden int __eventbuf_reader_park(struct eventbuf_reader *reader,
 				    struct eventbuf_item **linkp, int *fdp,
 				    bool exported);
+__hidden int __eventbuf_reader_park_polled(struct eventbuf_reader *reader,
+					   struct __eventbuf_pollnode *node);
+__hidden void __eventbuf_reader_take_back(struct eventbuf_reader *reader);
+__hidden bool __eventbuf_reader_lending(const struct eventbuf_reader *reader);
 
 /* stats.c: counters kept off the append path (see stats.c). */
 struct eventbuf_counters {

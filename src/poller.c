@@ -13,13 +13,16 @@
  * whether ->epfd watches fd (->watched, valid while fd's generation and
  * the global epoch are still ->gen and ->epoch, see fdpool.c). A link's
  * first waiter here takes one counted reference on the link for the
- * poller: while regs[fd].link
- * is set, the link and so its eventfd stay alive (the eventfd lives as
- * long as references on its link, reclaim.c), so fd cannot be recycled to
- * another link under us, even if a subscription's reader is freed by a
- * closer on another thread. The last waiter to leave drops it. The
- * registration in ->epfd outlives the link: eventfds are recycled, and the
- * next link usually comes with a descriptor this poller already watches.
+ * poller: while regs[fd].link is set, the link and so its eventfd stay
+ * alive (the eventfd lives as long as references on its link, reclaim.c),
+ * so fd cannot be recycled to another link under us, even if a
+ * subscription's reader is freed by a closer on another thread. Readers
+ * that park on the link itself also lend their anchors to that reference
+ * (reader.c) and are counted in ->borrowers: the reference is dropped
+ * once no waiter and no borrower is left, so a fired entry lives on until
+ * its readers have moved to their next link. The registration in ->epfd
+ * outlives the link: eventfds are recycled, and the next link usually
+ * comes with a descriptor this poller already watches.
  *
  * Parking (__eventbuf_poller_park()) happens after the object's reader
  * armed the link (wait.c: R1 installed fd, R2 fence, R3 found no next), so
@@ -70,6 +73,7 @@
 struct reg {
 	struct eventbuf_item *link;	/* a counted reference, or NULL */
 	struct __eventbuf_pollnode *waiters;
+	uint32_t borrowers;		/* readers whose anchor it holds */
 	uint64_t epoch;			/* fd epoch and generation of */
 	uint32_t gen;			/* the registration (fdpool.c) */
 	bool watched;
@@ -236,14 +240,54 @@ static int watch(struct eventbuf_poller *p, struct reg *r, int fd)
 	return 0;
 }
 
-/* The last waiter left @r: let go of its link (the eventfd stays watched). */
+/* Let go of @r's link once nobody waits or borrows (it stays watched). */
 static void reg_release(struct eventbuf_poller *p, struct reg *r)
 {
 	struct eventbuf_item *link = r->link;
 
+	if (!link || r->waiters || r->borrowers)
+		return;
 	r->link = NULL;
 	p->st.links--;
 	eventbuf_item_put(link);
+}
+
+/*
+ * The descriptor of @link if this poller has an entry for it, or -1. With
+ * an entry, @link was armed by the waiter that made it, and has not fired
+ * (a fired link has a successor, and nobody parks on it any more).
+ */
+int __eventbuf_poller_joinable(struct __eventbuf_pollnode *n,
+			       struct eventbuf_item *link)
+{
+	struct eventbuf_poller *p = n->poller;
+	/* Acquire: pairs with the installer's CAS (wait.c, R1). */
+	int fd = st_fd(atomic_load_explicit(&link->state, memory_order_acquire));
+
+	if (fd >= 0 && (size_t)fd < p->nregs && p->regs[fd].link == link)
+		return fd;
+	return -1;
+}
+
+/* @reader, parked through @n, lends its anchor to the entry of @fd. */
+void __eventbuf_poller_borrow(struct __eventbuf_pollnode *n, int fd,
+			      struct eventbuf_reader *reader)
+{
+	n->poller->regs[fd].borrowers++;
+	n->lending = reader;
+}
+
+/* ... and has taken it back, or moved on. */
+void __eventbuf_poller_unborrow(struct __eventbuf_pollnode *n, int fd)
+{
+	struct eventbuf_poller *p = n->poller;
+	struct reg *r = &p->regs[fd];
+
+	n->lending = NULL;
+	if (!r->borrowers)
+		abort();	/* a borrow we never counted */
+	r->borrowers--;
+	reg_release(p, r);
 }
 
 int __eventbuf_poller_park(struct __eventbuf_pollnode *n,
@@ -302,8 +346,7 @@ void __eventbuf_poller_unpark(struct __eventbuf_pollnode *n)
 	n->where = NODE_IDLE;
 	n->fd = -1;
 	p->st.parked--;
-	if (!r->waiters)
-		reg_release(p, r);
+	reg_release(p, r);
 }
 
 /* A failed park: report @n again so that its read is retried. */
@@ -357,6 +400,11 @@ void __eventbuf_poller_detach(struct __eventbuf_pollnode *n)
 
 	if (!p)
 		return;
+	/* A closer checks the reader's lending under this lock. */
+	if (n->lock)
+		pthread_mutex_lock(n->lock);
+	if (n->lending)
+		__eventbuf_reader_take_back(n->lending);
 	__eventbuf_poller_unpark(n);
 	if (n->aprev)
 		n->aprev->anext = n->anext;
@@ -365,8 +413,6 @@ void __eventbuf_poller_detach(struct __eventbuf_pollnode *n)
 	if (n->anext)
 		n->anext->aprev = n->aprev;
 	p->st.attached--;
-	if (n->lock)
-		pthread_mutex_lock(n->lock);
 	inbox_del(p, n);
 	n->poller = NULL;
 	if (n->lock)
@@ -468,7 +514,7 @@ static void link_fired(struct eventbuf_poller *p, int fd)
 		n->fd = -1;
 	}
 	r->waiters = NULL;
-	reg_release(p, r);
+	reg_release(p, r);	/* kept while its readers borrow it */
 }
 
 static int collect(struct eventbuf_poller *p)

@@ -36,6 +36,25 @@
  *
  * A terminal error item is remembered (@error) and returned again by every
  * later call; it sits after @pos, so the anchor keeps it alive too.
+ *
+ * Lent anchors. A reader attached to a poller parks through it, and the
+ * poller holds one reference on each distinct link its objects park on
+ * (poller.c). When the reader parks on a link that is an item of its own
+ * (not a follower, whose link is another item), that reference keeps
+ * @pos (the link itself) and everything after it alive, so the reader
+ * needs none of its own: it drops its anchor (once) and *lends* it to the
+ * poller's entry for that link (@lender, @lent_fd; the entry counts its
+ * borrowers and keeps its reference until the last one has moved on).
+ * Moving on to the next link is then two counter updates on the poller's
+ * thread instead of an atomic increment and decrement on link items that
+ * every subscriber of a hot key shares. @anchor is NULL while lent. Only
+ * the poller's thread uses an attached reader, so @lender and @lent_fd
+ * need no lock; a subscription's closer, on another thread, checks them
+ * under the subscription's lock (held by the reads too) and leaves a
+ * lending reader to be freed on the poller's thread.
+ * The reader takes its own reference back (at @pos, still kept by the
+ * entry) when it moves its anchor for the stride or parks without the
+ * poller, and when it is detached.
  */
 #include <errno.h>
 #include <sched.h>
@@ -52,6 +71,8 @@ struct eventbuf_reader {
 	struct eventbuf_item *armed;	/* link of the last fd handed out */
 	unsigned int since_move;
 	struct __eventbuf_pollnode pn;	/* its poller's, when attached */
+	struct __eventbuf_pollnode *lender;	/* holds the anchor, or NULL */
+	int lent_fd;			/* ... in its entry for this fd */
 };
 
 struct __eventbuf_pollnode *__eventbuf_reader_node(struct eventbuf_reader *r)
@@ -89,8 +110,12 @@ void eventbuf_reader_free(struct eventbuf_reader *reader)
 {
 	if (!reader)
 		return;
+	if (reader->lender)
+		__eventbuf_poller_unborrow(reader->lender, reader->lent_fd);
+	else
+		__eventbuf_put_deferred(reader->anchor);
+	reader->lender = NULL;
 	__eventbuf_poller_detach(&reader->pn);
-	__eventbuf_put_deferred(reader->anchor);
 	counter_sub(&__eventbuf_counters.readers, 1);
 	free(reader);
 }
@@ -102,7 +127,7 @@ static int move_anchor(struct eventbuf_reader *r)
 	int ret;
 
 	r->since_move = 0;
-	if (old == r->pos)
+	if (old == r->pos && !r->lender)
 		return 0;
 	ret = __eventbuf_item_ref(r->pos);
 	if (ret)
@@ -110,7 +135,88 @@ static int move_anchor(struct eventbuf_reader *r)
 	r->anchor = r->pos;
 	/* The armed link may be freed now and its memory reused. */
 	r->armed = NULL;
-	__eventbuf_put_deferred(old);
+	if (r->lender) {	/* the entry kept @pos: ours now */
+		__eventbuf_poller_unborrow(r->lender, r->lent_fd);
+		r->lender = NULL;
+	} else {
+		__eventbuf_put_deferred(old);
+	}
+	return 0;
+}
+
+/*
+ * @r's anchor is lent through @node, which is being detached: take a
+ * reference of our own on @pos, which the entry still keeps alive.
+ */
+void __eventbuf_reader_take_back(struct eventbuf_reader *r)
+{
+	/* 2^29 references on one item: nothing to fall back on here. */
+	if (r->lender && move_anchor(r))
+		abort();
+}
+
+bool __eventbuf_reader_lending(const struct eventbuf_reader *r)
+{
+	return r && r->lender;
+}
+
+/* Parked on @link through @node at @fd: lend the anchor to its entry. */
+static void lend_anchor(struct eventbuf_reader *r,
+			struct __eventbuf_pollnode *node, int fd)
+{
+	if (r->lender == node && r->lent_fd == fd)
+		return;
+	/* The entry of @fd holds @link (= @pos) already: let go first. */
+	if (r->lender)
+		__eventbuf_poller_unborrow(r->lender, r->lent_fd);
+	else
+		__eventbuf_put_deferred(r->anchor);
+	__eventbuf_poller_borrow(node, fd, r);
+	r->anchor = NULL;
+	r->armed = NULL;
+	r->lender = node;
+	r->lent_fd = fd;
+	r->since_move = 0;
+}
+
+/*
+ * Park @r with @node's poller: 0 once parked, -EALREADY when there is
+ * something to read, or the error that kept it from parking. A second
+ * object of the same poller parking on a link joins the entry the first
+ * one made (the link is armed and not yet fired: the writer will write
+ * its eventfd), with no fence and no read-modify-write.
+ */
+int __eventbuf_reader_park_polled(struct eventbuf_reader *r,
+				  struct __eventbuf_pollnode *node)
+{
+	struct eventbuf_item *found, *tip = NULL, *link;
+	int fd, ret;
+
+	if (r->error)
+		return -EALREADY;
+	rcu_read_lock();
+	found = __eventbuf_scan(r->pos, &tip);
+	rcu_read_unlock();
+	if (found)
+		return -EALREADY;
+	r->pos = tip;
+	link = link_of(tip);
+	if (tip != link) {	/* a follower: keep an anchor of our own */
+		ret = move_anchor(r);
+		if (!ret)
+			ret = __eventbuf_arm(link, &fd, false);
+		return ret ? ret : __eventbuf_poller_park(node, link, fd);
+	}
+	fd = __eventbuf_poller_joinable(node, link);
+	if (fd < 0) {
+		ret = __eventbuf_arm(link, &fd, false);
+		if (ret)
+			return ret;
+	}
+	ret = __eventbuf_poller_park(node, link, fd);
+	if (ret)
+		return ret;
+	lend_anchor(r, node, fd);
 	return 0;
 }
 
@@ -176,12 +282,9 @@ int __eventbuf_reader_park(struct eventbuf_reader *reader,
  */
 static int park_attached(struct eventbuf_reader *reader)
 {
-	struct eventbuf_item *link;
-	int fd, ret;
+	int ret;
 
-	ret = __eventbuf_reader_park(reader, &link, &fd, false);
-	if (!ret)
-		ret = __eventbuf_poller_park(&reader->pn, link, fd);
+	ret = __eventbuf_reader_park_polled(reader, &reader->pn);
 	if (!ret)
 		return -EAGAIN;
 	if (ret != -EALREADY)

@@ -149,8 +149,12 @@ static void end_locked(struct eventbuf_subscription *sub, int code)
 	struct epoll_event ev = { .events = EPOLLIN };
 
 	sub->state = code;
-	eventbuf_reader_free(sub->reader);
-	sub->reader = NULL;
+	/* A lending reader belongs to the poller's thread, which frees it
+	 * at the next read or at unsubscribe. */
+	if (!__eventbuf_reader_lending(sub->reader)) {
+		eventbuf_reader_free(sub->reader);
+		sub->reader = NULL;
+	}
 	/* The entry exists, so MOD cannot fail (no allocation). */
 	if (sub->epfd >= 0)
 		epoll_ctl(sub->epfd, EPOLL_CTL_MOD, sub->kick_fd, &ev);
@@ -223,14 +227,11 @@ static void drain_epfd(struct eventbuf_subscription *sub)
  */
 static int park_polled(struct eventbuf_subscription *sub)
 {
-	struct eventbuf_item *link;
-	int fd, ret;
+	int ret;
 
-	ret = __eventbuf_reader_park(sub->reader, &link, &fd, false);
+	ret = __eventbuf_reader_park_polled(sub->reader, &sub->pn);
 	if (ret == -EALREADY)
 		return 0;
-	if (!ret)
-		ret = __eventbuf_poller_park(&sub->pn, link, fd);
 	if (!ret)
 		return -EAGAIN;
 	__eventbuf_poller_retry(&sub->pn);
@@ -325,6 +326,8 @@ int eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
 	drop_held(sub);
 	if (sub->state != SUB_OPEN) {
 		ret = sub->state;
+		eventbuf_reader_free(sub->reader);	/* a lending one */
+		sub->reader = NULL;
 	} else if (sub->new_snapshot_pending) {
 		struct eventbuf_event frame = {
 			.topic = sub->topic, .key = sub->kn->s,
