@@ -208,12 +208,23 @@ int __eventbuf_reader_park_polled(struct eventbuf_reader *r,
 		return ret ? ret : __eventbuf_poller_park(node, link, fd);
 	}
 	fd = __eventbuf_poller_joinable(node, link);
-	if (fd < 0) {
-		ret = __eventbuf_arm(link, &fd, false);
+	if (fd >= 0) {
+		ret = __eventbuf_poller_park(node, link, fd);
+	} else {
+		/*
+		 * A link's eventfd lives as long as references on the link
+		 * item itself (reclaim.c), and what keeps @link alive now is
+		 * a reference on an item before it: hold one on @link while
+		 * arming it, until the poller's entry holds its own.
+		 */
+		ret = __eventbuf_item_ref(link);
 		if (ret)
 			return ret;
+		ret = __eventbuf_arm(link, &fd, false);
+		if (!ret)
+			ret = __eventbuf_poller_park(node, link, fd);
+		__eventbuf_put_deferred(link);
 	}
-	ret = __eventbuf_poller_park(node, link, fd);
 	if (ret)
 		return ret;
 	lend_anchor(r, node, fd);
