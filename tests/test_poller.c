@@ -538,6 +538,155 @@ static void test_poller_wait_thread(void **state)
 
 /* ---------------------------------------------------------------------- */
 
+#define RACE_LOOPS	2
+#define RACE_SUBS	200	/* per loop, over the keys */
+#define RACE_READERS	8	/* per loop, on one buffer */
+#define RACE_EVENTS	6000
+
+/* One event-loop thread of the race test: a poller and its objects. */
+struct race_loop {
+	struct eventbuf_poller *p;
+	struct obj objs[RACE_SUBS + RACE_READERS];
+	int cancel_fd;
+	_Atomic uint64_t seen;
+	int exit_code;
+};
+
+static void *race_run(void *arg)
+{
+	struct race_loop *l = arg;
+	struct eventbuf_poll_event evs[64];
+	int64_t deadline = now_ms() + 20000;
+
+	for (;;) {
+		int left = (int)(deadline - now_ms());
+		int n = eventbuf_poller_wait(l->p, evs, 64, left > 0 ? left : 0,
+					     l->cancel_fd);
+
+		if (n < 0) {
+			l->exit_code = n;
+			return NULL;
+		}
+		for (int i = 0; i < n; i++) {
+			struct obj *o = evs[i].data;
+			uint64_t before = o->count;
+
+			handle(&evs[i]);
+			atomic_fetch_add(&l->seen, o->count - before);
+		}
+	}
+}
+
+struct race_goal {
+	struct race_loop *loops;
+	uint64_t total;
+};
+
+static bool race_done(void *arg)
+{
+	struct race_goal *g = arg;
+	uint64_t seen = 0;
+
+	for (int i = 0; i < RACE_LOOPS; i++)
+		seen += atomic_load(&g->loops[i].seen);
+	return seen >= g->total;
+}
+
+/*
+ * Two event-loop threads, each with a poller of subscriptions over @nkeys
+ * keys and raw readers of one buffer, while the test thread publishes and
+ * appends back to back: links are armed, joined, fired and left while
+ * the writer runs, in every order the scheduler finds. Every object must
+ * read every event of its key or buffer, in order.
+ */
+static void race(int nkeys)
+{
+	static struct race_loop loops[RACE_LOOPS];
+	uint64_t per_key[RACE_SUBS] = { 0 };
+	struct race_goal goal = { .loops = loops };
+	char keys[RACE_SUBS][16];
+	pthread_t tids[RACE_LOOPS];
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+	bool done;
+
+	memset(loops, 0, sizeof(loops));
+	for (int k = 0; k < nkeys; k++)
+		snprintf(keys[k], sizeof(keys[k]), "k%d", k);
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	for (int i = 0; i < RACE_LOOPS; i++) {
+		struct race_loop *l = &loops[i];
+
+		assert_int_equal(eventbuf_poller_new(&l->p), 0);
+		l->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		assert_true(l->cancel_fd >= 0);
+		for (int j = 0; j < RACE_SUBS; j++) {
+			l->objs[j].s = sub_new(keys[j % nkeys], 0, 0);
+			l->objs[j].next = SNAP_INDEX + 1;
+			assert_int_equal(eventbuf_poller_add_sub(l->p,
+					l->objs[j].s, &l->objs[j]), 0);
+		}
+		for (int j = RACE_SUBS; j < RACE_SUBS + RACE_READERS; j++) {
+			assert_int_equal(eventbuf_reader_new(head,
+					&l->objs[j].r), 0);
+			assert_int_equal(eventbuf_poller_add_reader(l->p,
+					l->objs[j].r, &l->objs[j]), 0);
+		}
+		goal.total += (uint64_t)RACE_SUBS * (RACE_EVENTS / nkeys) +
+			      (uint64_t)RACE_READERS * RACE_EVENTS;
+	}
+	eventbuf_item_put(head);
+	for (int i = 0; i < RACE_LOOPS; i++)
+		assert_int_equal(pthread_create(&tids[i], NULL, race_run,
+						&loops[i]), 0);
+	for (uint64_t e = 0; e < RACE_EVENTS; e++) {
+		int k = (int)(e % (uint64_t)nkeys);
+
+		assert_int_equal(publish(keys[k], SNAP_INDEX + 1 + per_key[k]), 0);
+		per_key[k]++;
+		assert_int_equal(append_batch(buf, e, 1, NULL), 0);
+	}
+	done = wait_until(race_done, &goal, 20000);
+	for (int i = 0; i < RACE_LOOPS; i++) {
+		assert_int_equal(eventfd_write(loops[i].cancel_fd, 1), 0);
+		assert_int_equal(pthread_join(tids[i], NULL), 0);
+	}
+	assert_true(done);
+	for (int i = 0; i < RACE_LOOPS; i++) {
+		struct race_loop *l = &loops[i];
+
+		assert_int_equal(l->exit_code, -ECANCELED);
+		/* Each key gets RACE_EVENTS / nkeys events (nkeys divides). */
+		assert_objs(l->objs, RACE_SUBS,
+			    SNAP_INDEX + 1 + RACE_EVENTS / nkeys,
+			    RACE_EVENTS / nkeys);
+		assert_objs(&l->objs[RACE_SUBS], RACE_READERS, RACE_EVENTS,
+			    RACE_EVENTS);
+		for (int j = 0; j < RACE_SUBS + RACE_READERS; j++) {
+			eventbuf_unsubscribe(l->objs[j].s);
+			eventbuf_reader_free(l->objs[j].r);
+		}
+		eventbuf_poller_free(l->p);
+		close(l->cancel_fd);
+	}
+	eventbuf_drop(buf);
+}
+
+static void test_poller_race_one_key(void **state)
+{
+	(void)state;
+	race(1);
+}
+
+static void test_poller_race_many_keys(void **state)
+{
+	(void)state;
+	race(100);
+}
+
+/* ---------------------------------------------------------------------- */
+
 /*
  * Reports that do not fit in the array: an edge-triggered set hears of
  * them again, one array at a time, until all are out; then it stays quiet.
@@ -1340,6 +1489,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_poller_fan_out, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_wait_thread, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_race_one_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_race_many_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_overflow_max1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_overflow_max7, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_close_key, setup, teardown),
