@@ -66,6 +66,11 @@
  * each delivery, not a burst of unsubscribes, whose descriptors are
  * closed. eventbuf_barrier() empties it.
  *
+ * tests/model/recycle.pml checks the release, reset, pool and the
+ * poller's successor check against a writer still in W3..W5, and catches
+ * a release that does not wait for the writer, a release without the
+ * reset, and a poller that reports without the check.
+ *
  * A thread that runs a poller also keeps a few descriptors of its own
  * (FD_CACHE_MAX, thread-local): a subscriber's move to its next link
  * releases the old link's descriptor on the loop's thread and arms the

@@ -57,12 +57,14 @@
  * Eventfds. A link's eventfd lives as long as references on the link's
  * item (the pin is not a reference: it never waits): once the writer has
  * signalled it (ST_SIGNALED) nobody needs it except holders still
- * registered on it, so the put that drops the last
- * reference of a signalled link closes it (setting ST_CLOSED in the same
+ * registered on it, so the put that drops the last reference of a
+ * signalled link releases it (setting ST_CLOSED in the same
  * compare-and-swap, so that nobody touches the item after its last put),
  * as does the last put of a link the writer is done with (->signal_done)
- * but never signalled, and a walk closes whatever is still open. Open eventfds are thus bounded
- * by the links that are referenced, never by items retained.
+ * but never signalled, and a walk releases whatever is still open. A
+ * released eventfd is closed, or reset and kept for another link
+ * (fdpool.c). Open eventfds are thus bounded by the links that are
+ * referenced, never by items retained.
  */
 #include <errno.h>
 #include <pthread.h>

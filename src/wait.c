@@ -45,8 +45,10 @@
  * The eventfd's lifetime is tied to references on the link's item
  * (reclaim.c): a waiter holds one, so its fd stays open while it waits; the
  * writer's signal sets ST_SIGNALED after the write, and only a signalled
- * link with no references is closed eagerly, so the writer never writes a
- * closed (or reused) descriptor. The writer itself needs no reference: it
+ * link with no references is released eagerly ("closed" below and in
+ * ST_CLOSED: the descriptor is closed, or reset and recycled for another
+ * link, fdpool.c), so the writer never writes a closed or reused
+ * descriptor. The writer itself needs no reference: it
  * signals its previous head inside the read-side section in which it
  * published the new one, and the pin chain frees nothing a grace period
  * earlier than that section's end (buffer.c, publish()).
