@@ -3,14 +3,19 @@
 #define _EVENTBUF_PUBSUB_H
 
 /*
- * Structures shared by publisher.c and subscription.c. Their theory of
- * operation is at the top of publisher.c.
+ * Structures shared by the pub/sub layer's files. Their theory of
+ * operation is at the top of publisher.c. The layer sees the core only
+ * through the public API and ../core.h: never an item's layout or its
+ * state bits.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 
+#include <eventbuf/eventbuf.h>
+#include <eventbuf/poller.h>
 #include <eventbuf/publisher.h>
 
-#include "internal.h"
+#include "../core.h"
 
 struct record;
 
