@@ -52,6 +52,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "wake.h"
 
 #define container_of(ptr, type, member) \
 	((type *)((char *)(ptr) - offsetof(type, member)))

@@ -258,9 +258,6 @@ __hidden void __eventbuf_put_deferred(struct eventbuf_item *item);
 __hidden void __eventbuf_pin(struct eventbuf_item *item);
 __hidden void __eventbuf_unpin(struct eventbuf_item *item);
 
-/* wait.c */
-__hidden int __eventbuf_arm(struct eventbuf_item *link, int *fdp,
-			    bool exported);
 /* fdpool.c */
 __hidden void __eventbuf_fd_release(uint64_t w);
 __hidden int __eventbuf_fd_pool_get(void);
@@ -270,8 +267,6 @@ __hidden void __eventbuf_fd_cache_enable(void);
 __hidden int __eventbuf_fd_new(void);
 __hidden _Atomic uint32_t *__eventbuf_fd_gen(int fd);
 __hidden extern _Atomic uint64_t __eventbuf_fd_epoch;
-__hidden void __eventbuf_signal_waiters(struct eventbuf_item *link,
-					 uint64_t old);
 
 /* fork.c, and the process-wide locks its handlers take */
 __hidden int __eventbuf_fork_init(void);
@@ -325,41 +320,6 @@ static inline void counter_add(_Atomic uint64_t *c, uint64_t v)
 static inline void counter_sub(_Atomic uint64_t *c, uint64_t v)
 {
 	atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
-}
-
-/*
- * A full barrier (wait.c explains the choice): on x86-64 a locked add to
- * the stack, as Linux's smp_mb() does, which does not wait for pending
- * store misses the way MFENCE does.
- */
-static inline void __eventbuf_full_fence(void)
-{
-#if defined(__x86_64__)
-	__asm__ __volatile__("lock; addl $0,-4(%%rsp)" ::: "memory", "cc");
-#else
-	atomic_thread_fence(memory_order_seq_cst);
-#endif
-}
-
-/*
- * The writer's side of the wake-up protocol (wait.c), after it published
- * @link's next item: W2 fence, W3 look for an eventfd, W4 write it if there
- * is one (out of line), W5 mark the link done. With nobody waiting: a
- * barrier, a load and a store.
- */
-static inline void __eventbuf_signal(struct eventbuf_item *link)
-{
-	uint64_t w;
-
-	__eventbuf_full_fence();
-	/* Acquire: pairs with the installer's CAS, so the eventfd's creation
-	 * happens before our write to it. */
-	w = atomic_load_explicit(&link->state, memory_order_acquire);
-	if (st_fd(w) >= 0)
-		__eventbuf_signal_waiters(link, w);
-	/* W5: a store to a line W1 just wrote; pairs with the acquire load
-	 * in drop_orphan() and unref(). */
-	__atomic_store_n(&link->signal_done, 1, __ATOMIC_RELEASE);
 }
 
 #endif /* _EVENTBUF_INTERNAL_H */

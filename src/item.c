@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "wake.h"
 
 static struct eventbuf_item *item_init(struct eventbuf_item *item,
 				       uint8_t kind, size_t n, uint8_t flags)

@@ -61,6 +61,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "wake.h"
 
 #define ANCHOR_STRIDE 64
 

@@ -64,8 +64,9 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "wake.h"
 
-/* R2: pairs with W2 in __eventbuf_signal() (internal.h). */
+/* R2: pairs with W2 in __eventbuf_signal() (wake.h). */
 static void fence_reader(void)
 {
 	__eventbuf_full_fence();
@@ -175,7 +176,7 @@ int __eventbuf_arm(struct eventbuf_item *link, int *fdp, bool exported)
 /*
  * W4: somebody armed @link (W3 saw eventfd + 1 in @old): wake every waiter,
  * then mark the link signalled. The fast path - nobody armed - is inline
- * in __eventbuf_signal() (internal.h), W5 included.
+ * in __eventbuf_signal() (wake.h), W5 included.
  */
 void __eventbuf_signal_waiters(struct eventbuf_item *link, uint64_t old)
 {
