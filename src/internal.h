@@ -11,6 +11,7 @@
 
 #include <eventbuf/eventbuf.h>
 
+#include "barrier.h"
 #include "core.h"
 #include "rcu.h"
 

@@ -45,6 +45,8 @@
  * shared libraries, which tests/tsan.supp names (and nothing else).
  */
 
+#include "barrier.h"
+
 #ifdef EVENTBUF_TSAN
 
 #include <urcu-bp.h>
@@ -61,8 +63,8 @@ extern char __eventbuf_barrier_sync __attribute__((visibility("hidden")));
 #undef call_rcu
 #undef rcu_barrier
 
-#define rcu_dereference(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
-#define rcu_assign_pointer(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#define rcu_dereference(p) smp_load_acquire(&(p))
+#define rcu_assign_pointer(p, v) smp_store_release(&(p), (v))
 #define rcu_read_unlock()                          \
 	do {                                       \
 		__tsan_release(&__eventbuf_gp_sync); \

@@ -15,7 +15,7 @@
  *
  *   writer (publish, signal)             reader (arm)
  *   W1 store link->next = item           R1 CAS: link->state gets the fd
- *   W2 fence_writer()                    R2 fence_reader()
+ *   W2 smp_mb()                          R2 smp_mb()
  *   W3 load link->state: fd?             R3 load link->next: NULL?
  *   W4 if fd: write(fd), ST_SIGNALED     R4 if NULL: poll(fd)
  *   W5 link->signal_done = 1
@@ -66,16 +66,10 @@
 #include "internal.h"
 #include "wake.h"
 
-/* R2: pairs with W2 in __eventbuf_signal() (wake.h). */
-static void fence_reader(void)
-{
-	__eventbuf_full_fence();
-}
-
 static bool published(const struct eventbuf_item *link)
 {
 	/* Acquire: pairs with the writer's rcu_assign_pointer() (W1). */
-	return __atomic_load_n(&link->next, __ATOMIC_ACQUIRE) != NULL;
+	return smp_load_acquire(&link->next) != NULL;
 }
 
 /* A reset eventfd: a recycled one (fdpool.c), else a new one. */
@@ -96,7 +90,8 @@ static int create_fd(void)
  */
 static int install_fd(struct eventbuf_item *link)
 {
-	uint64_t w = atomic_load_explicit(&link->state, memory_order_acquire);
+	/* Acquire: pairs with another installer's CAS below. */
+	uint64_t w = smp_load_acquire(&link->state);
 	int fd;
 
 	if (w & ST_CLOSED)
@@ -135,9 +130,9 @@ static void drop_orphan(struct eventbuf_item *link)
 	uint64_t w;
 
 	/* Acquire: pairs with the release store of W5. */
-	if (!__atomic_load_n(&link->signal_done, __ATOMIC_ACQUIRE))
+	if (!smp_load_acquire(&link->signal_done))
 		return;
-	w = atomic_load_explicit(&link->state, memory_order_relaxed);
+	w = READ_ONCE(link->state);	/* the CAS below checks it */
 	do {
 		if (st_fd(w) < 0 || (w & (ST_SIGNALED | ST_CLOSED)))
 			return;
@@ -158,15 +153,15 @@ int __eventbuf_arm(struct eventbuf_item *link, int *fdp, bool exported)
 	fd = install_fd(link);
 	if (fd < 0)
 		return fd;
-	fence_reader();
+	/* R2: pairs with W2's smp_mb() in __eventbuf_signal() (wake.h). */
+	smp_mb();
 	if (published(link)) {	/* R3 */
 		drop_orphan(link);
 		return -EALREADY;
 	}
 	/* Before the caller's reference can go: the releasing CAS sees it
 	 * (same word, later in its modification order; fdpool.c). */
-	if (exported && !(atomic_load_explicit(&link->state,
-			memory_order_relaxed) & ST_EXPORTED))
+	if (exported && !(READ_ONCE(link->state) & ST_EXPORTED))
 		atomic_fetch_or_explicit(&link->state, ST_EXPORTED,
 					 memory_order_relaxed);
 	*fdp = fd;

@@ -20,20 +20,6 @@ __hidden void __eventbuf_signal_waiters(struct eventbuf_item *link,
 					 uint64_t old);
 
 /*
- * A full barrier (wait.c explains the choice): on x86-64 a locked add to
- * the stack, as Linux's smp_mb() does, which does not wait for pending
- * store misses the way MFENCE does.
- */
-static inline void __eventbuf_full_fence(void)
-{
-#if defined(__x86_64__)
-	__asm__ __volatile__("lock; addl $0,-4(%%rsp)" ::: "memory", "cc");
-#else
-	atomic_thread_fence(memory_order_seq_cst);
-#endif
-}
-
-/*
  * The writer's side of the wake-up protocol (wait.c), after it published
  * @link's next item: W2 fence, W3 look for an eventfd, W4 write it if there
  * is one (out of line), W5 mark the link done. With nobody waiting: a
@@ -43,15 +29,20 @@ static inline void __eventbuf_signal(struct eventbuf_item *link)
 {
 	uint64_t w;
 
-	__eventbuf_full_fence();
-	/* Acquire: pairs with the installer's CAS, so the eventfd's creation
-	 * happens before our write to it. */
-	w = atomic_load_explicit(&link->state, memory_order_acquire);
+	/* W2, between the caller's stores and the loads after it; one
+	 * barrier serves two protocols. The wake-up: W1 (->next) before W3,
+	 * pairs with R2's smp_mb() in __eventbuf_arm() (wait.c). The pin
+	 * chain: ->last_own before publish()'s load of pin_busy, pairs with
+	 * the smp_mb() in pin_stop() (buffer.c). */
+	smp_mb();
+	/* W3. Acquire: pairs with the installer's CAS (R1, wait.c), so the
+	 * eventfd's creation happens before our write to it. */
+	w = smp_load_acquire(&link->state);
 	if (st_fd(w) >= 0)
 		__eventbuf_signal_waiters(link, w);
 	/* W5: a store to a line W1 just wrote; pairs with the acquire load
 	 * in drop_orphan() and unref(). */
-	__atomic_store_n(&link->signal_done, 1, __ATOMIC_RELEASE);
+	smp_store_release(&link->signal_done, 1);
 }
 
 #endif /* _EVENTBUF_WAKE_H */

@@ -220,8 +220,9 @@ static void check_lag(struct eventbuf_publisher *pub, struct keybuf *kb)
 	if (!kb->nlimited || kb->seq % LAG_CHECK_EVERY)
 		return;
 	for (sub = kb->subs; sub; sub = next) {
-		uint64_t seen = atomic_load_explicit(&sub->last_seq,
-						     memory_order_relaxed);
+		/* The reader's WRITE_ONCE() in subscription.c: a count
+		 * to compare, which orders nothing. */
+		uint64_t seen = READ_ONCE(sub->last_seq);
 
 		next = sub->kb_next;
 		/* Its last close may free kb: stop at the last subscriber. */
@@ -392,7 +393,7 @@ int eventbuf_subscribe(struct eventbuf_publisher *pub,
 	if (st.failed)
 		sub->lag_limit = 0;
 	__eventbuf_sub_attach(pub, kb, sub);
-	atomic_store_explicit(&sub->last_seq, st.seq, memory_order_relaxed);
+	WRITE_ONCE(sub->last_seq, st.seq);	/* read by check_lag() */
 	__eventbuf_sub_start(sub, reader, __eventbuf_keyname_get(kb->kn),
 			     st.snapshot && req->index, st.skip_through);
 	pthread_mutex_unlock(&pub->lock);

@@ -4,9 +4,10 @@
 
 /*
  * Structures shared by the pub/sub layer's files; publisher.c's theory of
- * operation says which file holds what, and each file's its part. The layer sees the core only
- * through the public API and ../core.h: never an item's layout or its
- * state bits.
+ * operation says which file holds what, and each file has its own part.
+ * The layer sees the core only through the public API and ../core.h
+ * (with ../barrier.h for ordering): never an item's layout or its state
+ * bits.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,6 +16,7 @@
 #include <eventbuf/poller.h>
 #include <eventbuf/publisher.h>
 
+#include "../barrier.h"
 #include "../core.h"
 
 struct record;

@@ -305,9 +305,8 @@ static int read_batch(struct eventbuf_subscription *sub,
 		/* A live batch the snapshot already covered: skip it. */
 		if (g->seq && ev->index <= sub->skip_through)
 			continue;
-		if (g->seq)
-			atomic_store_explicit(&sub->last_seq, g->seq,
-					      memory_order_relaxed);
+		if (g->seq)	/* read by check_lag() (publisher.c) */
+			WRITE_ONCE(sub->last_seq, g->seq);
 		sub->cur = g->rec;
 		*events = &g->rec->events[g->off];
 		*n = g->n;
