@@ -22,7 +22,7 @@
  *
  * smp_mb() on x86-64 is a locked add to the stack, as Linux's smp_mb()
  * and liburcu's non-mfence cmm_mb() are: it does not wait for pending
- * store misses the way MFENCE does (wait.c explains the choice).
+ * store misses the way MFENCE does (wait.c, docs/measurements.md).
  * Elsewhere it is atomic_thread_fence(memory_order_seq_cst). TSan does not
  * model fences (the Makefile's -Wno-tsan): every access they order is
  * itself atomic, so TSan has no data race to misjudge there.

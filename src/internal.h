@@ -26,7 +26,11 @@
  * @state: reference count and wait-fd state, see the ST_* bits below. Once
  *         the item is unreferenced and queued for reclamation, the word
  *         becomes @reclaim_next (nothing else can reach the item then).
- * @nevents, @kind, @flags: set before publication, immutable after.
+ * @nevents, @kind: set before publication, immutable after.
+ * @flags: set before publication, but for ITEM_NEXT_COUNTED, which
+ *         eventbuf_append_item() sets on the head before it publishes the
+ *         head's ->next: that release store orders it before reclaim.c,
+ *         the only reader, which loads ->next first.
  * @signal_done: set by the writer once it has finished signalling this
  *         link (wait.c); lets a late waiter close an eventfd the writer
  *         never saw.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * DOC: Theory of operation - items and the seed's item-level reads
+ * DOC: Theory of operation - items and the item-level reads
  *
  * An item is published once, fully initialised, by the writer's
  * rcu_assign_pointer() of the previous item's ->next (buffer.c); from then

@@ -27,20 +27,18 @@
  * will ever wait on that fd, and drop_orphan() closes it once W5 shows the
  * writer is done with the link (or reclamation does, if it is not yet).
  *
- * Both fences are full barriers; on x86-64 a locked add to the stack (as
+ * Both barriers are smp_mb() (barrier.h): on x86-64 a locked add to the stack (as
  * Linux's smp_mb() and liburcu's non-mfence cmm_mb() do), elsewhere
  * atomic_thread_fence(memory_order_seq_cst). Neither is a system call or
- * a read-modify-write of shared memory. On the 2-core development VM
- * (AMD EPYC), a stream of 72-byte item stores with one barrier each cost
- * 110 ns per item with MFENCE against 7 ns with the locked add, because
- * MFENCE waits for the stores' cache misses to complete.
+ * a read-modify-write of shared memory, and the locked add does not wait
+ * for the stores' cache misses to complete the way MFENCE does, which
+ * made MFENCE many times slower per append (docs/measurements.md).
  *
  * The asymmetric alternative - a compiler barrier for the writer and
  * sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) for the reader,
- * liburcu's own "slave/master" pair - was measured at 1.2 us per
- * membarrier with the other core idle but 45 us with the writer running
- * there (an IPI into a busy vCPU), paid by every reader that parks: it lost
- * the fan-out benchmarks by far.
+ * liburcu's own "slave/master" pair - costs an IPI into the writer's busy
+ * core for every reader that parks: it lost the fan-out benchmarks by far
+ * (docs/measurements.md).
  *
  * The eventfd's lifetime is tied to references on the link's item
  * (reclaim.c): a waiter holds one, so its fd stays open while it waits; the
