@@ -46,6 +46,8 @@ __hidden void __eventbuf_release_call(eventbuf_release_fn release,
 /* wait.c: a blocking wait on @fd, the caller's deadline and cancel_fd */
 __hidden int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline_ns);
 __hidden int64_t __eventbuf_deadline(int timeout_ms);
+/* CLOCK_MONOTONIC in nanoseconds, the clock of every deadline. */
+__hidden int64_t __eventbuf_now_ns(void);
 __hidden int __eventbuf_no_wait(int cancel_fd);
 
 /*

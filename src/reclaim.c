@@ -312,18 +312,20 @@ static bool drain_idle(void)
 
 /*
  * Each rcu_barrier() lets every pin chain take at least one step (a step
- * queued before the barrier runs before it returns). Three steps take a
- * live buffer's chain past the head it had at the call: pin it, then free
- * what is behind it. Dropped buffers' chains end by themselves, and a
+ * queued before the barrier runs before it returns). PIN_STEPS_PAST_HEAD
+ * steps take a live buffer's chain past the head it had at the call: pin
+ * it, then free what is behind it. Dropped buffers' chains end by themselves, and a
  * release callback may put items and so re-arm the drain: loop on those.
  */
+#define PIN_STEPS_PAST_HEAD 3
+
 void eventbuf_barrier(void)
 {
 	if (rcu_read_ongoing())
 		__eventbuf_misuse(__func__, "called inside an RCU read-side critical section");
 	if (__eventbuf_callback & EVENTBUF_IN_RELEASE)
 		__eventbuf_misuse(__func__, "called from a release callback");
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < PIN_STEPS_PAST_HEAD; i++)
 		rcu_barrier();
 	while (!drain_idle() ||
 	       /* Acquire: pairs with the chain's last step, whose

@@ -222,7 +222,7 @@ static void broken_fd(int fd, short revents)
 	abort();
 }
 
-static int64_t now_ns(void)
+int64_t __eventbuf_now_ns(void)
 {
 	struct timespec ts;
 
@@ -234,7 +234,7 @@ int64_t __eventbuf_deadline(int timeout_ms)
 {
 	if (timeout_ms < 0)
 		return -1;
-	return now_ns() + (int64_t)timeout_ms * 1000000;
+	return __eventbuf_now_ns() + (int64_t)timeout_ms * 1000000;
 }
 
 /*
@@ -257,7 +257,7 @@ int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline)
 		return -EDEADLK;
 	for (;;) {
 		if (deadline >= 0) {
-			int64_t left = deadline - now_ns();
+			int64_t left = deadline - __eventbuf_now_ns();
 
 			if (left < 0)
 				left = 0;

@@ -140,7 +140,8 @@ void __eventbuf_kb_free(struct eventbuf_publisher *pub, struct keybuf *kb)
 struct eventbuf_subscription **
 __eventbuf_tag_slot(struct eventbuf_publisher *pub, uint64_t tag)
 {
-	return &pub->by_tag[(tag * 0x9e3779b97f4a7c15ull) >> 58];
+	/* Fibonacci hashing: the top PUB_TAG_BITS bits of the product. */
+	return &pub->by_tag[(tag * 0x9e3779b97f4a7c15ull) >> (64 - PUB_TAG_BITS)];
 }
 
 void __eventbuf_sub_attach(struct eventbuf_publisher *pub, struct keybuf *kb,

@@ -91,6 +91,9 @@ struct keybuf {
 #define PUB_LIVE	0x7075626cu
 #define PUB_FREED	0xdeadb0b5u
 
+/* The tag lists: by_tag[] has 2^PUB_TAG_BITS, indexed by a tag's hash. */
+#define PUB_TAG_BITS 6
+
 /* The most events one eventbuf_publish() or eventbuf_snapshot_append() takes. */
 #define PUBLISH_MAX 65536u
 
@@ -107,7 +110,7 @@ struct eventbuf_publisher {
 	struct keybuf **buckets;
 	unsigned int nbuckets, nkeybufs;
 
-	struct eventbuf_subscription *by_tag[64];
+	struct eventbuf_subscription *by_tag[1u << PUB_TAG_BITS];
 	uint64_t nsubs, ncache, nbuilt;
 
 	pthread_t expiry;

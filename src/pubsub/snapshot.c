@@ -33,14 +33,6 @@
 
 #include "pubsub.h"
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 struct eventbuf_snapshot {
 	struct eventbuf *buf;
 	/* what the handler's events may point at: its key and its topic */
@@ -194,7 +186,7 @@ static void cache_store(struct eventbuf_publisher *pub, struct keybuf *kb,
 	kb->cache = first;
 	kb->cache_index = index;
 	kb->cache_seq = kb->seq;
-	kb->cache_expires = mono_ns() + pub->ttl_ns;
+	kb->cache_expires = __eventbuf_now_ns() + pub->ttl_ns;
 	pub->ncache++;
 	if (!pub->expiry_started &&
 	    !pthread_create(&pub->expiry, NULL, expiry_run, pub))
@@ -234,7 +226,7 @@ static void *expiry_run(void *arg)
 
 	pthread_mutex_lock(&pub->lock);
 	while (!pub->expiry_stop) {
-		int64_t next = expire_locked(pub, mono_ns());
+		int64_t next = expire_locked(pub, __eventbuf_now_ns());
 
 		if (!next) {
 			pthread_cond_wait(&pub->expiry_cond, &pub->lock);
@@ -265,7 +257,7 @@ static bool up_to_date(struct eventbuf_item *head, uint64_t index)
  */
 static bool cache_usable(const struct keybuf *kb, uint64_t lag_limit)
 {
-	if (!kb->cache || kb->cache_expires <= mono_ns())
+	if (!kb->cache || kb->cache_expires <= __eventbuf_now_ns())
 		return false;
 	return !lag_limit || kb->seq - kb->cache_seq <= lag_limit / 2;
 }
