@@ -63,8 +63,12 @@
  * for the others.
  *
  * The pool is small (FD_POOL_MAX): it absorbs the release-then-park of
- * each delivery, not a burst of unsubscribes, whose descriptors are
- * closed. eventbuf_barrier() empties it.
+ * each delivery, and the lag between two event loops (one takes the next
+ * link's descriptor before the other lets go of the last link's), not a
+ * burst of unsubscribes, whose descriptors are closed. With 8, two loops
+ * over 100 keys closed and re-created descriptors all the time, each one a
+ * new epoll registration in each loop (docs/pollers.md).
+ * eventbuf_barrier() empties it.
  *
  * tests/model/recycle.pml checks the release, reset, pool and the
  * poller's successor check against a writer still in W3..W5, and catches
@@ -88,7 +92,7 @@
 
 #include "internal.h"
 
-#define FD_POOL_MAX 8
+#define FD_POOL_MAX 32
 #define FD_CACHE_MAX 4
 
 _Atomic uint64_t __eventbuf_fd_epoch;

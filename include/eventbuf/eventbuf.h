@@ -53,7 +53,8 @@ extern "C" {
  *
  * Descriptors. A link that somebody waits on gets an eventfd; when the
  * link is done with it, the descriptor is reset and kept for the next link
- * (at most 8 are kept idle; eventbuf_barrier() closes them), unless it was
+ * (at most 32 are kept idle, and 4 more by each thread that runs a poller;
+ * eventbuf_barrier() closes the pool's and its caller's), unless it was
  * handed to the caller by eventbuf_item_wait_fd() or
  * eventbuf_reader_wait_fd(): those are closed, as the caller may have left
  * them in an epoll set. Pollers (<eventbuf/poller.h>) rely on the reuse to
