@@ -143,8 +143,7 @@ static struct slot *slot_of(int fd)
 	if (fd < 0 || fd >= GEN_CHUNK * GEN_TOP)
 		return NULL;
 	/* Acquire: pairs with the release CAS that published the chunk. */
-	chunk = atomic_load_explicit(&gen_chunks[fd / GEN_CHUNK],
-				     memory_order_acquire);
+	chunk = smp_load_acquire(&gen_chunks[fd / GEN_CHUNK]);
 	return chunk ? &chunk[fd % GEN_CHUNK] : NULL;
 }
 
@@ -174,8 +173,9 @@ static bool born_here(int fd)
 {
 	struct slot *slot = slot_of(fd);
 
-	return slot && atomic_load_explicit(&slot->birth, memory_order_relaxed)
-		== atomic_load_explicit(&fork_gen, memory_order_relaxed);
+	/* No order: both change only in fork handlers or in the creator's
+	 * thread, which the caller's thread follows. */
+	return slot && READ_ONCE(slot->birth) == READ_ONCE(fork_gen);
 }
 
 /* Either side of a fork, in its handler: what exists now is shared. */
@@ -204,7 +204,7 @@ int __eventbuf_fd_new(void)
 {
 	/* Before eventfd(): a fork between the two makes it look older,
 	 * which only costs its reuse. */
-	uint32_t birth = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+	uint32_t birth = READ_ONCE(fork_gen);
 	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	struct slot *slot;
 
@@ -217,7 +217,7 @@ int __eventbuf_fd_new(void)
 	slot_make(fd);
 	slot = slot_of(fd);
 	if (slot)
-		atomic_store_explicit(&slot->birth, birth, memory_order_relaxed);
+		WRITE_ONCE(slot->birth, birth);	/* read in born_here() */
 	counter_add(&__eventbuf_counters.eventfds, 1);
 	return fd;
 }

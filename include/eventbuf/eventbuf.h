@@ -208,7 +208,11 @@ EVENTBUF_API void eventbuf_drop(struct eventbuf *buf);
  * Wakes every reader waiting on the previous head. With nobody waiting this
  * makes no system call, no atomic read-modify-write and no call_rcu().
  *
- * Context: the buffer's single writer; never blocks.
+ * Context: the buffer's single writer; never waits for readers or for the
+ * reclamation of earlier items. When it needs a new slab it takes the
+ * buffer's slab-pool lock, which the pin chain holds while it hands an
+ * idle writer's memory back to the system (madvise()): a writer resuming
+ * just then waits that long.
  * Return:
  * * 0        - published.
  * * -EINVAL  - @buf is NULL, @events is NULL with @n > 0, or @n too large.
@@ -234,8 +238,9 @@ eventbuf_append(struct eventbuf *buf, const struct eventbuf_event *events,
  * for good: its next appends fail with -EISCONN (they would write a link
  * that belongs to another buffer).
  *
- * Context: the buffer's single writer; never blocks. Walks @item's chain
- * once to refuse a cycle.
+ * Context: the buffer's single writer; never waits for readers. Takes a
+ * process-wide mutex, held only by other joins and across fork(), while
+ * it walks @item's chain once to refuse a cycle.
  * Return:
  * * 0        - linked.
  * * -EINVAL  - @buf or @item is NULL.
@@ -377,8 +382,8 @@ eventbuf_item_next_nonblock(struct eventbuf_item *item,
  *              eventfd or pipe the caller writes), or -1. Never read.
  * @nextp:      receives a new reference on the next item that has events.
  *
- * The C form of the seed's Next(ctx): cancellation and timeout are not
- * terminal, @item stays valid and the call may be repeated.
+ * Like a Go Next(ctx) (the API eventbuf's calls were modelled on):
+ * cancellation and timeout are not terminal, @item stays valid and the call may be repeated.
  *
  * Context: any thread; may block (must not be called under an eventbuf or
  * liburcu read-side critical section). While it waits it holds a reference
