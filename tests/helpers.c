@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-#include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -70,6 +68,44 @@ int append_batch(struct eventbuf *buf, uint64_t idx, size_t n,
 	return eventbuf_append(buf, ev, n, log ? release_log_cb : NULL, log);
 }
 
+static struct buf_fixture buf_fixture;
+
+static int buf_fixture_open(void **state, size_t log_size, bool head)
+{
+	struct buf_fixture *f = &buf_fixture;
+
+	memset(f, 0, sizeof(*f));
+	release_log_init(&f->log, log_size);
+	if (eventbuf_new(&f->buf) || (head && eventbuf_head(f->buf, &f->start)))
+		return -1;
+	*state = f;
+	return 0;
+}
+
+int buf_fixture_setup(void **state)
+{
+	return buf_fixture_open(state, 1024, false);
+}
+
+int buf_fixture_setup_head(void **state)
+{
+	return buf_fixture_open(state, 100000, true);
+}
+
+int buf_fixture_teardown(void **state)
+{
+	struct buf_fixture *f = *state;
+	int ret;
+
+	eventbuf_item_put(f->start);
+	eventbuf_drop(f->buf);
+	ret = expect_nothing_left();
+	if (atomic_load(&f->log.bad))
+		ret = -1;
+	release_log_free(&f->log);
+	return ret;
+}
+
 void reader_result_init(struct reader_result *r, uint64_t first)
 {
 	memset(r, 0, sizeof(*r));
@@ -105,43 +141,6 @@ bool fd_readable(int fd)
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 
 	return poll(&p, 1, 0) == 1;
-}
-
-int count_eventfds(void)
-{
-	char path[PATH_MAX], target[64];
-	struct dirent *de;
-	int n = 0;
-	DIR *dir = opendir("/proc/self/fd");
-
-	if (!dir)
-		return -1;
-	while ((de = readdir(dir))) {
-		ssize_t len;
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
-		len = readlink(path, target, sizeof(target) - 1);
-		if (len < 0)
-			continue;
-		target[len] = '\0';
-		n += strcmp(target, "anon_inode:[eventfd]") == 0;
-	}
-	closedir(dir);
-	return n;
-}
-
-int count_fds(void)
-{
-	struct dirent *de;
-	int n = 0;
-	DIR *dir = opendir("/proc/self/fd");
-
-	if (!dir)
-		return -1;
-	while ((de = readdir(dir)))
-		n += de->d_name[0] != '.';
-	closedir(dir);
-	return n - 1;	/* the directory's own descriptor */
 }
 
 unsigned int test_seed(void)

@@ -34,6 +34,23 @@ void release_log_cb(struct eventbuf_event *events, size_t n, void *arg);
 size_t release_log_count(struct release_log *log, size_t from, size_t to,
 			 unsigned int times);
 
+/*
+ * The fixture of the buffer, item and reader tests: one buffer, a release
+ * log, and (buf_fixture_setup_head) a reference on the buffer's head taken
+ * before any append. The teardown drops @start if the test left it set,
+ * drops the buffer, and fails the test on a leak or an out-of-range
+ * release.
+ */
+struct buf_fixture {
+	struct eventbuf *buf;
+	struct release_log log;		/* indexes [0, 1024), or 100000 with the head */
+	struct eventbuf_item *start;	/* NULL without the head */
+};
+
+int buf_fixture_setup(void **state);
+int buf_fixture_setup_head(void **state);
+int buf_fixture_teardown(void **state);
+
 /* Append one batch of @n events with indexes idx, idx+1, ... */
 int append_batch(struct eventbuf *buf, uint64_t idx, size_t n,
 		 struct release_log *log);
@@ -65,11 +82,8 @@ long rss_kb(void);
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t now_ms(void);
 
-/* Number of eventfds this process holds (/proc/self/fd). */
-int count_eventfds(void);
-
-/* Number of descriptors this process holds, of any kind (/proc/self/fd). */
-int count_fds(void);
+/* count_eventfds(), count_fds() */
+#include "fdcount.h"
 
 /* @fd is readable now (poll() with no wait). */
 bool fd_readable(int fd);
