@@ -106,6 +106,23 @@ int buf_fixture_teardown(void **state)
 	return ret;
 }
 
+void head_readers_init(struct head_readers *hr, int nreaders)
+{
+	hr->tids = calloc(nreaders, sizeof(*hr->tids));
+	assert_non_null(hr->tids);
+	assert_int_equal(eventbuf_new(&hr->buf), 0);
+	assert_int_equal(eventbuf_head(hr->buf, &hr->head), 0);
+	assert_int_equal(pthread_barrier_init(&hr->go, NULL, nreaders + 1), 0);
+}
+
+void head_readers_free(struct head_readers *hr)
+{
+	pthread_barrier_destroy(&hr->go);
+	eventbuf_item_put(hr->head);
+	eventbuf_drop(hr->buf);
+	free(hr->tids);
+}
+
 void reader_result_init(struct reader_result *r, uint64_t first)
 {
 	memset(r, 0, sizeof(*r));
@@ -174,6 +191,42 @@ bool wait_until(bool (*pred)(void *arg), void *arg, int timeout_ms)
 		nanosleep(&tick, NULL);
 	}
 	return true;
+}
+
+int teardown_nothing_left(void **state)
+{
+	(void)state;
+	return expect_nothing_left();
+}
+
+int empty_snapshot(void *arg, const char *topic, const char *key,
+		   struct eventbuf_snapshot *snap, uint64_t *index)
+{
+	(void)topic;
+	(void)key;
+	(void)snap;
+	*index = (uintptr_t)arg;
+	return 0;
+}
+
+bool under(unsigned int tools)
+{
+	unsigned int now = 0;
+
+#ifdef EVENTBUF_TSAN
+	now |= UNDER_TSAN;
+#endif
+	if (getenv("EVENTBUF_UNDER_VALGRIND"))
+		now |= UNDER_VALGRIND;
+	return (now & tools) != 0;
+}
+
+void skip_under(unsigned int tools, const char *why)
+{
+	if (!under(tools))
+		return;
+	printf("# skipped: %s\n", why);
+	skip();
 }
 
 int expect_nothing_left(void)

@@ -417,20 +417,20 @@ static const struct child_case child_cases[] = {
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_buffer_new_has_sentinel, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_append_in_order, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_events_are_copied, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_empty_items_skipped, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_error_is_terminal, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_append_after_error_refused, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_bad_input, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_splice_mid_stream, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_splice_at_middle_item, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_splice_cycle_refused, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_append_after_join_refused, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_head_holds_newest, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_small_buffers_stay_small, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_barrier_misuse_aborts, buf_fixture_setup, buf_fixture_teardown),
+		buf_fixture_test(test_buffer_new_has_sentinel),
+		buf_fixture_test(test_buffer_append_in_order),
+		buf_fixture_test(test_buffer_events_are_copied),
+		buf_fixture_test(test_buffer_empty_items_skipped),
+		buf_fixture_test(test_buffer_error_is_terminal),
+		buf_fixture_test(test_buffer_append_after_error_refused),
+		buf_fixture_test(test_buffer_bad_input),
+		buf_fixture_test(test_buffer_splice_mid_stream),
+		buf_fixture_test(test_buffer_splice_at_middle_item),
+		buf_fixture_test(test_buffer_splice_cycle_refused),
+		buf_fixture_test(test_buffer_append_after_join_refused),
+		buf_fixture_test(test_buffer_head_holds_newest),
+		buf_fixture_test(test_buffer_small_buffers_stay_small),
+		buf_fixture_test(test_buffer_barrier_misuse_aborts),
 	};
 
 	(void)argc;

@@ -273,17 +273,17 @@ static void test_item_references(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_item_follow_after_before_publish, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_item_follow_after_after_publish, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_item_follow_after_empty_tip, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_item_follow_after_error, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_item_next_timeout, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_item_next_cancelled, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_item_next_wakes_blocked_waiter, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_item_next_cancel_from_another_thread, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_item_wait_fd_in_epoll, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_item_error_message, buf_fixture_setup, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_item_references, buf_fixture_setup, buf_fixture_teardown),
+		buf_fixture_test(test_item_follow_after_before_publish),
+		buf_fixture_test(test_item_follow_after_after_publish),
+		buf_fixture_test(test_item_follow_after_empty_tip),
+		buf_fixture_test(test_item_follow_after_error),
+		buf_fixture_test(test_item_next_timeout),
+		buf_fixture_test(test_item_next_cancelled),
+		buf_fixture_test(test_item_next_wakes_blocked_waiter),
+		buf_fixture_test(test_item_next_cancel_from_another_thread),
+		buf_fixture_test(test_item_wait_fd_in_epoll),
+		buf_fixture_test(test_item_error_message),
+		buf_fixture_test(test_item_references),
 	};
 
 	return cmocka_run_group_tests_name("item", tests, NULL, NULL);

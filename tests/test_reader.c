@@ -217,14 +217,14 @@ static void test_reader_starts_after_its_item(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_reader_reads_in_order, buf_fixture_setup_head, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_reader_error_is_sticky, buf_fixture_setup_head, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_reader_timeout_not_terminal, buf_fixture_setup_head, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_reader_bad_cancel_fd, buf_fixture_setup_head, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_reader_closed_wait_fd_aborts, buf_fixture_setup_head, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_reader_wait_fd_moves_with_reader, buf_fixture_setup_head, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_reader_releases_what_it_read, buf_fixture_setup_head, buf_fixture_teardown),
-		cmocka_unit_test_setup_teardown(test_reader_starts_after_its_item, buf_fixture_setup_head, buf_fixture_teardown),
+		buf_fixture_head_test(test_reader_reads_in_order),
+		buf_fixture_head_test(test_reader_error_is_sticky),
+		buf_fixture_head_test(test_reader_timeout_not_terminal),
+		buf_fixture_head_test(test_reader_bad_cancel_fd),
+		buf_fixture_head_test(test_reader_closed_wait_fd_aborts),
+		buf_fixture_head_test(test_reader_wait_fd_moves_with_reader),
+		buf_fixture_head_test(test_reader_releases_what_it_read),
+		buf_fixture_head_test(test_reader_starts_after_its_item),
 	};
 
 	(void)argc;
