@@ -78,7 +78,8 @@ void reader_result_see(struct reader_result *r, const struct eventbuf_item *item
 
 /*
  * How many items a new buffer takes from malloc() before it carves slabs
- * (src/slab.c). Tests of the slab allocator itself set it to 0.
+ * (src/slab.c). Tests of the slab allocator itself set it to 0; it is a
+ * variable in the testing library only (CONFIG_EVENTBUF_TESTING).
  */
 extern uint32_t __eventbuf_slab_warmup;
 
