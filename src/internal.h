@@ -73,7 +73,6 @@ enum {
 /* Allocated with malloc(), not carved from a slab (slab.c). */
 #define ITEM_MALLOCED 0x02
 
-#define EVENTBUF_MAX_EVENTS 0xffffffu
 
 /*
  * The state word.

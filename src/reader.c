@@ -63,7 +63,7 @@
 #include "internal.h"
 #include "wake.h"
 
-#define ANCHOR_STRIDE 64
+#define ANCHOR_STRIDE EVENTBUF_READER_ANCHOR_STRIDE
 
 struct eventbuf_reader {
 	struct eventbuf_item *anchor;

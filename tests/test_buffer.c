@@ -155,8 +155,10 @@ static void test_buffer_bad_input(void **state)
 	assert_int_equal(eventbuf_new(NULL), -EINVAL);
 	assert_int_equal(eventbuf_append(NULL, NULL, 0, NULL, NULL), -EINVAL);
 	assert_int_equal(eventbuf_append(f->buf, NULL, 1, NULL, NULL), -EINVAL);
-	assert_int_equal(eventbuf_append(f->buf, (void *)&fd, 0x1000000, NULL,
-					 NULL), -EINVAL);
+	assert_int_equal(eventbuf_append(f->buf, (void *)&fd,
+					 EVENTBUF_MAX_EVENTS + 1, NULL, NULL),
+			 -EINVAL);
+	assert_int_equal(EVENTBUF_MAX_EVENTS + 1, 0x1000000);
 	assert_int_equal(eventbuf_append_item(NULL, NULL), -EINVAL);
 	assert_int_equal(eventbuf_append_item(f->buf, NULL), -EINVAL);
 	assert_int_equal(eventbuf_append_error(NULL, -EIO, NULL), -EINVAL);

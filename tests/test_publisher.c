@@ -963,6 +963,8 @@ static void test_publisher_bad_input(void **state)
 	assert_int_equal(eventbuf_publish(NULL, &ev, 1, NULL, NULL), -EINVAL);
 	assert_int_equal(eventbuf_publish(fx.pub, NULL, 1, NULL, NULL), -EINVAL);
 	assert_int_equal(eventbuf_publish(fx.pub, &ev, 0, NULL, NULL), -EINVAL);
+	assert_int_equal(eventbuf_publish(fx.pub, &ev, EVENTBUF_PUBLISH_MAX + 1,
+					  NULL, NULL), -EINVAL);
 	ev.topic = "unknown";
 	assert_int_equal(eventbuf_publish(fx.pub, &ev, 1, NULL, NULL), -EINVAL);
 	ev.topic = NULL;

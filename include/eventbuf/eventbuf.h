@@ -91,6 +91,13 @@ extern "C" {
  * with a message, rather than return a code that looks like either set.
  */
 
+/* The most events one item (one append) carries. */
+#define EVENTBUF_MAX_EVENTS 16777215u
+
+/* A reader moves its one reference forward every this many batches it
+ * returns, besides when it parks (see DOC: readers). */
+#define EVENTBUF_READER_ANCHOR_STRIDE 64u
+
 struct eventbuf;
 struct eventbuf_item;
 struct eventbuf_reader;
@@ -199,7 +206,7 @@ EVENTBUF_API void eventbuf_drop(struct eventbuf *buf);
  * @events:  @n events, copied into the new item (one allocation holds the
  *           item and its events). May be NULL when @n is 0: an empty item,
  *           which readers skip.
- * @n:       number of events, at most 16777215.
+ * @n:       number of events, at most EVENTBUF_MAX_EVENTS (16777215).
  * @release: called once with the item's events when the item is reclaimed,
  *           or NULL. On success the item owns the payloads; on failure
  *           @release is not called and they stay the caller's.
@@ -469,7 +476,8 @@ eventbuf_item_wait_fd(struct eventbuf_item *item, int *fdp);
  * DOC: readers
  *
  * A reader is a cursor over a chain that holds exactly one reference (its
- * *anchor*) and moves it only when it parks or every 64 returned batches, so
+ * *anchor*) and moves it only when it parks or every
+ * EVENTBUF_READER_ANCHOR_STRIDE (64) returned batches, so
  * walking published items writes nothing to them. The items it returns are
  * borrowed: valid until the next call on the same reader (or its free).
  * A reader is used by one thread at a time.

@@ -66,6 +66,14 @@ extern "C" {
  * is skipped.
  */
 
+/* The most events one eventbuf_publish() or eventbuf_snapshot_append()
+ * call takes. */
+#define EVENTBUF_PUBLISH_MAX 65536u
+
+/* A subscription's lag limit is checked once every this many batches of
+ * its key. */
+#define EVENTBUF_LAG_CHECK_EVERY 16u
+
 struct eventbuf_publisher;
 struct eventbuf_subscription;
 struct eventbuf_snapshot;
@@ -131,10 +139,11 @@ struct eventbuf_publisher_config {
  *             eventbuf_publisher_close_tag(); 0 for none.
  * @lag_limit: close the subscription with -ENOBUFS once it is this many
  *             batches behind its key's newest; 0 for no limit. Checked
- *             every 16 batches. A cached snapshot older than half the
- *             limit (more than @lag_limit / 2 batches were published for
- *             the key since it was made) is not used for such a
- *             subscriber: it gets a fresh one.
+ *             every EVENTBUF_LAG_CHECK_EVERY (16) batches. A cached
+ *             snapshot older than half the limit (more than
+ *             @lag_limit / 2 batches were published for the key since it
+ *             was made) is not used for such a subscriber: it gets a
+ *             fresh one.
  */
 struct eventbuf_subscribe_req {
 	const char *topic;
@@ -228,7 +237,7 @@ eventbuf_publisher_register(struct eventbuf_publisher *pub, const char *topic,
  * @events:  @n events of registered topics; @key may be NULL (no key) but
  *           not EVENTBUF_KEY_WILDCARD. Copied; topic and key strings and
  *           payloads must stay valid until @release.
- * @n:       number of events (1 to 65536).
+ * @n:       number of events (1 to EVENTBUF_PUBLISH_MAX, 65536).
  * @release: called once with (a copy of) the events, grouped by topic and
  *           key, when no subscriber or cache needs any of them, or NULL.
  *           That is at once, in this call, when nobody watches their keys.

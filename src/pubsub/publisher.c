@@ -35,7 +35,7 @@
 
 #include "pubsub.h"
 
-#define LAG_CHECK_EVERY 16u
+#define LAG_CHECK_EVERY EVENTBUF_LAG_CHECK_EVERY
 
 /*
  * A snapshot handler runs under pub->lock, a release callback may run

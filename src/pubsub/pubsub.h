@@ -95,7 +95,7 @@ struct keybuf {
 #define PUB_TAG_BITS 6
 
 /* The most events one eventbuf_publish() or eventbuf_snapshot_append() takes. */
-#define PUBLISH_MAX 65536u
+#define PUBLISH_MAX EVENTBUF_PUBLISH_MAX
 
 struct eventbuf_publisher {
 	uint32_t magic;		/* PUB_LIVE until eventbuf_publisher_free() */
