@@ -8,7 +8,7 @@
  *
  * Publication (publish()): the new item is fully initialised, then
  *   1. rcu_assign_pointer(old->next, item)  - pairs with rcu_dereference()
- *      in __eventbuf_scan() (item.c): a reader that sees the pointer sees
+ *      in __eventbuf_find_next() (item.c): a reader that sees the pointer sees
  *      the item's fields;
  *   2. rcu_assign_pointer(buf->head, item)  - pairs with rcu_dereference()
  *      in eventbuf_head();
@@ -59,7 +59,7 @@
 #define container_of(ptr, type, member) \
 	((type *)((char *)(ptr) - offsetof(type, member)))
 
-static void buffer_unuse(struct eventbuf *buf)
+static void buffer_drop_user(struct eventbuf *buf)
 {
 	/* Pairs with itself: the last user sees every other's writes. */
 	if (atomic_fetch_sub_explicit(&buf->users, 1, memory_order_acq_rel) == 1)
@@ -162,7 +162,7 @@ static bool pin_stop(struct eventbuf *buf)
 	    atomic_compare_exchange_strong_explicit(&buf->pin_busy, &stopped,
 			true, memory_order_seq_cst, memory_order_seq_cst))
 		return false;
-	buffer_unuse(buf);
+	buffer_drop_user(buf);
 	return true;
 }
 
@@ -187,7 +187,7 @@ static void pin_step(struct rcu_head *rcu)
 			/* The writer is gone: the chain owns the pool now. */
 			__eventbuf_pool_drop(buf->pool);
 			counter_sub(&__eventbuf_counters.dropping, 1);
-			buffer_unuse(buf);
+			buffer_drop_user(buf);
 		}
 		goto out;
 	}
@@ -219,7 +219,7 @@ void eventbuf_drop(struct eventbuf *buf)
 	 * smp_mb() in pin_stop(), so one of the two restarts the chain. */
 	smp_mb();
 	pin_kick(buf);
-	buffer_unuse(buf);
+	buffer_drop_user(buf);
 }
 
 /*

@@ -292,7 +292,7 @@ __hidden void __eventbuf_pool_trim(struct eventbuf_pool *pool);
 __hidden void *__eventbuf_slab_alloc(struct eventbuf_pool *pool, size_t size);
 __hidden void __eventbuf_slab_put(void *item, uint32_t n);
 __hidden struct eventbuf_item *
-__eventbuf_scan(const struct eventbuf_item *from, struct eventbuf_item **tipp);
+__eventbuf_find_next(const struct eventbuf_item *from, struct eventbuf_item **tipp);
 
 /* reclaim.c */
 __hidden void __eventbuf_put_deferred(struct eventbuf_item *item);

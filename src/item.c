@@ -79,7 +79,7 @@ int __eventbuf_item_ref(struct eventbuf_item *item)
 #endif
 
 /*
- * __eventbuf_scan() - the first item after @from that has events or ends
+ * __eventbuf_find_next() - the first item after @from that has events or ends
  * the chain with an error; NULL when none is published, with *@tipp set to
  * the newest item reached (whose link has no next yet). An error @from is
  * returned itself: the error is sticky.
@@ -87,7 +87,7 @@ int __eventbuf_item_ref(struct eventbuf_item *item)
  * Context: under rcu_read_lock(), @from held (directly or through an
  * earlier item). Writes nothing to the items it passes.
  */
-struct eventbuf_item *__eventbuf_scan(const struct eventbuf_item *from,
+struct eventbuf_item *__eventbuf_find_next(const struct eventbuf_item *from,
 				      struct eventbuf_item **tipp)
 {
 	struct eventbuf_item *it = (struct eventbuf_item *)from;
@@ -144,7 +144,7 @@ int eventbuf_item_error(const struct eventbuf_item *item, const char **msg)
 	if (!item)
 		return 0;
 	rcu_read_lock();
-	found = __eventbuf_scan(item, &tip);
+	found = __eventbuf_find_next(item, &tip);
 	rcu_read_unlock();
 	if (!found || !item_is_error(found))
 		return 0;
@@ -168,7 +168,7 @@ static int find_and_ref(struct eventbuf_item *from,
 	*nextp = NULL;
 	*tipp = NULL;
 	rcu_read_lock();
-	found = __eventbuf_scan(from, &tip);
+	found = __eventbuf_find_next(from, &tip);
 	if (found && item_is_error(found))
 		ret = found->u.err.code;
 	else
@@ -222,7 +222,7 @@ int eventbuf_item_next(struct eventbuf_item *item, int timeout_ms,
 			ret = __eventbuf_no_wait(cancel_fd);
 			break;
 		}
-		ret = __eventbuf_arm(link_of(parked), &fd, false);
+		ret = __eventbuf_prepare_wait(link_of(parked), &fd, false);
 		if (ret == -EALREADY)
 			continue;
 		if (ret)
@@ -244,23 +244,19 @@ int eventbuf_item_next(struct eventbuf_item *item, int timeout_ms,
  */
 static int make_follower(struct eventbuf_item *tip, struct eventbuf_item **outp)
 {
-	struct eventbuf_item *f, *target = link_of(tip);
-	int ret = 0;
+	struct eventbuf_item *f;
 
+	/* Only a batch with events gets here, and a batch is its own link:
+	 * the caller's reference on @tip becomes the follower's on its
+	 * target. */
+	if (link_of(tip) != tip)
+		abort();
 	f = __eventbuf_item_alloc(KIND_FOLLOWER, 0, 0);
 	if (!f) {
 		__eventbuf_put_deferred(tip);
 		return -ENOMEM;
 	}
-	if (target != tip) {
-		ret = __eventbuf_item_ref(target);
-		__eventbuf_put_deferred(tip);
-	}
-	if (ret) {
-		free(f);
-		return ret;
-	}
-	f->u.target = target;
+	f->u.target = tip;
 	atomic_init(&f->state, ST_ROOT | ST_REF);	/* the caller's */
 	counter_add(&__eventbuf_counters.items, 1);
 	counter_add(&__eventbuf_counters.bytes, sizeof(*f));
@@ -302,5 +298,5 @@ int eventbuf_item_wait_fd(struct eventbuf_item *item, int *fdp)
 	*fdp = -1;
 	if (item_is_error(item))
 		return -EALREADY;
-	return __eventbuf_arm(link_of(item), fdp, true);
+	return __eventbuf_prepare_wait(link_of(item), fdp, true);
 }

@@ -6,7 +6,7 @@
  * (the last item it returned, or where it started) is at or after the
  * anchor in the chain, so the anchor keeps @pos and everything after it
  * alive (reclaim.c). Walking forward is rcu_dereference() of ->next under
- * rcu_read_lock() (__eventbuf_scan(), paired with the writer's
+ * rcu_read_lock() (__eventbuf_find_next(), paired with the writer's
  * rcu_assign_pointer()) and writes nothing to the items passed: N readers
  * streaming the same items share their cache lines read-only.
  *
@@ -196,7 +196,7 @@ int __eventbuf_reader_park_polled(struct eventbuf_reader *r,
 	if (r->error)
 		return -EALREADY;
 	rcu_read_lock();
-	found = __eventbuf_scan(r->pos, &tip);
+	found = __eventbuf_find_next(r->pos, &tip);
 	rcu_read_unlock();
 	if (found)
 		return -EALREADY;
@@ -205,7 +205,7 @@ int __eventbuf_reader_park_polled(struct eventbuf_reader *r,
 	if (tip != link) {	/* a follower: keep an anchor of our own */
 		ret = move_anchor(r);
 		if (!ret)
-			ret = __eventbuf_arm(link, &fd, false);
+			ret = __eventbuf_prepare_wait(link, &fd, false);
 		return ret ? ret : __eventbuf_poller_park(node, link, fd);
 	}
 	fd = __eventbuf_poller_joinable(node, link);
@@ -221,7 +221,7 @@ int __eventbuf_reader_park_polled(struct eventbuf_reader *r,
 		ret = __eventbuf_item_ref(link);
 		if (ret)
 			return ret;
-		ret = __eventbuf_arm(link, &fd, false);
+		ret = __eventbuf_prepare_wait(link, &fd, false);
 		if (!ret)
 			ret = __eventbuf_poller_park(node, link, fd);
 		__eventbuf_put_deferred(link);
@@ -240,7 +240,7 @@ static int read_one(struct eventbuf_reader *reader,
 	if (reader->error)
 		return reader->error->u.err.code;
 	rcu_read_lock();
-	found = __eventbuf_scan(reader->pos, &tip);
+	found = __eventbuf_find_next(reader->pos, &tip);
 	rcu_read_unlock();
 	if (!found) {
 		reader->pos = tip;	/* skip the empty items for good */
@@ -272,7 +272,7 @@ int __eventbuf_reader_park(struct eventbuf_reader *reader,
 	if (reader->error)
 		return -EALREADY;
 	rcu_read_lock();
-	found = __eventbuf_scan(reader->pos, &tip);
+	found = __eventbuf_find_next(reader->pos, &tip);
 	rcu_read_unlock();
 	if (found)
 		return -EALREADY;
@@ -280,7 +280,7 @@ int __eventbuf_reader_park(struct eventbuf_reader *reader,
 	ret = move_anchor(reader);
 	if (ret)
 		return ret;
-	ret = __eventbuf_arm(link_of(tip), fdp, exported);
+	ret = __eventbuf_prepare_wait(link_of(tip), fdp, exported);
 	if (ret)
 		return ret;
 	*linkp = link_of(tip);

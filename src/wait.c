@@ -3,7 +3,7 @@
  * DOC: Theory of operation - the lazy eventfd and why no wake-up is lost
  *
  * Each link (an item's ->next) may get one eventfd. It is created by the
- * first reader about to wait on that link (__eventbuf_arm()), installed into
+ * first reader about to wait on that link (__eventbuf_prepare_wait()), installed into
  * the item's ->state with a compare-and-swap (the loser closes its own),
  * and written once by the writer after it publishes ->next
  * (__eventbuf_signal()). Nobody ever reads it, so it stays readable for
@@ -140,7 +140,7 @@ static void drop_orphan(struct eventbuf_item *link)
 	__eventbuf_fd_release(w);	/* never written: no reset needed */
 }
 
-int __eventbuf_arm(struct eventbuf_item *link, int *fdp, bool exported)
+int __eventbuf_prepare_wait(struct eventbuf_item *link, int *fdp, bool exported)
 {
 	int fd;
 

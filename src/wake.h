@@ -5,14 +5,14 @@
 /*
  * The wake-up protocol, both halves (wait.c has its theory of operation):
  * the writer's __eventbuf_signal(), after it published a link's next item
- * (buffer.c), and the reader's __eventbuf_arm(), before it waits on a link
+ * (buffer.c), and the reader's __eventbuf_prepare_wait(), before it waits on a link
  * (item.c, reader.c). Only those files and wait.c include this header.
  */
 #include "internal.h"
 
 /* The reader's half, R1 to R3: 0 and *fdp to wait on, -EALREADY when
  * the next item is published already, or -errno. */
-__hidden int __eventbuf_arm(struct eventbuf_item *link, int *fdp,
+__hidden int __eventbuf_prepare_wait(struct eventbuf_item *link, int *fdp,
 			    bool exported);
 
 /* The writer's W4, out of line: write the eventfd of @link's state @old. */
@@ -31,7 +31,7 @@ static inline void __eventbuf_signal(struct eventbuf_item *link)
 
 	/* W2, between the caller's stores and the loads after it; one
 	 * barrier serves two protocols. The wake-up: W1 (->next) before W3,
-	 * pairs with R2's smp_mb() in __eventbuf_arm() (wait.c). The pin
+	 * pairs with R2's smp_mb() in __eventbuf_prepare_wait() (wait.c). The pin
 	 * chain: ->last_own before publish()'s load of pin_busy, pairs with
 	 * the smp_mb() in pin_stop() (buffer.c). */
 	smp_mb();

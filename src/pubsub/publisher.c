@@ -175,15 +175,15 @@ out_free:
 	return ret;
 }
 
-struct sorted {
+struct resolved_event {
 	struct topic *topic;
 	const char *key;	/* "" for none */
 	uint32_t pos;		/* in the caller's array */
 };
 
-static int cmp_sorted(const void *a, const void *b)
+static int cmp_resolved(const void *a, const void *b)
 {
-	const struct sorted *x = a, *y = b;
+	const struct resolved_event *x = a, *y = b;
 	int c;
 
 	if (x->topic->id != y->topic->id)
@@ -197,7 +197,7 @@ static int cmp_sorted(const void *a, const void *b)
 /* Resolve topics and keys; -EINVAL for unknown topics or wildcard keys. */
 static int resolve(struct eventbuf_publisher *pub,
 		   const struct eventbuf_event *events, size_t n,
-		   struct sorted *s)
+		   struct resolved_event *s)
 {
 	for (size_t i = 0; i < n; i++) {
 		const char *key = events[i].key ? events[i].key : "";
@@ -208,7 +208,7 @@ static int resolve(struct eventbuf_publisher *pub,
 		s[i].key = key;
 		s[i].pos = (uint32_t)i;
 	}
-	qsort(s, n, sizeof(*s), cmp_sorted);
+	qsort(s, n, sizeof(*s), cmp_resolved);
 	return 0;
 }
 
@@ -257,7 +257,7 @@ static void publish_group(struct eventbuf_publisher *pub, struct keybuf *kb,
 
 /* Where a group goes: looked up again when it is appended, since an
  * earlier group's failure may have dropped a key buffer. */
-struct target {
+struct group_dest {
 	struct topic *topic;
 	const char *key;
 };
@@ -265,8 +265,8 @@ struct target {
 /* Walk the sorted events: one group per key with a buffer, and one per
  * topic for its wildcard buffer. Returns how many groups were filled. */
 static size_t fill_groups(struct eventbuf_publisher *pub, struct record *rec,
-			  const struct sorted *s, size_t n,
-			  struct target *to)
+			  const struct resolved_event *s, size_t n,
+			  struct group_dest *to)
 {
 	size_t ngroups = 0;
 
@@ -280,7 +280,7 @@ static size_t fill_groups(struct eventbuf_publisher *pub, struct record *rec,
 		if (wild) {
 			rec->groups[ngroups] = (struct group){ rec, (uint32_t)i,
 				(uint32_t)(t_end - i), 0 };
-			to[ngroups++] = (struct target){ s[i].topic,
+			to[ngroups++] = (struct group_dest){ s[i].topic,
 							 EVENTBUF_KEY_WILDCARD };
 		}
 		while (i < t_end) {
@@ -292,7 +292,7 @@ static size_t fill_groups(struct eventbuf_publisher *pub, struct record *rec,
 			if (kb) {
 				rec->groups[ngroups] = (struct group){ rec,
 					(uint32_t)i, (uint32_t)(k_end - i), 0 };
-				to[ngroups++] = (struct target){ s[i].topic,
+				to[ngroups++] = (struct group_dest){ s[i].topic,
 								 s[i].key };
 			}
 			i = k_end;
@@ -305,8 +305,8 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 		     const struct eventbuf_event *events, size_t n,
 		     eventbuf_release_fn release, void *arg)
 {
-	struct target *to = NULL;
-	struct sorted *s = NULL;
+	struct group_dest *to = NULL;
+	struct resolved_event *s = NULL;
 	struct record *rec;
 	size_t ngroups;
 	int ret;

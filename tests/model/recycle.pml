@@ -193,7 +193,7 @@ inline reader_put(l)
 }
 
 /*
- * __eventbuf_arm(), in two parts: install() up to R1, check() from R3.
+ * __eventbuf_prepare_wait(), in two parts: install() up to R1, check() from R3.
  * They leave f set to the link's descriptor, or jump to read: when the
  * link has a successor. They use the caller's f and mine.
  */

@@ -98,7 +98,7 @@ proctype reader()
 {
 	byte mine, f;
 
-	/* __eventbuf_arm(): cheap early out */
+	/* __eventbuf_prepare_wait(): cheap early out */
 	if
 	:: next_mem -> goto read
 	:: else -> skip
@@ -134,7 +134,7 @@ proctype reader()
 		fi
 	:: else -> skip
 	fi;
-	/* R2: smp_mb() in __eventbuf_arm() (nothing buffered on this side) */
+	/* R2: smp_mb() in __eventbuf_prepare_wait() (nothing buffered on this side) */
 #ifndef NO_R3
 	/* R3: look at ->next again */
 	if
