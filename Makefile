@@ -342,6 +342,13 @@ example-run: $(example-bins)
 	$(Q)$(if $(filter y,$(CONFIG_TSAN)),TSAN_OPTIONS="suppressions=$(srctree)/tests/tsan.supp halt_on_error=1 $${TSAN_OPTIONS:-}") \
 		$(objtree)/examples/service $(EXAMPLE_ARGS)
 
+# examples/resp_server beside a throwaway redis-server, the same load
+# (examples/resp_load) against each; QUICK=1: a few seconds.
+PHONY += example-bench
+example-bench: $(example-bins)
+	$(Q)$(srctree)/scripts/deps.sh redis-server gnuplot-nox
+	$(Q)QUICK=$(QUICK) $(srctree)/scripts/example-bench.sh $(objtree)
+
 PHONY += install uninstall
 install: all
 	$(Q)install -d $(DESTDIR)$(INCLUDEDIR)/eventbuf $(DESTDIR)$(LIBDIR) \
@@ -386,6 +393,7 @@ help:
 	@echo '                  then the ABI, install, build and README checks'
 	@echo '  bench         - run the benchmark against the mutex variants (QUICK=1: smoke run)'
 	@echo '  example-run   - run examples/service: 2,000 clients over loopback TCP for 3 s'
+	@echo '  example-bench - examples/resp_server against redis-server, same RESP load (QUICK=1: smoke run)'
 	@echo '                  (EXAMPLE_ARGS="clients seconds workers changes-per-second")'
 	@echo '  verify        - model-check tests/model/*.pml with spin (installs it)'
 	@echo '  fuzz          - run the API fuzzer for FUZZ_SECONDS (libFuzzer, clang)'
