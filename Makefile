@@ -216,6 +216,9 @@ fuzz-bins := $(kbuild-tests-fuzz-y)
 soak-bins := $(kbuild-tests-soak-y)
 $(kbuild-tests-tests-y-objs) $(kbuild-tests-soak-y-objs): extra_cflags = $(CMOCKA_CFLAGS)
 $(kbuild-tests-tests-y-objs) $(kbuild-tests-soak-y-objs): | deps-test
+# test_resp links the examples' RESP parser, compiled here with the tests.
+$(objtree)/tests/resp.o: $(srctree)/examples/resp.c FORCE
+	$(call if_changed,cc_o_c)
 
 $(eval $(call descend,bench,bench-y))
 bench-bins := $(kbuild-bench-bench-y)
