@@ -353,8 +353,15 @@ static bool read_later(int err)
 		err == -ENOSPC || err == -EOVERFLOW;
 }
 
-/* Copy @s's messages to the output until it runs dry or the output is full. */
-static void pump(struct worker *w, struct client *c, struct csub *s)
+/*
+ * Copy @s's messages to the output until it runs dry or the output is
+ * full. A stalled subscription is reported again only when the publisher
+ * closes it (the lag limit): @reported reads one batch even into a full
+ * output, so that the close is seen; the output then exceeds OUT_HIGH by
+ * at most that batch.
+ */
+static void pump(struct worker *w, struct client *c, struct csub *s,
+		 bool reported)
 {
 	s->stalled = false;
 	while (!c->closed) {
@@ -364,10 +371,11 @@ static void pump(struct worker *w, struct client *c, struct csub *s)
 
 		if (full(c)) {
 			flush(w, c);
-			if (full(c)) {
+			if (full(c) && !reported) {
 				s->stalled = !c->closed;
 				return;
 			}
+			reported = false;
 		}
 		ret = eventbuf_sub_next_nonblock(s->sub, &evs, &n);
 		if (ret == -EAGAIN || read_later(ret))
@@ -766,7 +774,7 @@ static void on_socket(struct worker *w, struct client *c, uint32_t events)
 		}
 		for (struct csub *s = c->subs; s && !c->closed; s = s->next)
 			if (s->stalled)
-				pump(w, c, s);
+				pump(w, c, s, false);
 		if (!c->closed)
 			flush(w, c);
 	}
@@ -785,7 +793,7 @@ static void on_poller(struct worker *w)
 		struct csub *s = evs[i].data;
 
 		if (s->sub && !s->c->closed) {
-			pump(w, s->c, s);
+			pump(w, s->c, s, true);
 			if (!s->c->closed)
 				flush(w, s->c);
 		}
