@@ -40,6 +40,7 @@ CONFIG_ASAN ?= n
 CONFIG_TSAN ?= n
 CONFIG_VALGRIND ?= n
 CONFIG_EVENTBUF_DEBUG ?= n
+CONFIG_EVENTBUF_PUBSUB ?= y
 CONFIG_FUZZ ?= n
 QUICK ?= 0
 FUZZ_SECONDS ?= 60
@@ -149,7 +150,9 @@ so_libs = $(URCU_LIBS) -lpthread
 # Goals from the Kbuild files. $(call descend,DIR,LISTS) includes DIR/Kbuild,
 # which fills obj-y, ccflags-y and the program LISTS (tests-y, ...), each
 # program P naming its objects in P-objs. It defines kbuild-DIR-objs (every
-# object), kbuild-DIR-LIST (the programs' paths), kbuild-DIR-LIST-objs and
+# object), kbuild-DIR-subdirs (the obj-y entries ending in /, as in Kbuild:
+# directories with a Kbuild file of their own, descended by the caller),
+# kbuild-DIR-LIST (the programs' paths), kbuild-DIR-LIST-objs and
 # kbuild-DIR-ccflags, and their rules:
 # objects are compiled with that Kbuild file's ccflags-y and rebuilt when it
 # changes; programs link the objects and link-libs-LIST.
@@ -177,7 +180,8 @@ kbuild-$(1)-ccflags := $$(ccflags-y)
 $$(foreach l,$(2),$$(eval kbuild-$(1)-$$(l) := $$(addprefix $(objtree)/$(1)/,$$($$(l)))))
 $$(foreach l,$(2),$$(eval kbuild-$(1)-$$(l)-objs := $$(sort $$(addprefix $(objtree)/$(1)/,\
 	$$(foreach p,$$($$(l)),$$($$(p)-objs))))))
-kbuild-$(1)-objs := $$(sort $$(addprefix $(objtree)/$(1)/,$$(obj-y)) \
+kbuild-$(1)-subdirs := $$(patsubst %/,%,$$(filter %/,$$(obj-y)))
+kbuild-$(1)-objs := $$(sort $$(addprefix $(objtree)/$(1)/,$$(filter-out %/,$$(obj-y))) \
 	$$(foreach l,$(2),$$(kbuild-$(1)-$$(l)-objs)))
 $$(kbuild-$(1)-objs): ccflags := $$(ccflags-y)
 $$(kbuild-$(1)-objs): $(srctree)/$(1)/Kbuild | deps
@@ -197,14 +201,16 @@ link-libs-examples-y = $(URCU_LIBS) -lpthread
 static-lib := $(objtree)/libeventbuf.a
 
 $(eval $(call descend,src,))
-lib-objs := $(kbuild-src-objs)
+$(foreach d,$(kbuild-src-subdirs),$(eval $(call descend,src/$(d),)))
+lib-objs := $(kbuild-src-objs) $(foreach d,$(kbuild-src-subdirs),$(kbuild-src/$(d)-objs))
 
 # The same library with CONFIG_EVENTBUF_DEBUG, for the tests that check it.
+# Every src/ directory's Kbuild sets the same ccflags-y, src/Kbuild's.
 debug-lib := $(objtree)/libeventbuf-debug.a
-debug-objs := $(sort $(patsubst $(objtree)/src/%,$(objtree)/debug/src/%,$(kbuild-src-objs)) \
+debug-objs := $(sort $(patsubst $(objtree)/src/%,$(objtree)/debug/src/%,$(lib-objs)) \
 	$(objtree)/debug/src/debug.o)
 $(debug-objs): ccflags := $(kbuild-src-ccflags) -DCONFIG_EVENTBUF_DEBUG
-$(debug-objs): $(srctree)/src/Kbuild | deps
+$(debug-objs): $(srctree)/src/Kbuild $(foreach d,$(kbuild-src-subdirs),$(srctree)/src/$(d)/Kbuild) | deps
 $(objtree)/debug/src/%.o: $(srctree)/src/%.c FORCE
 	$(call if_changed,cc_o_c)
 targets += $(debug-objs)
@@ -396,8 +402,8 @@ help:
 	@echo '                  then the ABI, install, build and README checks'
 	@echo '  bench         - run the benchmark against the mutex variants (QUICK=1: smoke run)'
 	@echo '  example-run   - run examples/service: 2,000 clients over loopback TCP for 3 s'
-	@echo '  example-bench - examples/resp_server against redis-server, same RESP load (QUICK=1: smoke run)'
 	@echo '                  (EXAMPLE_ARGS="clients seconds workers changes-per-second")'
+	@echo '  example-bench - examples/resp_server against redis-server, same RESP load (QUICK=1: smoke run)'
 	@echo '  verify        - model-check tests/model/*.pml with spin (installs it)'
 	@echo '  fuzz          - run the API fuzzer for FUZZ_SECONDS (libFuzzer, clang)'
 	@echo '  soak          - run writer, readers and subscribers for SOAK_SECONDS;'
@@ -413,6 +419,7 @@ help:
 	@echo '  CONFIG_TSAN=y          - ThreadSanitizer build in build-tsan/'
 	@echo '  CONFIG_VALGRIND=y      - run the tests under valgrind memcheck'
 	@echo '  CONFIG_EVENTBUF_DEBUG=y - abort when two threads append to one buffer'
+	@echo '  CONFIG_EVENTBUF_PUBSUB=n - leave the pub/sub layer (src/pubsub/) out'
 	@echo '  QUICK=1                - short benchmark run'
 	@echo "  BENCH_ARGS='--only W'  - run one workload (append, fanout, fanout-epoll, wake,"
 	@echo '                           retained, fds, subscribers)'

@@ -117,9 +117,11 @@ grep -qx 'prefix=/opt/probe' "$out/eventbuf.pc" || fail "eventbuf.pc kept the ol
 echo 'ccflags-y += -DEVENTBUF_BUILD_PROBE' >> "$src/src/Kbuild"
 expect "a ccflags-y edit in src/Kbuild" "$(rebuilt | grep '^CC')" "$(objs src)"
 grep -q 'EVENTBUF_BUILD_PROBE' "$out/src/.buffer.o.cmd" || fail "src/buffer.o's saved command lacks the new flag"
+echo 'ccflags-y += -DEVENTBUF_BUILD_PROBE' >> "$src/src/pubsub/Kbuild"
+expect "a ccflags-y edit in src/pubsub/Kbuild" "$(rebuilt | grep '^CC')" "$(objs src/pubsub)"
 touch "$src/examples/Kbuild"
 expect "a touched examples/Kbuild" "$(rebuilt | grep '^CC')" "$(objs examples)"
-expect "make CFLAGS=-DPROBE" "$(rebuilt CFLAGS=-DPROBE | grep '^CC')" "$(printf '%s\n' "$(objs examples)" "$(objs src)" | sort)"
+expect "make CFLAGS=-DPROBE" "$(rebuilt CFLAGS=-DPROBE | grep '^CC')" "$(printf '%s\n' "$(objs examples)" "$(objs src)" "$(objs src/pubsub)" | sort)"
 [ ! -e "$tmp/find.log" ] || fail "make ran find: $(head -3 "$tmp/find.log")"
 echo "  BUILD   PREFIX, a Kbuild file and CFLAGS rebuild exactly what uses them; no find: ok"
 

@@ -32,10 +32,12 @@
  * atomic read-modify-write and no call_rcu() at all; a slower one at most
  * one per callback period.
  *
- * No lost restart: the chain stops with a seq_cst store of pin_busy = false
- * followed by a full barrier and loads of ->last_own and ->dropped; the
- * writer stores ->last_own, then executes the wake-up fence
- * (__eventbuf_signal(), W2), then loads pin_busy. One of the two sees the other's store, so either the
+ * No lost restart: the chain stops with a store of pin_busy = false
+ * followed by smp_mb() and loads of ->last_own and ->dropped; the
+ * writer stores ->last_own, then executes the wake-up barrier
+ * (__eventbuf_signal(), W2), then loads pin_busy; eventbuf_drop() stores
+ * ->dropped, then smp_mb(), then loads pin_busy. In each pair one of the
+ * two sees the other's store, so either the
  * chain sees the new head and restarts itself, or the writer sees the chain
  * stopped and restarts it; the compare-and-swap on pin_busy makes sure only
  * one of them posts the callback.
@@ -52,6 +54,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "wake.h"
 
 #define container_of(ptr, type, member) \
 	((type *)((char *)(ptr) - offsetof(type, member)))
@@ -63,17 +66,14 @@ static void buffer_unuse(struct eventbuf *buf)
 		free(buf);
 }
 
-/* The writer is the only one writing these: a load and a store, no RMW. */
+/*
+ * The writer is the only one writing these: a load and a store, no RMW.
+ * Untorn for stats.c's READ_ONCE(); a sum of counters orders nothing.
+ */
 static void count_appended(struct eventbuf *buf, size_t bytes)
 {
-	atomic_store_explicit(&buf->appended_items,
-		atomic_load_explicit(&buf->appended_items,
-				     memory_order_relaxed) + 1,
-		memory_order_relaxed);
-	atomic_store_explicit(&buf->appended_bytes,
-		atomic_load_explicit(&buf->appended_bytes,
-				     memory_order_relaxed) + bytes,
-		memory_order_relaxed);
+	WRITE_ONCE(buf->appended_items, READ_ONCE(buf->appended_items) + 1);
+	WRITE_ONCE(buf->appended_bytes, READ_ONCE(buf->appended_bytes) + bytes);
 }
 
 int eventbuf_new(struct eventbuf **bufp)
@@ -122,7 +122,10 @@ static void pin_kick(struct eventbuf *buf)
 {
 	bool stopped = false;
 
-	if (!atomic_compare_exchange_strong(&buf->pin_busy, &stopped, true))
+	/* Acquire: pairs with smp_store_release() in pin_stop(), so this
+	 * chain sees the ->pin the stopped one left. */
+	if (!atomic_compare_exchange_strong_explicit(&buf->pin_busy, &stopped,
+			true, memory_order_seq_cst, memory_order_seq_cst))
 		return;
 	atomic_fetch_add_explicit(&buf->users, 1, memory_order_relaxed);
 	pin_requeue(buf);
@@ -148,11 +151,16 @@ static bool pin_stop(struct eventbuf *buf)
 	struct eventbuf_item *pin = buf->pin;
 	bool stopped = false;
 
-	/* seq_cst store, barrier, loads: pairs with W2 (see top). */
-	atomic_store(&buf->pin_busy, false);
-	__eventbuf_full_fence();
-	if ((load_last_own(buf) != pin || atomic_load(&buf->dropped)) &&
-	    atomic_compare_exchange_strong(&buf->pin_busy, &stopped, true))
+	/* Release: pairs with the CAS in pin_kick(), which a new chain
+	 * starts with: it sees the ->pin read above. */
+	smp_store_release(&buf->pin_busy, false);
+	/* Store, barrier, loads: pairs with W2's smp_mb() in
+	 * __eventbuf_signal() (->last_own, see top) and with the smp_mb()
+	 * in eventbuf_drop() (->dropped). */
+	smp_mb();
+	if ((load_last_own(buf) != pin || smp_load_acquire(&buf->dropped)) &&
+	    atomic_compare_exchange_strong_explicit(&buf->pin_busy, &stopped,
+			true, memory_order_seq_cst, memory_order_seq_cst))
 		return false;
 	buffer_unuse(buf);
 	return true;
@@ -168,7 +176,9 @@ static void pin_step(struct rcu_head *rcu)
 		__eventbuf_unpin(buf->pin_prev);
 		buf->pin_prev = NULL;
 	}
-	if (atomic_load(&buf->dropped)) {
+	/* Acquire: pairs with smp_store_release() in eventbuf_drop(): the
+	 * writer's last appends happen before the pool is dropped below. */
+	if (smp_load_acquire(&buf->dropped)) {
 		if (!buf->pin_final) {
 			buf->pin_final = true;	/* one more grace period */
 			pin_requeue(buf);
@@ -203,7 +213,11 @@ void eventbuf_drop(struct eventbuf *buf)
 		return;
 	__eventbuf_stats_del_buffer(buf);
 	counter_add(&__eventbuf_counters.dropping, 1);
-	atomic_store(&buf->dropped, true);	/* seq_cst: see pin_stop() */
+	/* Release: pairs with smp_load_acquire() in pin_step(). */
+	smp_store_release(&buf->dropped, true);
+	/* Store, barrier, then pin_kick()'s load of pin_busy: pairs with the
+	 * smp_mb() in pin_stop(), so one of the two restarts the chain. */
+	smp_mb();
 	pin_kick(buf);
 	buffer_unuse(buf);
 }
@@ -226,7 +240,9 @@ static void publish(struct eventbuf *buf, struct eventbuf_item *item,
 		rcu_assign_pointer(buf->last_own, item);
 	__eventbuf_signal(old);	/* W2 orders ->last_own before pin_busy */
 	rcu_read_unlock();
-	if (!atomic_load_explicit(&buf->pin_busy, memory_order_relaxed))
+	/* After W2's smp_mb() in __eventbuf_signal(): pairs with the
+	 * smp_mb() in pin_stop() (see top). */
+	if (!READ_ONCE(buf->pin_busy))
 		pin_kick(buf);
 }
 

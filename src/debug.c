@@ -31,7 +31,9 @@ void __eventbuf_writer_enter(struct eventbuf *buf, const char *fn)
 
 void __eventbuf_writer_exit(struct eventbuf *buf)
 {
-	atomic_store_explicit(&buf->writer, 0, memory_order_release);
+	/* Release: pairs with the acquire exchange of the next appender's
+	 * __eventbuf_writer_enter(). */
+	smp_store_release(&buf->writer, 0);
 }
 
 void __eventbuf_item_check(const struct eventbuf_item *item, const char *fn,
@@ -43,8 +45,7 @@ void __eventbuf_item_check(const struct eventbuf_item *item, const char *fn,
 		what = "was freed: used after its last reference was dropped";
 	else if (item->reserved == ITEM_DEBUG_QUEUED)
 		what = "has no reference left: its last one was already dropped";
-	else if (put && st_refs(atomic_load_explicit(&item->state,
-						    memory_order_relaxed)) == 0)
+	else if (put && st_refs(READ_ONCE(item->state)) == 0)	/* a hint */
 		what = "has no reference left to drop (reference underflow)";
 	if (!what)
 		return;

@@ -63,8 +63,12 @@
  * for the others.
  *
  * The pool is small (FD_POOL_MAX): it absorbs the release-then-park of
- * each delivery, not a burst of unsubscribes, whose descriptors are
- * closed. eventbuf_barrier() empties it.
+ * each delivery, and the lag between two event loops (one takes the next
+ * link's descriptor before the other lets go of the last link's), not a
+ * burst of unsubscribes, whose descriptors are closed. With 8, two loops
+ * over 100 keys closed and re-created descriptors all the time, each one a
+ * new epoll registration in each loop (docs/pollers.md).
+ * eventbuf_barrier() empties it.
  *
  * tests/model/recycle.pml checks the release, reset, pool and the
  * poller's successor check against a writer still in W3..W5, and catches
@@ -88,7 +92,7 @@
 
 #include "internal.h"
 
-#define FD_POOL_MAX 8
+#define FD_POOL_MAX 32
 #define FD_CACHE_MAX 4
 
 _Atomic uint64_t __eventbuf_fd_epoch;
@@ -139,8 +143,7 @@ static struct slot *slot_of(int fd)
 	if (fd < 0 || fd >= GEN_CHUNK * GEN_TOP)
 		return NULL;
 	/* Acquire: pairs with the release CAS that published the chunk. */
-	chunk = atomic_load_explicit(&gen_chunks[fd / GEN_CHUNK],
-				     memory_order_acquire);
+	chunk = smp_load_acquire(&gen_chunks[fd / GEN_CHUNK]);
 	return chunk ? &chunk[fd % GEN_CHUNK] : NULL;
 }
 
@@ -170,8 +173,9 @@ static bool born_here(int fd)
 {
 	struct slot *slot = slot_of(fd);
 
-	return slot && atomic_load_explicit(&slot->birth, memory_order_relaxed)
-		== atomic_load_explicit(&fork_gen, memory_order_relaxed);
+	/* No order: both change only in fork handlers or in the creator's
+	 * thread, which the caller's thread follows. */
+	return slot && READ_ONCE(slot->birth) == READ_ONCE(fork_gen);
 }
 
 /* Either side of a fork, in its handler: what exists now is shared. */
@@ -200,7 +204,7 @@ int __eventbuf_fd_new(void)
 {
 	/* Before eventfd(): a fork between the two makes it look older,
 	 * which only costs its reuse. */
-	uint32_t birth = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+	uint32_t birth = READ_ONCE(fork_gen);
 	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	struct slot *slot;
 
@@ -213,7 +217,7 @@ int __eventbuf_fd_new(void)
 	slot_make(fd);
 	slot = slot_of(fd);
 	if (slot)
-		atomic_store_explicit(&slot->birth, birth, memory_order_relaxed);
+		WRITE_ONCE(slot->birth, birth);	/* read in born_here() */
 	counter_add(&__eventbuf_counters.eventfds, 1);
 	return fd;
 }

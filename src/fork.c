@@ -71,14 +71,13 @@ int __eventbuf_fork_init(void)
 	int ret = 0;
 
 	/* Acquire: pairs with the release store below. */
-	if (atomic_load_explicit(&registered, memory_order_acquire))
+	if (smp_load_acquire(&registered))
 		return 0;
 	pthread_mutex_lock(&register_lock);
-	if (!atomic_load_explicit(&registered, memory_order_relaxed)) {
+	if (!READ_ONCE(registered)) {	/* the lock orders it */
 		ret = -pthread_atfork(fork_prepare, fork_parent, fork_child);
-		if (!ret)
-			atomic_store_explicit(&registered, true,
-					      memory_order_release);
+		if (!ret)	/* pairs with the smp_load_acquire() above */
+			smp_store_release(&registered, true);
 	}
 	pthread_mutex_unlock(&register_lock);
 	return ret;

@@ -11,9 +11,9 @@
 
 #include <eventbuf/eventbuf.h>
 
+#include "barrier.h"
+#include "core.h"
 #include "rcu.h"
-
-#define __hidden __attribute__((visibility("hidden")))
 
 /*
  * struct eventbuf_item - one batch, and the link to the next one
@@ -26,7 +26,11 @@
  * @state: reference count and wait-fd state, see the ST_* bits below. Once
  *         the item is unreferenced and queued for reclamation, the word
  *         becomes @reclaim_next (nothing else can reach the item then).
- * @nevents, @kind, @flags: set before publication, immutable after.
+ * @nevents, @kind: set before publication, immutable after.
+ * @flags: set before publication, but for ITEM_NEXT_COUNTED, which
+ *         eventbuf_append_item() sets on the head before it publishes the
+ *         head's ->next: that release store orders it before reclaim.c,
+ *         the only reader, which loads ->next first.
  * @signal_done: set by the writer once it has finished signalling this
  *         link (wait.c); lets a late waiter close an eventfd the writer
  *         never saw.
@@ -147,19 +151,6 @@ static inline size_t __eventbuf_item_size(const struct eventbuf_item *item)
 	return size;
 }
 
-/* Reserved result codes a terminal error may not use (see eventbuf.h). */
-static inline bool code_is_reserved(int code)
-{
-	switch (-code) {
-	case EAGAIN: case ETIMEDOUT: case ECANCELED: case ENOMEM:
-	case EMFILE: case ENFILE: case EINVAL: case EOVERFLOW: case EDEADLK:
-	case ENOSPC:	/* a subscription's epoll_ctl(): retry, not the end */
-		return true;
-	default:
-		return false;
-	}
-}
-
 /*
  * struct eventbuf - the writer's handle
  *
@@ -272,9 +263,6 @@ __hidden void __eventbuf_put_deferred(struct eventbuf_item *item);
 __hidden void __eventbuf_pin(struct eventbuf_item *item);
 __hidden void __eventbuf_unpin(struct eventbuf_item *item);
 
-/* wait.c */
-__hidden int __eventbuf_arm(struct eventbuf_item *link, int *fdp,
-			    bool exported);
 /* fdpool.c */
 __hidden void __eventbuf_fd_release(uint64_t w);
 __hidden int __eventbuf_fd_pool_get(void);
@@ -284,22 +272,6 @@ __hidden void __eventbuf_fd_cache_enable(void);
 __hidden int __eventbuf_fd_new(void);
 __hidden _Atomic uint32_t *__eventbuf_fd_gen(int fd);
 __hidden extern _Atomic uint64_t __eventbuf_fd_epoch;
-__hidden void __eventbuf_signal_waiters(struct eventbuf_item *link,
-					 uint64_t old);
-__hidden int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline_ns);
-__hidden int64_t __eventbuf_deadline(int timeout_ms);
-__hidden int __eventbuf_no_wait(int cancel_fd);
-
-/* context.c: what the calling thread is inside of (a caller's callback) */
-#define EVENTBUF_IN_RELEASE	0x1	/* a release callback */
-#define EVENTBUF_IN_SNAPSHOT	0x2	/* a snapshot handler */
-__hidden extern __thread unsigned int __eventbuf_callback;
-__hidden void __eventbuf_misuse(const char *fn, const char *rule)
-	__attribute__((noreturn));
-/* Run a release callback with the thread marked. */
-__hidden void __eventbuf_release_call(eventbuf_release_fn release,
-				      struct eventbuf_event *events, size_t n,
-				      void *arg);
 
 /* fork.c, and the process-wide locks its handlers take */
 __hidden int __eventbuf_fork_init(void);
@@ -309,40 +281,12 @@ __hidden void __eventbuf_drain_fork_lock(bool lock);
 __hidden void __eventbuf_fdpool_fork_lock(bool lock);
 __hidden void __eventbuf_fd_fork(void);
 
-/*
- * poller.c: what an attached reader or subscription embeds. All fields
- * but @poller, @kick_next and @kicked belong to the poller's thread;
- * @poller changes only under *@lock (the subscription's, NULL for a
- * reader), which a closer on another thread holds to reach the poller;
- * @kick_next and @kicked are under the poller's inbox lock.
- */
-struct eventbuf_poller;
-
+/* poller.c: the rest of the node's life (core.h has the struct) */
 enum { NODE_IDLE, NODE_PARKED, NODE_READY };
 
-struct __eventbuf_pollnode {
-	struct eventbuf_poller *poller;		/* NULL: not attached */
-	struct __eventbuf_pollnode *prev, *next;	/* waiters or ready */
-	struct __eventbuf_pollnode *aprev, *anext;	/* attached */
-	struct __eventbuf_pollnode *kick_next;	/* the inbox */
-	void *owner;				/* the reader or subscription */
-	void *data;
-	pthread_mutex_t *lock;
-	int fd;					/* parked under, or -1 */
-	struct eventbuf_reader *lending;	/* lends its anchor here */
-	uint8_t where;				/* NODE_* */
-	bool is_sub;
-	bool kicked;
-};
-
-__hidden int __eventbuf_poller_attach(struct eventbuf_poller *poller,
-				      struct __eventbuf_pollnode *node);
-__hidden void __eventbuf_poller_detach(struct __eventbuf_pollnode *node);
 __hidden int __eventbuf_poller_park(struct __eventbuf_pollnode *node,
 				    struct eventbuf_item *link, int fd);
 __hidden void __eventbuf_poller_unpark(struct __eventbuf_pollnode *node);
-__hidden void __eventbuf_poller_retry(struct __eventbuf_pollnode *node);
-__hidden void __eventbuf_poller_kick(struct __eventbuf_pollnode *node);
 __hidden int __eventbuf_poller_joinable(struct __eventbuf_pollnode *node,
 					struct eventbuf_item *link);
 __hidden void __eventbuf_poller_borrow(struct __eventbuf_pollnode *node,
@@ -350,16 +294,13 @@ __hidden void __eventbuf_poller_borrow(struct __eventbuf_pollnode *node,
 __hidden void __eventbuf_poller_unborrow(struct __eventbuf_pollnode *node,
 					 int fd);
 
-/* reader.c, for pollers and subscriptions */
+/* reader.c, for pollers (core.h has what subscriptions use) */
 __hidden struct __eventbuf_pollnode *
 __eventbuf_reader_node(struct eventbuf_reader *reader);
 __hidden int __eventbuf_reader_park(struct eventbuf_reader *reader,
 				    struct eventbuf_item **linkp, int *fdp,
 				    bool exported);
-__hidden int __eventbuf_reader_park_polled(struct eventbuf_reader *reader,
-					   struct __eventbuf_pollnode *node);
 __hidden void __eventbuf_reader_take_back(struct eventbuf_reader *reader);
-__hidden bool __eventbuf_reader_lending(const struct eventbuf_reader *reader);
 
 /* stats.c: counters kept off the append path (see stats.c). */
 struct eventbuf_counters {
@@ -384,41 +325,6 @@ static inline void counter_add(_Atomic uint64_t *c, uint64_t v)
 static inline void counter_sub(_Atomic uint64_t *c, uint64_t v)
 {
 	atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
-}
-
-/*
- * A full barrier (wait.c explains the choice): on x86-64 a locked add to
- * the stack, as Linux's smp_mb() does, which does not wait for pending
- * store misses the way MFENCE does.
- */
-static inline void __eventbuf_full_fence(void)
-{
-#if defined(__x86_64__)
-	__asm__ __volatile__("lock; addl $0,-4(%%rsp)" ::: "memory", "cc");
-#else
-	atomic_thread_fence(memory_order_seq_cst);
-#endif
-}
-
-/*
- * The writer's side of the wake-up protocol (wait.c), after it published
- * @link's next item: W2 fence, W3 look for an eventfd, W4 write it if there
- * is one (out of line), W5 mark the link done. With nobody waiting: a
- * barrier, a load and a store.
- */
-static inline void __eventbuf_signal(struct eventbuf_item *link)
-{
-	uint64_t w;
-
-	__eventbuf_full_fence();
-	/* Acquire: pairs with the installer's CAS, so the eventfd's creation
-	 * happens before our write to it. */
-	w = atomic_load_explicit(&link->state, memory_order_acquire);
-	if (st_fd(w) >= 0)
-		__eventbuf_signal_waiters(link, w);
-	/* W5: a store to a line W1 just wrote; pairs with the acquire load
-	 * in drop_orphan() and unref(). */
-	__atomic_store_n(&link->signal_done, 1, __ATOMIC_RELEASE);
 }
 
 #endif /* _EVENTBUF_INTERNAL_H */

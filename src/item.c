@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * DOC: Theory of operation - items and the seed's item-level reads
+ * DOC: Theory of operation - items and the item-level reads
  *
  * An item is published once, fully initialised, by the writer's
  * rcu_assign_pointer() of the previous item's ->next (buffer.c); from then
@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "wake.h"
 
 static struct eventbuf_item *item_init(struct eventbuf_item *item,
 				       uint8_t kind, size_t n, uint8_t flags)
@@ -69,8 +70,16 @@ struct eventbuf_item *__eventbuf_item_carve(struct eventbuf_pool *pool,
 	return item_init(item, kind, n, 0);
 }
 
-/* Take a reference; the caller's hold (or rcu_read_lock over a head) covers
- * @item. Pairs with the release in unref() (reclaim.c). */
+/*
+ * Take a reference. Relaxed, because it publishes nothing and needs to see
+ * nothing: @item is already kept alive by the caller - its own reference,
+ * a buffer's pin on a head it loaded, or rcu_read_lock() over a head, whose
+ * grace period the pin chain waits for before it unpins (buffer.c) - so the
+ * count cannot reach zero under us, and the item's contents were ordered
+ * before us by whatever gave us the pointer (rcu_dereference() or the
+ * holder's own acquire). Only the puts order: unref()'s acq_rel CAS
+ * (reclaim.c) makes every holder's reads happen before the reclaiming one.
+ */
 int __eventbuf_item_ref(struct eventbuf_item *item)
 {
 	uint64_t old;

@@ -222,10 +222,8 @@ static int watch(struct eventbuf_poller *p, struct reg *r, int fd)
 	/* After the acquire load of the link's state that gave us @fd:
 	 * see every close of an older file with this number (fdpool.c). */
 	_Atomic uint32_t *genp = __eventbuf_fd_gen(fd);
-	uint32_t gen = genp ? atomic_load_explicit(genp, memory_order_acquire)
-			    : 0;
-	uint64_t epoch = atomic_load_explicit(&__eventbuf_fd_epoch,
-					      memory_order_acquire);
+	uint32_t gen = genp ? smp_load_acquire(genp) : 0;
+	uint64_t epoch = smp_load_acquire(&__eventbuf_fd_epoch);
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET,
 				  .data.u64 = (uint64_t)fd };
 
@@ -262,7 +260,7 @@ int __eventbuf_poller_joinable(struct __eventbuf_pollnode *n,
 {
 	struct eventbuf_poller *p = n->poller;
 	/* Acquire: pairs with the installer's CAS (wait.c, R1). */
-	int fd = st_fd(atomic_load_explicit(&link->state, memory_order_acquire));
+	int fd = st_fd(smp_load_acquire(&link->state));
 
 	if (fd >= 0 && (size_t)fd < p->nregs && p->regs[fd].link == link)
 		return fd;
@@ -493,7 +491,7 @@ static void take_inbox(struct eventbuf_poller *p)
 static bool has_successor(const struct eventbuf_item *link)
 {
 	/* Acquire: pairs with the writer's rcu_assign_pointer() (W1). */
-	return __atomic_load_n(&link->next, __ATOMIC_ACQUIRE) != NULL;
+	return smp_load_acquire(&link->next) != NULL;
 }
 
 /* @fd fired: its waiters may read, if their link has a successor. */

@@ -11,14 +11,12 @@
  * thread on first use and liburcu unregisters it at thread exit, so a user
  * thread can never enter a read-side section unregistered, and threads that
  * also use another flavor themselves (or liburcu's own call_rcu thread, which
- * runs our release callbacks) are never registered twice. Measured on the
- * 2-core development machine (rcu_read_lock + rcu_dereference +
- * rcu_read_unlock, 10^8 iterations, -O2, _LGPL_SOURCE): memb 0.85-1.37 ns,
- * bp 1.19-1.32 ns, i.e. the same within noise: both read paths are a
- * thread-local counter store with a compiler barrier (both use
- * sys_membarrier on the update side). bp's synchronize_rcu() costs more
- * (5-6 us against 2.6 us) but eventbuf only reaches it through call_rcu(),
- * which liburcu batches every 10 ms anyway. The safety is worth it.
+ * runs our release callbacks) are never registered twice. Its read side
+ * costs what memb's does, within noise: both are a thread-local counter
+ * store with a compiler barrier (both use sys_membarrier on the update
+ * side). bp's synchronize_rcu() costs more, but eventbuf only reaches it
+ * through call_rcu(), which liburcu batches every 10 ms anyway. The safety
+ * is worth it (docs/measurements.md has the figures).
  *
  * Normal builds define _LGPL_SOURCE (eventbuf is LGPL-2.1-or-later), so the
  * read-side primitives are inlined. Sanitizer builds (EVENTBUF_SANITIZE,
@@ -45,6 +43,8 @@
  * shared libraries, which tests/tsan.supp names (and nothing else).
  */
 
+#include "barrier.h"
+
 #ifdef EVENTBUF_TSAN
 
 #include <urcu-bp.h>
@@ -61,8 +61,8 @@ extern char __eventbuf_barrier_sync __attribute__((visibility("hidden")));
 #undef call_rcu
 #undef rcu_barrier
 
-#define rcu_dereference(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
-#define rcu_assign_pointer(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#define rcu_dereference(p) smp_load_acquire(&(p))
+#define rcu_assign_pointer(p, v) smp_store_release(&(p), (v))
 #define rcu_read_unlock()                          \
 	do {                                       \
 		__tsan_release(&__eventbuf_gp_sync); \

@@ -90,8 +90,9 @@ static void close_owned(uint64_t w)
  */
 static struct eventbuf_item *unref(struct eventbuf_item *item)
 {
-	uint64_t old = atomic_load_explicit(&item->state, memory_order_relaxed);
-	bool done = __atomic_load_n(&item->signal_done, __ATOMIC_ACQUIRE);
+	uint64_t old = READ_ONCE(item->state);	/* the CAS below checks it */
+	/* Acquire: pairs with W5's smp_store_release() in __eventbuf_signal(). */
+	bool done = smp_load_acquire(&item->signal_done);
 	uint64_t new;
 
 	do {
@@ -122,7 +123,8 @@ static struct eventbuf_item *unref(struct eventbuf_item *item)
  */
 static struct eventbuf_item *inherit_root(struct eventbuf_item *item)
 {
-	uint64_t old = atomic_load_explicit(&item->state, memory_order_acquire);
+	/* Acquire: pairs with the holders' acq_rel unref() (see above). */
+	uint64_t old = smp_load_acquire(&item->state);
 
 	if (st_refs(old) || (old & ST_PINNED))
 		old = atomic_fetch_or_explicit(&item->state, ST_ROOT,
@@ -178,9 +180,9 @@ static void walk(struct eventbuf_item *item)
 	uint64_t items = 0, bytes = 0;
 
 	while (item) {
-		/* Stable: the writer set it before the pin passed @item. */
-		struct eventbuf_item *next = __atomic_load_n(&item->next,
-							     __ATOMIC_ACQUIRE);
+		/* Stable: the writer set it before the pin passed @item.
+		 * Acquire: pairs with its rcu_assign_pointer() (W1). */
+		struct eventbuf_item *next = smp_load_acquire(&item->next);
 		struct eventbuf_item *owned = NULL;
 
 		if (item->kind == KIND_FOLLOWER)
@@ -310,21 +312,25 @@ static bool drain_idle(void)
 
 /*
  * Each rcu_barrier() lets every pin chain take at least one step (a step
- * queued before the barrier runs before it returns). Three steps take a
- * live buffer's chain past the head it had at the call: pin it, then free
- * what is behind it. Dropped buffers' chains end by themselves, and a
+ * queued before the barrier runs before it returns). PIN_STEPS_PAST_HEAD
+ * steps take a live buffer's chain past the head it had at the call: pin
+ * it, then free what is behind it. Dropped buffers' chains end by themselves, and a
  * release callback may put items and so re-arm the drain: loop on those.
  */
+#define PIN_STEPS_PAST_HEAD 3
+
 void eventbuf_barrier(void)
 {
 	if (rcu_read_ongoing())
 		__eventbuf_misuse(__func__, "called inside an RCU read-side critical section");
 	if (__eventbuf_callback & EVENTBUF_IN_RELEASE)
 		__eventbuf_misuse(__func__, "called from a release callback");
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < PIN_STEPS_PAST_HEAD; i++)
 		rcu_barrier();
 	while (!drain_idle() ||
-	       atomic_load(&__eventbuf_counters.dropping) != 0)
+	       /* Acquire: pairs with the chain's last step, whose
+		* counter_sub() rcu_barrier() has waited for. */
+	       smp_load_acquire(&__eventbuf_counters.dropping) != 0)
 		rcu_barrier();
 	__eventbuf_fd_pool_drain();
 }

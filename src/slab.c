@@ -7,9 +7,7 @@
  * a few hundred thousand items in flight: by the time an item's memory is
  * reused it has long left the cache. malloc() then costs a dependent cache
  * miss per append (it reads the free chunk's list pointer before returning
- * it): measured at 320-410 ns per append on the 2-core development VM,
- * against 30 ns for a mutex-protected list that frees and reallocates one
- * hot chunk. So each buffer carves its items out of 64 KiB *slabs* with a
+ * it), about ten times what a hot chunk costs (docs/measurements.md). So each buffer carves its items out of 64 KiB *slabs* with a
  * bump pointer: the writer only writes fresh memory, in address order,
  * which the hardware prefetches, and the reclamation walk - which frees
  * items in chain order - reads them in address order too.
@@ -21,14 +19,17 @@
  * SLAB_BIAS - used, and every reclamation walk subtracts the number of
  * items it freed there (once per run of consecutive items, not per item).
  * Whoever brings ->remaining to zero - the sealing writer or a walk - is
- * the last user: it recycles the slab (into the pool's small cache, or to
- * free() once the cache is full or the buffer is gone). The bias keeps the
+ * the last user: it recycles the slab onto the pool's free list (FIFO, not
+ * bounded: the working set is what a callback period of appends needs),
+ * or, once the buffer is gone, lets the pool go. Memory goes back to the
+ * system a whole arena at a time, when the writer is idle (see struct
+ * eventbuf_arena) or the pool ends. The bias keeps the
  * count from reaching zero before the writer has said how many items the
  * slab holds.
  *
  * The pool outlives its buffer while any of its slabs holds live items:
  * ->refs counts the buffer plus every slab not yet recycled, and the last
- * unref frees the cached slabs and the pool.
+ * unref frees the arenas and the pool.
  *
  * Items that do not fit a slab comfortably (large batches, long error
  * messages) and items made outside the writer (sentinels, followers) come
@@ -74,9 +75,8 @@ uint32_t __eventbuf_slab_warmup = 1024;
 /*
  * Slabs are cut from 2 MiB arenas, aligned and advised as huge pages: with
  * one 64 KiB mapping per slab, the writer's stores took a TLB miss per new
- * page as well as a cache miss per line (measured on the development VM in
- * a model of this allocator: 37 ns per append with 4 KiB pages, 18 ns with
- * huge pages). A pool keeps every slab it has cut while the writer runs -
+ * page as well as a cache miss per line, about twice the cost per append
+ * (docs/measurements.md). A pool keeps every slab it has cut while the writer runs -
  * the working set is what a callback period of appends needs - and when
  * the writer goes idle (__eventbuf_pool_trim(), from the pin chain) frees
  * the arenas that are wholly unused and the pages of the free slabs in
@@ -317,13 +317,6 @@ void *__eventbuf_slab_alloc(struct eventbuf_pool *pool, size_t size)
 }
 
 /*
- * The writer went idle (called from the pin chain): give back the arenas
- * none of whose slabs are in use. Their slabs leave the free list first.
- * The writer's current slab, if any, is never on the free list (it was
- * taken off, or cut, under the lock), so its arena always has
- * nfree < cut and stays, even if the writer is carving right now.
- */
-/*
  * A free slab in an arena that stays (it holds the writer's current slab):
  * give its pages back but the first, which holds the header the free list
  * runs through. With a huge page this splits it; the writer's next use of
@@ -339,6 +332,15 @@ static void slab_release_pages(struct eventbuf_slab *slab)
 	madvise((char *)slab + page, SLAB_SIZE - (size_t)page, MADV_DONTNEED);
 }
 
+/*
+ * The writer went idle (called from the pin chain): give back the arenas
+ * none of whose slabs are in use. Their slabs leave the free list first.
+ * The writer's current slab, if any, is never on the free list (it was
+ * taken off, or cut, under the lock), so its arena always has
+ * nfree < cut and stays, even if the writer is carving right now. The
+ * madvise() calls run under pool->lock: a writer that needs a new slab
+ * meanwhile waits for them (eventbuf.h's "never blocks" says so).
+ */
 void __eventbuf_pool_trim(struct eventbuf_pool *pool)
 {
 	struct eventbuf_arena *idle = NULL, **ap, *a, *next;

@@ -50,18 +50,16 @@ void __eventbuf_stats_del_buffer(struct eventbuf *buf)
 	if (buf->stats_next)
 		buf->stats_next->stats_prev = buf->stats_prev;
 	nbuffers--;
-	counter_add(&__eventbuf_counters.items,
-		    atomic_load_explicit(&buf->appended_items,
-					 memory_order_relaxed));
-	counter_add(&__eventbuf_counters.bytes,
-		    atomic_load_explicit(&buf->appended_bytes,
-					 memory_order_relaxed));
+	/* The writer's WRITE_ONCE()s in count_appended(): untorn, and a
+	 * sum of counters orders nothing. */
+	counter_add(&__eventbuf_counters.items, READ_ONCE(buf->appended_items));
+	counter_add(&__eventbuf_counters.bytes, READ_ONCE(buf->appended_bytes));
 	pthread_mutex_unlock(&registry_lock);
 }
 
 static uint64_t load(_Atomic uint64_t *c)
 {
-	return atomic_load_explicit(c, memory_order_relaxed);
+	return READ_ONCE(*c);	/* a counter: orders nothing */
 }
 
 void eventbuf_stats(struct eventbuf_stats *stats)

@@ -15,7 +15,7 @@
  *
  *   writer (publish, signal)             reader (arm)
  *   W1 store link->next = item           R1 CAS: link->state gets the fd
- *   W2 fence_writer()                    R2 fence_reader()
+ *   W2 smp_mb()                          R2 smp_mb()
  *   W3 load link->state: fd?             R3 load link->next: NULL?
  *   W4 if fd: write(fd), ST_SIGNALED     R4 if NULL: poll(fd)
  *   W5 link->signal_done = 1
@@ -27,20 +27,18 @@
  * will ever wait on that fd, and drop_orphan() closes it once W5 shows the
  * writer is done with the link (or reclamation does, if it is not yet).
  *
- * Both fences are full barriers; on x86-64 a locked add to the stack (as
+ * Both barriers are smp_mb() (barrier.h): on x86-64 a locked add to the stack (as
  * Linux's smp_mb() and liburcu's non-mfence cmm_mb() do), elsewhere
  * atomic_thread_fence(memory_order_seq_cst). Neither is a system call or
- * a read-modify-write of shared memory. On the 2-core development VM
- * (AMD EPYC), a stream of 72-byte item stores with one barrier each cost
- * 110 ns per item with MFENCE against 7 ns with the locked add, because
- * MFENCE waits for the stores' cache misses to complete.
+ * a read-modify-write of shared memory, and the locked add does not wait
+ * for the stores' cache misses to complete the way MFENCE does, which
+ * made MFENCE many times slower per append (docs/measurements.md).
  *
  * The asymmetric alternative - a compiler barrier for the writer and
  * sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) for the reader,
- * liburcu's own "slave/master" pair - was measured at 1.2 us per
- * membarrier with the other core idle but 45 us with the writer running
- * there (an IPI into a busy vCPU), paid by every reader that parks: it lost
- * the fan-out benchmarks by far.
+ * liburcu's own "slave/master" pair - costs an IPI into the writer's busy
+ * core for every reader that parks: it lost the fan-out benchmarks by far
+ * (docs/measurements.md).
  *
  * The eventfd's lifetime is tied to references on the link's item
  * (reclaim.c): a waiter holds one, so its fd stays open while it waits; the
@@ -64,17 +62,12 @@
 #include <unistd.h>
 
 #include "internal.h"
-
-/* R2: pairs with W2 in __eventbuf_signal() (internal.h). */
-static void fence_reader(void)
-{
-	__eventbuf_full_fence();
-}
+#include "wake.h"
 
 static bool published(const struct eventbuf_item *link)
 {
 	/* Acquire: pairs with the writer's rcu_assign_pointer() (W1). */
-	return __atomic_load_n(&link->next, __ATOMIC_ACQUIRE) != NULL;
+	return smp_load_acquire(&link->next) != NULL;
 }
 
 /* A reset eventfd: a recycled one (fdpool.c), else a new one. */
@@ -95,7 +88,8 @@ static int create_fd(void)
  */
 static int install_fd(struct eventbuf_item *link)
 {
-	uint64_t w = atomic_load_explicit(&link->state, memory_order_acquire);
+	/* Acquire: pairs with another installer's CAS below. */
+	uint64_t w = smp_load_acquire(&link->state);
 	int fd;
 
 	if (w & ST_CLOSED)
@@ -134,9 +128,9 @@ static void drop_orphan(struct eventbuf_item *link)
 	uint64_t w;
 
 	/* Acquire: pairs with the release store of W5. */
-	if (!__atomic_load_n(&link->signal_done, __ATOMIC_ACQUIRE))
+	if (!smp_load_acquire(&link->signal_done))
 		return;
-	w = atomic_load_explicit(&link->state, memory_order_relaxed);
+	w = READ_ONCE(link->state);	/* the CAS below checks it */
 	do {
 		if (st_fd(w) < 0 || (w & (ST_SIGNALED | ST_CLOSED)))
 			return;
@@ -157,15 +151,15 @@ int __eventbuf_arm(struct eventbuf_item *link, int *fdp, bool exported)
 	fd = install_fd(link);
 	if (fd < 0)
 		return fd;
-	fence_reader();
+	/* R2: pairs with W2's smp_mb() in __eventbuf_signal() (wake.h). */
+	smp_mb();
 	if (published(link)) {	/* R3 */
 		drop_orphan(link);
 		return -EALREADY;
 	}
 	/* Before the caller's reference can go: the releasing CAS sees it
 	 * (same word, later in its modification order; fdpool.c). */
-	if (exported && !(atomic_load_explicit(&link->state,
-			memory_order_relaxed) & ST_EXPORTED))
+	if (exported && !(READ_ONCE(link->state) & ST_EXPORTED))
 		atomic_fetch_or_explicit(&link->state, ST_EXPORTED,
 					 memory_order_relaxed);
 	*fdp = fd;
@@ -175,7 +169,7 @@ int __eventbuf_arm(struct eventbuf_item *link, int *fdp, bool exported)
 /*
  * W4: somebody armed @link (W3 saw eventfd + 1 in @old): wake every waiter,
  * then mark the link signalled. The fast path - nobody armed - is inline
- * in __eventbuf_signal() (internal.h), W5 included.
+ * in __eventbuf_signal() (wake.h), W5 included.
  */
 void __eventbuf_signal_waiters(struct eventbuf_item *link, uint64_t old)
 {
@@ -228,7 +222,7 @@ static void broken_fd(int fd, short revents)
 	abort();
 }
 
-static int64_t now_ns(void)
+int64_t __eventbuf_now_ns(void)
 {
 	struct timespec ts;
 
@@ -240,7 +234,7 @@ int64_t __eventbuf_deadline(int timeout_ms)
 {
 	if (timeout_ms < 0)
 		return -1;
-	return now_ns() + (int64_t)timeout_ms * 1000000;
+	return __eventbuf_now_ns() + (int64_t)timeout_ms * 1000000;
 }
 
 /*
@@ -263,7 +257,7 @@ int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline)
 		return -EDEADLK;
 	for (;;) {
 		if (deadline >= 0) {
-			int64_t left = deadline - now_ns();
+			int64_t left = deadline - __eventbuf_now_ns();
 
 			if (left < 0)
 				left = 0;

@@ -45,7 +45,7 @@
 #include <eventbuf/poller.h>
 #include <eventbuf/publisher.h>
 
-#include "pubsub.h"
+#include "pubsub/pubsub.h"
 
 #define CHECK(cond)							\
 	do {								\

@@ -53,7 +53,8 @@ extern "C" {
  *
  * Descriptors. A link that somebody waits on gets an eventfd; when the
  * link is done with it, the descriptor is reset and kept for the next link
- * (at most 8 are kept idle; eventbuf_barrier() closes them), unless it was
+ * (at most 32 are kept idle, and 4 more by each thread that runs a poller;
+ * eventbuf_barrier() closes the pool's and its caller's), unless it was
  * handed to the caller by eventbuf_item_wait_fd() or
  * eventbuf_reader_wait_fd(): those are closed, as the caller may have left
  * them in an epoll set. Pollers (<eventbuf/poller.h>) rely on the reuse to
@@ -207,7 +208,11 @@ EVENTBUF_API void eventbuf_drop(struct eventbuf *buf);
  * Wakes every reader waiting on the previous head. With nobody waiting this
  * makes no system call, no atomic read-modify-write and no call_rcu().
  *
- * Context: the buffer's single writer; never blocks.
+ * Context: the buffer's single writer; never waits for readers or for the
+ * reclamation of earlier items. When it needs a new slab it takes the
+ * buffer's slab-pool lock, which the pin chain holds while it hands an
+ * idle writer's memory back to the system (madvise()): a writer resuming
+ * just then waits that long.
  * Return:
  * * 0        - published.
  * * -EINVAL  - @buf is NULL, @events is NULL with @n > 0, or @n too large.
@@ -233,8 +238,9 @@ eventbuf_append(struct eventbuf *buf, const struct eventbuf_event *events,
  * for good: its next appends fail with -EISCONN (they would write a link
  * that belongs to another buffer).
  *
- * Context: the buffer's single writer; never blocks. Walks @item's chain
- * once to refuse a cycle.
+ * Context: the buffer's single writer; never waits for readers. Takes a
+ * process-wide mutex, held only by other joins and across fork(), while
+ * it walks @item's chain once to refuse a cycle.
  * Return:
  * * 0        - linked.
  * * -EINVAL  - @buf or @item is NULL.
@@ -376,8 +382,8 @@ eventbuf_item_next_nonblock(struct eventbuf_item *item,
  *              eventfd or pipe the caller writes), or -1. Never read.
  * @nextp:      receives a new reference on the next item that has events.
  *
- * The C form of the seed's Next(ctx): cancellation and timeout are not
- * terminal, @item stays valid and the call may be repeated.
+ * Like a Go Next(ctx) (the API eventbuf's calls were modelled on):
+ * cancellation and timeout are not terminal, @item stays valid and the call may be repeated.
  *
  * Context: any thread; may block (must not be called under an eventbuf or
  * liburcu read-side critical section). While it waits it holds a reference

@@ -58,7 +58,7 @@ active proctype writer()
 	/* W1: rcu_assign_pointer(old->next, item): a store, buffered */
 	next_buffered = 1;
 #ifndef NO_W2
-	/* W2: __eventbuf_full_fence(): the buffer drains first */
+	/* W2: smp_mb() in __eventbuf_signal(): the buffer drains first */
 	(!next_buffered);
 #endif
 	/* W3: load ->state (the eventfd) */
@@ -134,7 +134,7 @@ proctype reader()
 		fi
 	:: else -> skip
 	fi;
-	/* R2: __eventbuf_full_fence() (nothing buffered on this side) */
+	/* R2: smp_mb() in __eventbuf_arm() (nothing buffered on this side) */
 #ifndef NO_R3
 	/* R3: look at ->next again */
 	if

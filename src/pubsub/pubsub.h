@@ -3,14 +3,21 @@
 #define _EVENTBUF_PUBSUB_H
 
 /*
- * Structures shared by publisher.c and subscription.c. Their theory of
- * operation is at the top of publisher.c.
+ * Structures shared by the pub/sub layer's files; publisher.c's theory of
+ * operation says which file holds what, and each file has its own part.
+ * The layer sees the core only through the public API and ../core.h
+ * (with ../barrier.h for ordering): never an item's layout or its state
+ * bits.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 
+#include <eventbuf/eventbuf.h>
+#include <eventbuf/poller.h>
 #include <eventbuf/publisher.h>
 
-#include "internal.h"
+#include "../barrier.h"
+#include "../core.h"
 
 struct record;
 
@@ -76,6 +83,20 @@ struct keybuf {
 	int64_t cache_expires;		/* CLOCK_MONOTONIC ns */
 };
 
+/*
+ * ->magic: PUB_LIVE from eventbuf_publisher_new() to eventbuf_publisher_free(),
+ * then PUB_FREED while subscriptions keep the memory, poisoned before it
+ * is freed. CONFIG_EVENTBUF_DEBUG builds check it at every call's entry.
+ */
+#define PUB_LIVE	0x7075626cu
+#define PUB_FREED	0xdeadb0b5u
+
+/* The tag lists: by_tag[] has 2^PUB_TAG_BITS, indexed by a tag's hash. */
+#define PUB_TAG_BITS 6
+
+/* The most events one eventbuf_publish() or eventbuf_snapshot_append() takes. */
+#define PUBLISH_MAX 65536u
+
 struct eventbuf_publisher {
 	uint32_t magic;		/* PUB_LIVE until eventbuf_publisher_free() */
 	pthread_mutex_t lock;
@@ -89,7 +110,7 @@ struct eventbuf_publisher {
 	struct keybuf **buckets;
 	unsigned int nbuckets, nkeybufs;
 
-	struct eventbuf_subscription *by_tag[64];
+	struct eventbuf_subscription *by_tag[1u << PUB_TAG_BITS];
 	uint64_t nsubs, ncache, nbuilt;
 
 	pthread_t expiry;
@@ -127,14 +148,56 @@ struct eventbuf_subscription {
 	struct __eventbuf_pollnode pn;
 };
 
-/* publisher.c */
+/* Where a new subscriber starts, and what it has seen of its key. */
+struct start_point {
+	struct eventbuf_item *item;	/* a reference */
+	bool snapshot;
+	uint64_t skip_through;		/* live batches it must not repeat */
+	uint64_t seq;			/* its key buffer's batches covered */
+	bool failed;			/* the handler failed: an error to read */
+};
+
+/* record.c */
+__hidden struct record *__eventbuf_record_new(size_t n, size_t ngroups,
+					      eventbuf_release_fn release,
+					      void *arg);
 __hidden void __eventbuf_record_get(struct record *rec);
 __hidden void __eventbuf_record_put(struct record *rec);
+__hidden struct keyname *__eventbuf_keyname_new(const char *key);
+__hidden struct keyname *__eventbuf_keyname_get(struct keyname *kn);
 __hidden void __eventbuf_keyname_put(struct keyname *kn);
-__hidden void __eventbuf_publisher_unref(struct eventbuf_publisher *pub);
-__hidden void __eventbuf_publisher_expire_all(struct eventbuf_publisher *pub);
+__hidden int __eventbuf_append_group(struct eventbuf *buf, struct group *g);
 __hidden extern const char __eventbuf_end_of_snapshot[];
 __hidden extern const char __eventbuf_new_snapshot[];
+
+/* keytable.c, under pub->lock */
+__hidden struct topic *__eventbuf_topic_find(struct eventbuf_publisher *pub,
+					     const char *name);
+__hidden struct keybuf *__eventbuf_kb_find(struct eventbuf_publisher *pub,
+					   const struct topic *t,
+					   const char *key);
+__hidden int __eventbuf_kb_get(struct eventbuf_publisher *pub, struct topic *t,
+			       const char *key, struct keybuf **kbp);
+__hidden void __eventbuf_kb_free(struct eventbuf_publisher *pub,
+				 struct keybuf *kb);
+__hidden void __eventbuf_cache_drop(struct eventbuf_publisher *pub,
+				    struct keybuf *kb);
+__hidden struct eventbuf_subscription **
+__eventbuf_tag_slot(struct eventbuf_publisher *pub, uint64_t tag);
+__hidden void __eventbuf_sub_attach(struct eventbuf_publisher *pub,
+				    struct keybuf *kb,
+				    struct eventbuf_subscription *sub);
+__hidden void __eventbuf_sub_detach(struct eventbuf_publisher *pub,
+				    struct eventbuf_subscription *sub);
+/* not under pub->lock: the last reference frees it */
+__hidden void __eventbuf_publisher_unref(struct eventbuf_publisher *pub);
+
+/* snapshot.c, under pub->lock but for expire_all (which takes it) */
+__hidden int __eventbuf_start_of(struct eventbuf_publisher *pub,
+				 struct keybuf *kb,
+				 const struct eventbuf_subscribe_req *req,
+				 struct start_point *st);
+__hidden void __eventbuf_publisher_expire_all(struct eventbuf_publisher *pub);
 
 /* subscription.c */
 __hidden int __eventbuf_sub_alloc(struct eventbuf_publisher *pub,

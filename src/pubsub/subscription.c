@@ -215,8 +215,10 @@ void __eventbuf_sub_free(struct eventbuf_subscription *sub)
 static void drain_epfd(struct eventbuf_subscription *sub)
 {
 	struct epoll_event evs[8];
+	const int max = (int)(sizeof(evs) / sizeof(evs[0]));
 
-	while (epoll_wait(sub->epfd, evs, 8, 0) == 8)
+	/* A full batch may not be all of it: until one comes back short. */
+	while (epoll_wait(sub->epfd, evs, max, 0) == max)
 		;
 }
 
@@ -264,14 +266,13 @@ static int park(struct eventbuf_subscription *sub)
 	return -EAGAIN;
 }
 
-static int hand_out_frame(struct eventbuf_subscription *sub,
-			  const struct eventbuf_event *frame,
-			  const struct eventbuf_event **events, size_t *n)
+static void hand_out_frame(struct eventbuf_subscription *sub,
+			   const struct eventbuf_event *frame,
+			   const struct eventbuf_event **events, size_t *n)
 {
 	sub->frame = *frame;
 	*events = &sub->frame;
 	*n = 1;
-	return 0;
 }
 
 /* Under ->lock, state open: the next batch, -EAGAIN, or an error. */
@@ -299,15 +300,15 @@ static int read_batch(struct eventbuf_subscription *sub,
 
 			sub->skip_through = ev->index;
 			frame.key = sub->kn->s;
-			return hand_out_frame(sub, &frame, events, n);
+			hand_out_frame(sub, &frame, events, n);
+			return 0;
 		}
 		g = ev->payload;
 		/* A live batch the snapshot already covered: skip it. */
 		if (g->seq && ev->index <= sub->skip_through)
 			continue;
-		if (g->seq)
-			atomic_store_explicit(&sub->last_seq, g->seq,
-					      memory_order_relaxed);
+		if (g->seq)	/* read by check_lag() (publisher.c) */
+			WRITE_ONCE(sub->last_seq, g->seq);
 		sub->cur = g->rec;
 		*events = &g->rec->events[g->off];
 		*n = g->n;
@@ -335,7 +336,8 @@ int eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
 		};
 
 		sub->new_snapshot_pending = false;
-		ret = hand_out_frame(sub, &frame, events, n);
+		hand_out_frame(sub, &frame, events, n);
+		ret = 0;
 	} else {
 		ret = read_batch(sub, events, n);
 	}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef _EVENTBUF_CORE_H
+#define _EVENTBUF_CORE_H
+
+/*
+ * What the core lends the layers built on it (src/pubsub/): the few
+ * internals they need beside the public API - the callback context, the
+ * reserved codes, the blocking wait and the poller's node. No item or
+ * buffer layout, no state bits: those stay in internal.h, which includes
+ * this header for the core's own files.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <eventbuf/eventbuf.h>
+
+#define __hidden __attribute__((visibility("hidden")))
+
+/* Reserved result codes a terminal error may not use (see eventbuf.h). */
+static inline bool code_is_reserved(int code)
+{
+	switch (-code) {
+	case EAGAIN: case ETIMEDOUT: case ECANCELED: case ENOMEM:
+	case EMFILE: case ENFILE: case EINVAL: case EOVERFLOW: case EDEADLK:
+	case ENOSPC:	/* a subscription's epoll_ctl(): retry, not the end */
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* context.c: what the calling thread is inside of (a caller's callback) */
+#define EVENTBUF_IN_RELEASE	0x1	/* a release callback */
+#define EVENTBUF_IN_SNAPSHOT	0x2	/* a snapshot handler */
+__hidden extern __thread unsigned int __eventbuf_callback;
+__hidden void __eventbuf_misuse(const char *fn, const char *rule)
+	__attribute__((noreturn));
+/* Run a release callback with the thread marked. */
+__hidden void __eventbuf_release_call(eventbuf_release_fn release,
+				      struct eventbuf_event *events, size_t n,
+				      void *arg);
+
+/* wait.c: a blocking wait on @fd, the caller's deadline and cancel_fd */
+__hidden int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline_ns);
+__hidden int64_t __eventbuf_deadline(int timeout_ms);
+/* CLOCK_MONOTONIC in nanoseconds, the clock of every deadline. */
+__hidden int64_t __eventbuf_now_ns(void);
+__hidden int __eventbuf_no_wait(int cancel_fd);
+
+/*
+ * poller.c: what an attached reader or subscription embeds. All fields
+ * but @poller, @kick_next and @kicked belong to the poller's thread;
+ * @poller changes only under *@lock (the subscription's, NULL for a
+ * reader), which a closer on another thread holds to reach the poller;
+ * @kick_next and @kicked are under the poller's inbox lock.
+ */
+struct eventbuf_poller;
+
+struct __eventbuf_pollnode {
+	struct eventbuf_poller *poller;		/* NULL: not attached */
+	struct __eventbuf_pollnode *prev, *next;	/* waiters or ready */
+	struct __eventbuf_pollnode *aprev, *anext;	/* attached */
+	struct __eventbuf_pollnode *kick_next;	/* the inbox */
+	void *owner;				/* the reader or subscription */
+	void *data;
+	pthread_mutex_t *lock;
+	int fd;					/* parked under, or -1 */
+	struct eventbuf_reader *lending;	/* lends its anchor here */
+	uint8_t where;				/* NODE_* */
+	bool is_sub;
+	bool kicked;
+};
+
+__hidden int __eventbuf_poller_attach(struct eventbuf_poller *poller,
+				      struct __eventbuf_pollnode *node);
+__hidden void __eventbuf_poller_detach(struct __eventbuf_pollnode *node);
+__hidden void __eventbuf_poller_retry(struct __eventbuf_pollnode *node);
+__hidden void __eventbuf_poller_kick(struct __eventbuf_pollnode *node);
+
+/* reader.c, for subscriptions */
+__hidden int __eventbuf_reader_park_polled(struct eventbuf_reader *reader,
+					   struct __eventbuf_pollnode *node);
+__hidden bool __eventbuf_reader_lending(const struct eventbuf_reader *reader);
+
+#endif /* _EVENTBUF_CORE_H */

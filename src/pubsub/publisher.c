@@ -1,0 +1,487 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * DOC: Theory of operation - the publisher
+ *
+ * The pub/sub layer is five files: this one (the calls, publishing,
+ * subscribing, closing), record.c (records, key names, framing),
+ * keytable.c (topics, key buffers, tags), snapshot.c (snapshots, the
+ * splice, the cache) and subscription.c (reading). Only this file calls
+ * into subscription.c, and subscription.c calls none of the others but
+ * record.c and keytable.c.
+ *
+ * One mutex (pub->lock) serialises everything that writes: publishing,
+ * subscribing (snapshot handlers included), closing, unsubscribing and
+ * cache expiry. It makes the publisher the single writer of every key
+ * buffer (buffer.c's rule), and of its tables. Subscriptions read their
+ * buffers without it (subscription.c).
+ *
+ * Closing. Force-close (by key, by tag), the lag limit and shutdown detach
+ * the subscription from its key buffer under pub->lock, then, under the
+ * subscription's own lock, set its terminal code, take a reference on the
+ * record of its last batch, free its reader (its items go back to
+ * reclamation now, not when the caller unsubscribes) and make its
+ * descriptor readable. Lock order: pub->lock, then a subscription's lock.
+ *
+ * Lag. A subscription's ->last_seq is the key buffer's batch count it has
+ * read up to. A subscriber starting from a cached snapshot starts at the
+ * count the cache was spliced at (->cache_seq), which is why a subscriber
+ * with a lag limit is given the cache only while that is within half its
+ * limit: otherwise it would be closed while reading as fast as it can.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pubsub.h"
+
+#define LAG_CHECK_EVERY 16u
+
+/*
+ * A snapshot handler runs under pub->lock, a release callback may run
+ * under a subscription's lock: a publisher call from either would wait
+ * for itself (context.c).
+ */
+static bool in_callback(void)
+{
+	return __eventbuf_callback != 0;
+}
+
+/*
+ * ->magic: PUB_LIVE from eventbuf_publisher_new() to eventbuf_publisher_free(),
+ * then PUB_FREED while subscriptions keep the memory, poisoned before it
+ * is freed. CONFIG_EVENTBUF_DEBUG builds check it at every call's entry.
+ */
+static void pub_check(const struct eventbuf_publisher *pub, const char *fn)
+{
+#ifdef CONFIG_EVENTBUF_DEBUG
+	if (pub->magic == PUB_LIVE)
+		return;
+	fprintf(stderr, "eventbuf: %s(): publisher %p was freed by eventbuf_publisher_free(); only its subscriptions may still be used (read, eventbuf_sub_fd(), eventbuf_unsubscribe())\n",
+		fn, (const void *)pub);
+	abort();
+#else
+	(void)pub;
+	(void)fn;
+#endif
+}
+
+/* 1 if this closed @sub, 0 if it was closed already (its error read). */
+static int close_locked(struct eventbuf_publisher *pub,
+			struct eventbuf_subscription *sub, int code)
+{
+	__eventbuf_sub_detach(pub, sub);
+	return __eventbuf_sub_close(sub, code);
+}
+
+int eventbuf_publisher_new(const struct eventbuf_publisher_config *config,
+			   struct eventbuf_publisher **pubp)
+{
+	struct eventbuf_publisher *pub;
+	pthread_condattr_t attr;
+
+	if (!pubp)
+		return -EINVAL;
+	pub = calloc(1, sizeof(*pub));
+	if (!pub)
+		return -ENOMEM;
+	pub->magic = PUB_LIVE;
+	pub->ttl_ns = config ? (int64_t)config->snapshot_ttl_ms * 1000000 : 0;
+	atomic_init(&pub->refs, 1);
+	pthread_mutex_init(&pub->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&pub->expiry_cond, &attr);
+	pthread_condattr_destroy(&attr);
+	*pubp = pub;
+	return 0;
+}
+
+void eventbuf_publisher_free(struct eventbuf_publisher *pub)
+{
+	bool join;
+
+	if (!pub)
+		return;
+	if (in_callback())
+		__eventbuf_misuse(__func__, "called from a snapshot handler or a release callback");
+	pub_check(pub, __func__);
+	pthread_mutex_lock(&pub->lock);
+	pub->magic = PUB_FREED;
+	pub->shut_down = true;
+	for (unsigned int i = 0; i < pub->nbuckets; i++) {
+		while (pub->buckets[i]) {
+			struct keybuf *kb = pub->buckets[i];
+
+			__eventbuf_cache_drop(pub, kb);
+			if (!kb->subs) {
+				__eventbuf_kb_free(pub, kb);
+				continue;
+			}
+			/* The last close frees kb and unlinks it. */
+			while (pub->buckets[i] == kb)
+				close_locked(pub, kb->subs, -ESHUTDOWN);
+		}
+	}
+	pub->expiry_stop = true;
+	pthread_cond_signal(&pub->expiry_cond);
+	join = pub->expiry_started;
+	pthread_mutex_unlock(&pub->lock);
+	if (join)
+		pthread_join(pub->expiry, NULL);
+	__eventbuf_publisher_unref(pub);
+}
+
+int eventbuf_publisher_register(struct eventbuf_publisher *pub,
+				const char *name, eventbuf_snapshot_fn handler,
+				void *arg, unsigned int flags)
+{
+	struct topic *t, **topics;
+	int ret = 0;
+
+	if (!pub || !name || !*name || !handler ||
+	    (flags & ~EVENTBUF_TOPIC_WILDCARD))
+		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
+	pub_check(pub, __func__);
+	t = calloc(1, sizeof(*t));
+	if (!t || !(t->name = strdup(name))) {
+		free(t);
+		return -ENOMEM;
+	}
+	t->handler = handler;
+	t->arg = arg;
+	t->flags = flags;
+	pthread_mutex_lock(&pub->lock);
+	if (__eventbuf_topic_find(pub, name)) {
+		ret = -EEXIST;
+		goto out_free;
+	}
+	topics = realloc(pub->topics, (pub->ntopics + 1) * sizeof(*topics));
+	if (!topics) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	t->id = pub->ntopics;
+	topics[pub->ntopics++] = t;
+	pub->topics = topics;
+	pthread_mutex_unlock(&pub->lock);
+	return 0;
+out_free:
+	pthread_mutex_unlock(&pub->lock);
+	free(t->name);
+	free(t);
+	return ret;
+}
+
+struct sorted {
+	struct topic *topic;
+	const char *key;	/* "" for none */
+	uint32_t pos;		/* in the caller's array */
+};
+
+static int cmp_sorted(const void *a, const void *b)
+{
+	const struct sorted *x = a, *y = b;
+	int c;
+
+	if (x->topic->id != y->topic->id)
+		return x->topic->id < y->topic->id ? -1 : 1;
+	c = strcmp(x->key, y->key);
+	if (c)
+		return c;
+	return (x->pos > y->pos) - (x->pos < y->pos);	/* stable */
+}
+
+/* Resolve topics and keys; -EINVAL for unknown topics or wildcard keys. */
+static int resolve(struct eventbuf_publisher *pub,
+		   const struct eventbuf_event *events, size_t n,
+		   struct sorted *s)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *key = events[i].key ? events[i].key : "";
+
+		s[i].topic = __eventbuf_topic_find(pub, events[i].topic);
+		if (!s[i].topic || !strcmp(key, EVENTBUF_KEY_WILDCARD))
+			return -EINVAL;
+		s[i].key = key;
+		s[i].pos = (uint32_t)i;
+	}
+	qsort(s, n, sizeof(*s), cmp_sorted);
+	return 0;
+}
+
+/* Close the lagging subscribers of @kb (every LAG_CHECK_EVERY batches). */
+static void check_lag(struct eventbuf_publisher *pub, struct keybuf *kb)
+{
+	struct eventbuf_subscription *sub, *next;
+
+	if (!kb->nlimited || kb->seq % LAG_CHECK_EVERY)
+		return;
+	for (sub = kb->subs; sub; sub = next) {
+		/* The reader's WRITE_ONCE() in subscription.c: a count
+		 * to compare, which orders nothing. */
+		uint64_t seen = READ_ONCE(sub->last_seq);
+
+		next = sub->kb_next;
+		/* Its last close may free kb: stop at the last subscriber. */
+		if (sub->lag_limit && kb->seq - seen > sub->lag_limit) {
+			bool last = kb->nsubs == 1;
+
+			close_locked(pub, sub, -ENOBUFS);
+			if (last)
+				return;
+		}
+	}
+}
+
+/*
+ * Append group @g to @kb. When that fails, the key's subscribers would
+ * miss a batch: close them (-ECONNRESET) so that they resubscribe rather
+ * than read a stream with a hole.
+ */
+static void publish_group(struct eventbuf_publisher *pub, struct keybuf *kb,
+			  struct group *g)
+{
+	g->seq = kb->seq + 1;
+	if (__eventbuf_append_group(kb->buf, g)) {
+		while (kb->nsubs > 1)
+			close_locked(pub, kb->subs, -ECONNRESET);
+		close_locked(pub, kb->subs, -ECONNRESET);	/* frees kb */
+		return;
+	}
+	kb->seq++;
+	check_lag(pub, kb);
+}
+
+/* Where a group goes: looked up again when it is appended, since an
+ * earlier group's failure may have dropped a key buffer. */
+struct target {
+	struct topic *topic;
+	const char *key;
+};
+
+/* Walk the sorted events: one group per key with a buffer, and one per
+ * topic for its wildcard buffer. Returns how many groups were filled. */
+static size_t fill_groups(struct eventbuf_publisher *pub, struct record *rec,
+			  const struct sorted *s, size_t n,
+			  struct target *to)
+{
+	size_t ngroups = 0;
+
+	for (size_t i = 0; i < n;) {
+		struct keybuf *wild = __eventbuf_kb_find(pub, s[i].topic,
+					      EVENTBUF_KEY_WILDCARD);
+		size_t t_end = i;
+
+		while (t_end < n && s[t_end].topic == s[i].topic)
+			t_end++;
+		if (wild) {
+			rec->groups[ngroups] = (struct group){ rec, (uint32_t)i,
+				(uint32_t)(t_end - i), 0 };
+			to[ngroups++] = (struct target){ s[i].topic,
+							 EVENTBUF_KEY_WILDCARD };
+		}
+		while (i < t_end) {
+			struct keybuf *kb = __eventbuf_kb_find(pub, s[i].topic, s[i].key);
+			size_t k_end = i;
+
+			while (k_end < t_end && !strcmp(s[k_end].key, s[i].key))
+				k_end++;
+			if (kb) {
+				rec->groups[ngroups] = (struct group){ rec,
+					(uint32_t)i, (uint32_t)(k_end - i), 0 };
+				to[ngroups++] = (struct target){ s[i].topic,
+								 s[i].key };
+			}
+			i = k_end;
+		}
+	}
+	return ngroups;
+}
+
+int eventbuf_publish(struct eventbuf_publisher *pub,
+		     const struct eventbuf_event *events, size_t n,
+		     eventbuf_release_fn release, void *arg)
+{
+	struct target *to = NULL;
+	struct sorted *s = NULL;
+	struct record *rec;
+	size_t ngroups;
+	int ret;
+
+	if (!pub || !events || !n || n > PUBLISH_MAX)
+		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
+	pub_check(pub, __func__);
+	s = malloc(n * sizeof(*s));
+	to = malloc(2 * n * sizeof(*to));
+	rec = __eventbuf_record_new(n, 2 * n, release, arg);
+	if (!s || !to || !rec) {
+		ret = -ENOMEM;
+		free(rec);
+		goto out;
+	}
+	pthread_mutex_lock(&pub->lock);
+	ret = pub->shut_down ? -ESHUTDOWN : resolve(pub, events, n, s);
+	if (ret) {
+		pthread_mutex_unlock(&pub->lock);
+		free(rec);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		rec->events[i] = events[s[i].pos];
+	ngroups = fill_groups(pub, rec, s, n, to);
+	for (size_t g = 0; g < ngroups; g++) {
+		struct keybuf *kb = __eventbuf_kb_find(pub, to[g].topic, to[g].key);
+
+		if (kb)
+			publish_group(pub, kb, &rec->groups[g]);
+	}
+	pthread_mutex_unlock(&pub->lock);
+	/* Drop the call's own reference: with no buffer, this releases. */
+	__eventbuf_record_put(rec);
+out:
+	free(s);
+	free(to);
+	return ret;
+}
+
+int eventbuf_subscribe(struct eventbuf_publisher *pub,
+		       const struct eventbuf_subscribe_req *req,
+		       struct eventbuf_subscription **subp)
+{
+	struct eventbuf_subscription *sub = NULL;
+	struct eventbuf_reader *reader = NULL;
+	struct start_point st = { 0 };
+	struct keybuf *kb;
+	struct topic *t;
+	int ret;
+
+	if (!pub || !req || !req->key || !subp)
+		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
+	pub_check(pub, __func__);
+	ret = __eventbuf_sub_alloc(pub, req, &sub);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&pub->lock);
+	t = __eventbuf_topic_find(pub, req->topic);
+	ret = pub->shut_down ? -ESHUTDOWN : t ? 0 : -EINVAL;
+	if (!ret && !strcmp(req->key, EVENTBUF_KEY_WILDCARD) &&
+	    !(t->flags & EVENTBUF_TOPIC_WILDCARD))
+		ret = -EINVAL;
+	if (!ret)
+		ret = __eventbuf_kb_get(pub, t, req->key, &kb);
+	if (ret)
+		goto out_unlock;
+	ret = __eventbuf_start_of(pub, kb, req, &st);
+	if (!ret)
+		ret = eventbuf_reader_new(st.item, &reader);
+	eventbuf_item_put(st.item);
+	if (ret) {
+		if (!kb->nsubs)
+			__eventbuf_kb_free(pub, kb);
+		goto out_unlock;
+	}
+	sub->topic = t->name;
+	/* It will read the handler's error, never a batch: the lag limit
+	 * must not replace that error with -ENOBUFS. */
+	if (st.failed)
+		sub->lag_limit = 0;
+	__eventbuf_sub_attach(pub, kb, sub);
+	WRITE_ONCE(sub->last_seq, st.seq);	/* read by check_lag() */
+	__eventbuf_sub_start(sub, reader, __eventbuf_keyname_get(kb->kn),
+			     st.snapshot && req->index, st.skip_through);
+	pthread_mutex_unlock(&pub->lock);
+	*subp = sub;
+	return 0;
+out_unlock:
+	pthread_mutex_unlock(&pub->lock);
+	__eventbuf_sub_free(sub);
+	return ret;
+}
+
+void eventbuf_unsubscribe(struct eventbuf_subscription *sub)
+{
+	struct eventbuf_publisher *pub;
+
+	if (!sub)
+		return;
+	if (in_callback())
+		__eventbuf_misuse(__func__, "called from a snapshot handler or a release callback");
+	pub = sub->pub;
+	pthread_mutex_lock(&pub->lock);
+	__eventbuf_sub_detach(pub, sub);
+	pthread_mutex_unlock(&pub->lock);
+	__eventbuf_sub_free(sub);
+}
+
+int eventbuf_publisher_close_key(struct eventbuf_publisher *pub,
+				 const char *topic, const char *key)
+{
+	struct keybuf *kb;
+	struct topic *t;
+	int n = 0;
+
+	if (!pub || !topic || !key)
+		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
+	pub_check(pub, __func__);
+	pthread_mutex_lock(&pub->lock);
+	t = __eventbuf_topic_find(pub, topic);
+	kb = t ? __eventbuf_kb_find(pub, t, key) : NULL;
+	if (!t) {
+		n = -EINVAL;
+	} else if (kb) {
+		__eventbuf_cache_drop(pub, kb);
+		while (kb->nsubs > 1)
+			n += close_locked(pub, kb->subs, -ECONNRESET);
+		n += close_locked(pub, kb->subs, -ECONNRESET);	/* frees kb */
+	}
+	pthread_mutex_unlock(&pub->lock);
+	return n;
+}
+
+int eventbuf_publisher_close_tag(struct eventbuf_publisher *pub, uint64_t tag)
+{
+	struct eventbuf_subscription *sub, *next;
+	int n = 0;
+
+	if (!pub || !tag)
+		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
+	pub_check(pub, __func__);
+	pthread_mutex_lock(&pub->lock);
+	for (sub = *__eventbuf_tag_slot(pub, tag); sub; sub = next) {
+		next = sub->tag_next;
+		if (sub->tag != tag)
+			continue;
+		n += close_locked(pub, sub, -ECONNRESET);
+	}
+	pthread_mutex_unlock(&pub->lock);
+	return n;
+}
+
+int eventbuf_publisher_stats(struct eventbuf_publisher *pub,
+			     struct eventbuf_publisher_stats *stats)
+{
+	if (!pub || !stats)
+		return -EINVAL;
+	if (in_callback())
+		return -EDEADLK;
+	pub_check(pub, __func__);
+	pthread_mutex_lock(&pub->lock);
+	stats->subscriptions = pub->nsubs;
+	stats->key_buffers = pub->nkeybufs;
+	stats->cache_entries = pub->ncache;
+	stats->snapshots_built = pub->nbuilt;
+	pthread_mutex_unlock(&pub->lock);
+	eventbuf_stats(&stats->lib);
+	return 0;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef _EVENTBUF_WAKE_H
+#define _EVENTBUF_WAKE_H
+
+/*
+ * The wake-up protocol, both halves (wait.c has its theory of operation):
+ * the writer's __eventbuf_signal(), after it published a link's next item
+ * (buffer.c), and the reader's __eventbuf_arm(), before it waits on a link
+ * (item.c, reader.c). Only those files and wait.c include this header.
+ */
+#include "internal.h"
+
+/* The reader's half, R1 to R3: 0 and *fdp to wait on, -EALREADY when
+ * the next item is published already, or -errno. */
+__hidden int __eventbuf_arm(struct eventbuf_item *link, int *fdp,
+			    bool exported);
+
+/* The writer's W4, out of line: write the eventfd of @link's state @old. */
+__hidden void __eventbuf_signal_waiters(struct eventbuf_item *link,
+					 uint64_t old);
+
+/*
+ * The writer's side of the wake-up protocol (wait.c), after it published
+ * @link's next item: W2 fence, W3 look for an eventfd, W4 write it if there
+ * is one (out of line), W5 mark the link done. With nobody waiting: a
+ * barrier, a load and a store.
+ */
+static inline void __eventbuf_signal(struct eventbuf_item *link)
+{
+	uint64_t w;
+
+	/* W2, between the caller's stores and the loads after it; one
+	 * barrier serves two protocols. The wake-up: W1 (->next) before W3,
+	 * pairs with R2's smp_mb() in __eventbuf_arm() (wait.c). The pin
+	 * chain: ->last_own before publish()'s load of pin_busy, pairs with
+	 * the smp_mb() in pin_stop() (buffer.c). */
+	smp_mb();
+	/* W3. Acquire: pairs with the installer's CAS (R1, wait.c), so the
+	 * eventfd's creation happens before our write to it. */
+	w = smp_load_acquire(&link->state);
+	if (st_fd(w) >= 0)
+		__eventbuf_signal_waiters(link, w);
+	/* W5: a store to a line W1 just wrote; pairs with the acquire load
+	 * in drop_orphan() and unref(). */
+	smp_store_release(&link->signal_done, 1);
+}
+
+#endif /* _EVENTBUF_WAKE_H */
