@@ -16,6 +16,9 @@
  *    the "message" push once, into a buffer that the event's payload points
  *    at and that its release callback frees once no subscription needs it;
  *    each subscriber's worker copies those bytes to the client's output.
+ *    The PUBLISH commands of one read (up to PUB_BATCH) go out in one
+ *    eventbuf_publish() call: each channel gets one batch with its
+ *    messages, and its subscribers' workers are woken once for it.
  *  - The channel table counts the subscriptions of each channel, for
  *    PUBLISH's reply. Its lock (chan_lock) is held around
  *    eventbuf_subscribe() and around eventbuf_publish(), so a subscription
@@ -71,6 +74,7 @@
 #define OUT_HIGH (256 * 1024)	/* stop reading a client past this output */
 #define READ_CHUNK (64 * 1024)
 #define READ_BUDGET (512 * 1024) /* input handled per wake-up and client */
+#define PUB_BATCH 256		/* PUBLISH commands per eventbuf_publish() */
 
 struct config {
 	int port, workers;
@@ -232,6 +236,12 @@ struct client {
 	struct client *next, *prev;
 };
 
+/* A PUBLISH waiting for its batch: it points into the input buffer. */
+struct pubreq {
+	const char *ch, *msg;
+	size_t chlen, msglen;
+};
+
 struct worker {
 	pthread_t tid;
 	int ep;
@@ -241,6 +251,11 @@ struct worker {
 	struct client *dead;		/* closed: freed after each wake-up */
 	struct csub *dead_subs;
 	struct resp_msg msg;
+	/* PUBLISH commands of one read, published together. */
+	struct pubreq pend[PUB_BATCH];
+	size_t npend;
+	struct eventbuf_event evs[PUB_BATCH];
+	size_t receivers[PUB_BATCH];
 	char scratch[READ_CHUNK];
 };
 
@@ -521,46 +536,101 @@ static int cmd_unsubscribe(struct worker *w, struct client *c,
 	return 0;
 }
 
-static int cmd_publish(struct client *c, const struct resp_msg *m)
+/* A published message's place in its block: header, push, key, aligned. */
+static size_t pubmsg_size(size_t chlen, size_t msglen)
 {
-	size_t chlen = m->len[1], flen = resp_message_len(chlen, m->len[2]);
-	struct eventbuf_event ev = { .topic = TOPIC };
-	struct channel *ch;
-	struct pubmsg *pm;
-	size_t receivers = 0;
+	size_t n = sizeof(struct pubmsg) + resp_message_len(chlen, msglen) +
+		chlen + 1;
+
+	return (n + 7) & ~(size_t)7;
+}
+
+/*
+ * Publish the PUBLISH commands queued from one read, as one batch: one
+ * eventbuf_publish() call, so each channel's subscribers are woken once
+ * for all of its messages in it, and one block of memory, freed by the
+ * release callback once no subscription needs any of them. The replies
+ * follow in the commands' order.
+ */
+static void publish_pending(struct worker *w, struct client *c)
+{
+	size_t n = w->npend, total = 0, m = 0;
+	char *block, *p;
 	int ret = 0;
 
-	pm = malloc(sizeof(*pm) + flen + chlen + 1);
-	if (!pm)
-		return resp_put_error(&c->out, "ERR out of memory");
-	pm->len = resp_encode_message(pm->frame, m->argv[1], chlen, m->argv[2],
-				      m->len[2]);
-	pm->key = pm->frame + flen;
-	memcpy(pm->key, m->argv[1], chlen);
-	pm->key[chlen] = '\0';
-	ev.key = pm->key;
-	ev.payload = pm;
+	if (!n)
+		return;
+	w->npend = 0;
+	for (size_t i = 0; i < n; i++)
+		total += pubmsg_size(w->pend[i].chlen, w->pend[i].msglen);
+	block = malloc(total);
+	if (!block) {
+		ret = -ENOMEM;
+		goto reply;
+	}
+	p = block;
+	for (size_t i = 0; i < n; i++) {
+		const struct pubreq *r = &w->pend[i];
+		struct pubmsg *pm = (struct pubmsg *)p;
+
+		pm->len = resp_encode_message(pm->frame, r->ch, r->chlen, r->msg,
+					      r->msglen);
+		pm->key = pm->frame + pm->len;
+		memcpy(pm->key, r->ch, r->chlen);
+		pm->key[r->chlen] = '\0';
+		w->evs[i] = (struct eventbuf_event){ .topic = TOPIC,
+						     .key = pm->key,
+						     .payload = pm };
+		p += pubmsg_size(r->chlen, r->msglen);
+	}
 	pthread_mutex_lock(&chan_lock);
-	ch = chan_find(m->argv[1], chlen, hash(m->argv[1], chlen));
-	if (ch) {
-		ev.index = last_index + 1;
-		ret = eventbuf_publish(pub, &ev, 1, pubmsg_release, pm);
-		if (!ret) {
-			last_index++;
-			receivers = ch->subs;
+	for (size_t i = 0; i < n; i++) {
+		const struct pubreq *r = &w->pend[i];
+		struct channel *ch = chan_find(r->ch, r->chlen, hash(r->ch, r->chlen));
+
+		/* Only channels with subscribers are published to. */
+		w->receivers[i] = ch ? ch->subs : 0;
+		if (ch) {
+			w->evs[m] = w->evs[i];
+			w->evs[m].index = last_index + 1 + m;
+			m++;
 		}
 	}
-	pthread_mutex_unlock(&chan_lock);
-	if (!ch || ret)
-		free(pm);	/* not published: still ours */
-	if (ret) {
-		char text[96];
-
-		snprintf(text, sizeof(text), "ERR publish failed: %s",
-			 strerror(-ret));
-		return resp_put_error(&c->out, text);
+	if (m) {
+		ret = eventbuf_publish(pub, w->evs, m, pubmsg_release, block);
+		if (!ret)
+			last_index += m;
 	}
-	return resp_put_int(&c->out, (long long)receivers);
+	pthread_mutex_unlock(&chan_lock);
+	if (!m || ret)
+		free(block);	/* not published: still ours */
+reply:
+	for (size_t i = 0; i < n; i++) {
+		char text[96];
+		int err;
+
+		if (ret) {
+			snprintf(text, sizeof(text), "ERR publish failed: %s",
+				 strerror(-ret));
+			err = resp_put_error(&c->out, text);
+		} else {
+			err = resp_put_int(&c->out, (long long)w->receivers[i]);
+		}
+		if (err) {
+			client_close(w, c);
+			return;
+		}
+	}
+}
+
+/* Queue a PUBLISH; the batch goes out when full or at the end of the read. */
+static void queue_publish(struct worker *w, struct client *c,
+			  const struct resp_msg *m)
+{
+	w->pend[w->npend++] = (struct pubreq){ .ch = m->argv[1], .chlen = m->len[1],
+					       .msg = m->argv[2], .msglen = m->len[2] };
+	if (w->npend == PUB_BATCH)
+		publish_pending(w, c);
 }
 
 static int cmd_ping(struct client *c, const struct resp_msg *m)
@@ -595,6 +665,14 @@ static bool command(struct worker *w, struct client *c, const struct resp_msg *m
 
 	if (m->argc == 0)
 		return true;
+	if (!c->nsubs && m->argc == 3 && is(m, 0, "publish")) {
+		queue_publish(w, c, m);
+		return true;
+	}
+	/* Replies keep the commands' order. */
+	publish_pending(w, c);
+	if (c->closed)
+		return true;
 	if (is(m, 0, "subscribe") && m->argc >= 2)
 		ret = cmd_subscribe(w, c, m);
 	else if (is(m, 0, "unsubscribe"))
@@ -612,8 +690,6 @@ static bool command(struct worker *w, struct client *c, const struct resp_msg *m
 		ret = put_errorf(c, "ERR Can't execute '%.*s': only (P|S)SUBSCRIBE / "
 				 "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
 				 "allowed in this context", name, len);
-	else if (is(m, 0, "publish") && m->argc == 3)
-		ret = cmd_publish(c, m);
 	else
 		ret = put_errorf(c, "ERR wrong number of arguments for '%.*s' command",
 				 name, len);
@@ -639,6 +715,7 @@ static size_t run_commands(struct worker *w, struct client *c, const char *data,
 		if (n < 0) {
 			char text[96];
 
+			publish_pending(w, c);
 			snprintf(text, sizeof(text), "ERR %s", err);
 			resp_put_error(&c->out, text);
 			flush(w, c);
@@ -660,6 +737,8 @@ static size_t run_commands(struct worker *w, struct client *c, const char *data,
 			}
 		}
 	}
+	/* Even for a client gone meanwhile: it sent them. */
+	publish_pending(w, c);
 	return used;
 }
 
