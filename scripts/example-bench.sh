@@ -44,7 +44,7 @@ start_server() {
 	case $1 in
 	eventbuf)
 		# No lag limit: redis-server runs with its output limits off.
-		"$bin/resp_server" -p "$port" -l 0 >"$out/eventbuf.log" 2>&1 &
+		"$bin/resp_server" -p "$port" -l 0 >>"$out/eventbuf.log" 2>&1 &
 		;;
 	redis)
 		redis-server --port "$port" --bind 127.0.0.1 --save '' \
@@ -70,6 +70,7 @@ hard=$(ulimit -Hn)
 
 results=$out/results.txt
 : >"$results"
+: >"$out/eventbuf.log"
 for n in $sizes; do
 	if [ "$quick" = 1 ]; then
 		keys="1 $((n / 2))"
