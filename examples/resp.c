@@ -257,13 +257,40 @@ int resp_put_raw(struct resp_out *o, const char *s, size_t len)
 	return 0;
 }
 
+/*
+ * Write @v in decimal at @p; returns the end. Not snprintf(): every push
+ * and reply has two or three numbers, and the format parser was a tenth of
+ * a fan-out server's time.
+ */
+static char *put_dec(char *p, unsigned long long v)
+{
+	char tmp[NUM_MAX];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
 /* "<type><n>\r\n" */
 static int put_num(struct resp_out *o, char type, long long v)
 {
-	char tmp[NUM_MAX + 4];
-	int n = snprintf(tmp, sizeof(tmp), "%c%lld\r\n", type, v);
+	char tmp[NUM_MAX + 4], *p = tmp;
 
-	return resp_put_raw(o, tmp, (size_t)n);
+	*p++ = type;
+	if (v < 0) {
+		*p++ = '-';
+		p = put_dec(p, 0ULL - (unsigned long long)v);
+	} else {
+		p = put_dec(p, (unsigned long long)v);
+	}
+	*p++ = '\r';
+	*p++ = '\n';
+	return resp_put_raw(o, tmp, (size_t)(p - tmp));
 }
 
 int resp_put_array(struct resp_out *o, size_t n)
@@ -280,7 +307,10 @@ int resp_put_bulk(struct resp_out *o, const char *s, size_t len)
 {
 	if (resp_out_reserve(o, len + NUM_MAX + 6))
 		return -ENOMEM;
-	o->len += (size_t)sprintf(o->buf + o->len, "$%zu\r\n", len);
+	o->buf[o->len] = '$';
+	o->len = (size_t)(put_dec(o->buf + o->len + 1, len) - o->buf);
+	memcpy(o->buf + o->len, "\r\n", 2);
+	o->len += 2;
 	memcpy(o->buf + o->len, s, len);
 	memcpy(o->buf + o->len + len, "\r\n", 2);
 	o->len += len + 2;
@@ -337,11 +367,17 @@ size_t resp_encode_message(char *dst, const char *ch, size_t chlen,
 
 	memcpy(p, "*3\r\n$7\r\nmessage\r\n", 17);
 	p += 17;
-	p += sprintf(p, "$%zu\r\n", chlen);
+	*p++ = '$';
+	p = put_dec(p, chlen);
+	memcpy(p, "\r\n", 2);
+	p += 2;
 	memcpy(p, ch, chlen);
 	memcpy(p + chlen, "\r\n", 2);
 	p += chlen + 2;
-	p += sprintf(p, "$%zu\r\n", msglen);
+	*p++ = '$';
+	p = put_dec(p, msglen);
+	memcpy(p, "\r\n", 2);
+	p += 2;
 	memcpy(p, msg, msglen);
 	memcpy(p + msglen, "\r\n", 2);
 	p += msglen + 2;

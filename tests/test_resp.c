@@ -6,6 +6,7 @@
  * reads them, and the bytes of each encoded reply and push.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,15 @@ static void test_resp_encode(void **state)
 	assert_int_equal(o.len, 0);
 	resp_out_free(&o);
 	assert_null(o.buf);
+
+	/* Numbers at both ends of their range. */
+	assert_int_equal(resp_put_int(&o, LLONG_MIN), 0);
+	assert_int_equal(resp_put_int(&o, 1234567890), 0);
+	assert_int_equal(resp_put_array(&o, 0), 0);
+	assert_int_equal(resp_put_bulk(&o, "", 0), 0);
+	assert_int_equal(o.len, sizeof(":-9223372036854775808\r\n:1234567890\r\n*0\r\n$0\r\n\r\n") - 1);
+	assert_memory_equal(o.buf, ":-9223372036854775808\r\n:1234567890\r\n*0\r\n$0\r\n\r\n", o.len);
+	resp_out_free(&o);
 
 	/* The push, encoded once per publish: its length, its bytes, parsed back. */
 	len = resp_encode_message(frame, "news", 4, "0123456789", 10);
