@@ -64,8 +64,10 @@ if [ "$quick" = 1 ]; then
 else
 	sizes="64 2000 10000"
 	deliveries=4000000
-	max_messages=400000
+	max_messages=1000000
 fi
+# PUBLISH replies the publisher may wait for: its pipeline depth.
+window=1024
 hard=$(ulimit -Hn)
 
 results=$out/results.txt
@@ -94,7 +96,7 @@ for n in $sizes; do
 		for impl in eventbuf redis; do
 			start_server "$impl" "$n"
 			if ! line=$("$bin/resp_load" -p "$port" -n "$n" -k "$k" -m "$m" \
-					-r "$srv_pid"); then
+					-w "$window" -r "$srv_pid"); then
 				echo "$line" >&2
 				echo "example-bench: FAILED against $impl (subs=$n keys=$k)" >&2
 				exit 1
@@ -102,7 +104,7 @@ for n in $sizes; do
 			stop_server
 			rate=$(echo "$line" | sed -n 's/.* deliveries_per_s=\([0-9]*\).*/\1/p')
 			rss=$(echo "$line" | sed -n 's/.* rss_per_sub_bytes=\(-\{0,1\}[0-9]*\).*/\1/p')
-			echo "bench workload=resp impl=$impl subs=$n keys=$k n=$m metric=deliveries_per_s value=$rate"
+			echo "bench workload=resp impl=$impl subs=$n keys=$k n=$m window=$window metric=deliveries_per_s value=$rate"
 			echo "bench workload=resp impl=$impl subs=$n keys=$k n=$m metric=rss_per_idle_sub_bytes value=$rss"
 			echo "$n $k $m $impl $rate $rss" >>"$results"
 		done
