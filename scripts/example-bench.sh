@@ -135,15 +135,16 @@ awk '$4 == "eventbuf" { l = $1 "/" $2; e[l] = $5; o[++n] = l }
 	"$results" >"$out/resp.dat"
 if command -v gnuplot >/dev/null 2>&1; then
 	gnuplot <<EOF
-set terminal pngcairo size 900,500
+set terminal pngcairo size 1000,500 noenhanced
 set output "$out/resp.png"
+set logscale y
 set title "Redis-protocol pub/sub fan-out, loopback (same load generator)"
-set ylabel "deliveries per second (millions)"
+set ylabel "deliveries per second (millions, log scale)"
 set xlabel "subscribers / channels"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
-set yrange [0:*]
+set yrange [0.1:*]
 set key top right
 plot "$out/resp.dat" using 2:xtic(1) title "eventbuf resp_server", \
      "" using 3 title "redis-server"
