@@ -161,12 +161,13 @@ PHONY :=
 targets :=
 dep-files :=
 
-# Programs link the static library (<prog>-lib names another build of it):
+# Programs link the static library, or the build of it that <prog>-lib or
+# lib-<list> names (tests: the testing library, with the hooks they reach);
 # tests reach hidden internals and may wrap malloc (<prog>-ldflags); the
 # installed shared library is checked on its own by check-install.
 define program-rule
 $(objtree)/$(1)/$(2): $(addprefix $(objtree)/$(1)/,$($(2)-objs)) \
-		$(if $($(2)-lib),$(objtree)/$($(2)-lib),$(static-lib)) FORCE
+		$(if $(or $($(2)-lib),$(lib-$(3))),$(objtree)/$(or $($(2)-lib),$(lib-$(3))),$(static-lib)) FORCE
 	$$(call if_changed,link)
 $(objtree)/$(1)/$(2): link_libs = $($(2)-ldflags) $$(link-libs-$(3))
 endef
@@ -204,17 +205,29 @@ $(eval $(call descend,src,))
 $(foreach d,$(kbuild-src-subdirs),$(eval $(call descend,src/$(d),)))
 lib-objs := $(kbuild-src-objs) $(foreach d,$(kbuild-src-subdirs),$(kbuild-src/$(d)-objs))
 
-# The same library with CONFIG_EVENTBUF_DEBUG, for the tests that check it.
-# Every src/ directory's Kbuild sets the same ccflags-y, src/Kbuild's.
+# Other builds of the same library, for the tests: $(call lib-variant,NAME,
+# FLAGS,EXTRA) builds $(objtree)/NAME/src/ with FLAGS added and EXTRA objects.
+# testing: CONFIG_EVENTBUF_TESTING, the hooks the tests reach (the slab
+# warm-up they set, a publisher's expire-all, an out-of-line item reference
+# they wrap), which the installed library leaves out. debug: that and
+# CONFIG_EVENTBUF_DEBUG, for the tests that check it. Every src/
+# directory's Kbuild sets the same ccflags-y, src/Kbuild's.
+define lib-variant
+$(1)-objs := $$(sort $$(patsubst $(objtree)/src/%,$(objtree)/$(1)/src/%,$$(lib-objs)) \
+	$$(addprefix $(objtree)/$(1)/src/,$(3)))
+$$($(1)-objs): ccflags := $$(kbuild-src-ccflags) $(2)
+$$($(1)-objs): $(srctree)/src/Kbuild $$(foreach d,$$(kbuild-src-subdirs),$(srctree)/src/$$(d)/Kbuild) | deps
+$(objtree)/$(1)/src/%.o: $(srctree)/src/%.c FORCE
+	$$(call if_changed,cc_o_c)
+targets += $$($(1)-objs)
+dep-files += $$($(1)-objs:.o=.d)
+endef
+testing-lib := $(objtree)/libeventbuf-testing.a
 debug-lib := $(objtree)/libeventbuf-debug.a
-debug-objs := $(sort $(patsubst $(objtree)/src/%,$(objtree)/debug/src/%,$(lib-objs)) \
-	$(objtree)/debug/src/debug.o)
-$(debug-objs): ccflags := $(kbuild-src-ccflags) -DCONFIG_EVENTBUF_DEBUG
-$(debug-objs): $(srctree)/src/Kbuild $(foreach d,$(kbuild-src-subdirs),$(srctree)/src/$(d)/Kbuild) | deps
-$(objtree)/debug/src/%.o: $(srctree)/src/%.c FORCE
-	$(call if_changed,cc_o_c)
-targets += $(debug-objs)
-dep-files += $(debug-objs:.o=.d)
+$(eval $(call lib-variant,testing,-DCONFIG_EVENTBUF_TESTING,))
+$(eval $(call lib-variant,debug,-DCONFIG_EVENTBUF_TESTING -DCONFIG_EVENTBUF_DEBUG,debug.o))
+lib-tests-y := libeventbuf-testing.a
+lib-fuzz-y := libeventbuf-testing.a
 
 $(eval $(call descend,tests,tests-y fuzz-y soak-y))
 test-bins := $(kbuild-tests-tests-y)
@@ -264,6 +277,9 @@ $(static-lib): $(lib-objs) FORCE
 $(debug-lib): $(debug-objs) FORCE
 	$(call if_changed,ar)
 
+$(testing-lib): $(testing-objs) FORCE
+	$(call if_changed,ar)
+
 $(shared-lib): $(lib-objs) $(srctree)/src/eventbuf.map FORCE
 	$(call if_changed,link_so)
 
@@ -277,7 +293,7 @@ $(objtree)/libeventbuf.so: $(objtree)/libeventbuf.so.$(VERSION_MAJOR) FORCE
 $(pc-file): $(srctree)/src/eventbuf.pc.in FORCE
 	$(call if_changed,gen_pc)
 
-targets += $(static-lib) $(debug-lib) $(shared-lib) $(shared-links) $(pc-file)
+targets += $(static-lib) $(debug-lib) $(testing-lib) $(shared-lib) $(shared-links) $(pc-file)
 
 # ---------------------------------------------------------------------------
 PHONY += tests check check-abi check-install check-build check-readme

@@ -23,10 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <dirent.h>
 #include <eventbuf/eventbuf.h>
 
 #include "bench.h"
+#include "fdcount.h"
 #include "subs.h"
 
 #ifndef URCU_VERSION
@@ -103,29 +103,6 @@ uint64_t bench_heap_bytes(void)
 	struct mallinfo2 mi = mallinfo2();
 
 	return mi.uordblks + mi.hblkhd;
-}
-
-static int count_eventfds(void)
-{
-	char path[300], target[32];
-	struct dirent *de;
-	DIR *dir = opendir("/proc/self/fd");
-	int n = 0;
-
-	if (!dir)
-		return -1;
-	while ((de = readdir(dir))) {
-		ssize_t len;
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
-		len = readlink(path, target, sizeof(target) - 1);
-		if (len > 0) {
-			target[len] = '\0';
-			n += strcmp(target, "anon_inode:[eventfd]") == 0;
-		}
-	}
-	closedir(dir);
-	return n;
 }
 
 static void quiesce(const struct bench_impl *impl)

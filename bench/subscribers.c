@@ -43,9 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <dirent.h>
-
 #include "bench.h"
+#include "fdcount.h"
 #include "subs.h"
 
 #define NLOOPS 2
@@ -130,16 +129,12 @@ struct run {
 	struct loop_ctx loops[NLOOPS];
 };
 
-static int count_fds(void)
+static int open_fds(void)
 {
-	DIR *dir = opendir("/proc/self/fd");
-	int n = 0;
+	int n = count_fds();
 
-	if (!dir)
+	if (n < 0)
 		bench_die("/proc/self/fd", errno);
-	while (readdir(dir))
-		n++;
-	closedir(dir);
 	return n;
 }
 
@@ -414,7 +409,7 @@ static void run_one(struct config *c, int i)
 			bench_die("subscribers", ENOMEM);
 	}
 
-	fds0 = count_fds();
+	fds0 = open_fds();
 	rss0 = bench_rss_kb();
 	heap0 = bench_heap_bytes();
 	r->ps = impl->create(r->nkeys, NLOOPS);
@@ -431,7 +426,7 @@ static void run_one(struct config *c, int i)
 	for (int k = 0; k < NLOOPS; k++)
 		pthread_create(&r->loops[k].tid, NULL, loop_main, &r->loops[k]);
 	pthread_barrier_wait(&r->parked);
-	fds1 = count_fds();
+	fds1 = open_fds();
 	rss1 = bench_rss_kb();
 	heap1 = bench_heap_bytes();
 
@@ -601,7 +596,7 @@ void bench_subscribers_run(int rep, bool quick)
 			for (int j = 0; j < NSIMPL; j++) {
 				int i = (rep + j) % NSIMPL;
 				uint64_t need = simpls[i]->fds_needed(n, k, NLOOPS) +
-						(uint64_t)count_fds() + 32;
+						(uint64_t)open_fds() + 32;
 
 				if (need > fd_limit) {
 					if (!c->skip[i])

@@ -240,6 +240,35 @@ static inline void __eventbuf_writer_exit(struct eventbuf *buf)
 #endif
 
 /* item.c */
+/*
+ * Take a reference. Relaxed, because it publishes nothing and needs to see
+ * nothing: @item is already kept alive by the caller - its own reference,
+ * a buffer's pin on a head it loaded, or rcu_read_lock() over a head, whose
+ * grace period the pin chain waits for before it unpins (buffer.c) - so the
+ * count cannot reach zero under us, and the item's contents were ordered
+ * before us by whatever gave us the pointer (rcu_dereference() or the
+ * holder's own acquire). Only the puts order: unref()'s acq_rel CAS
+ * (reclaim.c) makes every holder's reads happen before the reclaiming one.
+ */
+static inline int item_ref(struct eventbuf_item *item)
+{
+	uint64_t old;
+
+	old = atomic_fetch_add_explicit(&item->state, ST_REF,
+					memory_order_relaxed);
+	if (st_refs(old) >= ST_REF_LIMIT) {
+		atomic_fetch_sub_explicit(&item->state, ST_REF,
+					  memory_order_relaxed);
+		return -EOVERFLOW;
+	}
+	return 0;
+}
+
+#ifdef CONFIG_EVENTBUF_TESTING
+__hidden int __eventbuf_item_ref(struct eventbuf_item *item);
+#else
+#define __eventbuf_item_ref(item) item_ref(item)
+#endif
 __hidden struct eventbuf_item *__eventbuf_item_alloc(uint8_t kind, size_t n,
 						     size_t extra);
 __hidden struct eventbuf_item *__eventbuf_item_carve(struct eventbuf_pool *pool,
@@ -248,13 +277,21 @@ __hidden struct eventbuf_item *__eventbuf_item_carve(struct eventbuf_pool *pool,
 
 /* slab.c: items are carved from SLAB_SIZE-aligned slabs of this size. */
 #define SLAB_SIZE (64 * 1024)
+/*
+ * How many items a new buffer takes from malloc() before it carves slabs;
+ * the tests' build (CONFIG_EVENTBUF_TESTING) lets them change it.
+ */
+#define SLAB_WARMUP 1024
+#ifdef CONFIG_EVENTBUF_TESTING
 __hidden extern uint32_t __eventbuf_slab_warmup;
+#else
+#define __eventbuf_slab_warmup SLAB_WARMUP
+#endif
 __hidden struct eventbuf_pool *__eventbuf_pool_new(void);
 __hidden void __eventbuf_pool_drop(struct eventbuf_pool *pool);
 __hidden void __eventbuf_pool_trim(struct eventbuf_pool *pool);
 __hidden void *__eventbuf_slab_alloc(struct eventbuf_pool *pool, size_t size);
 __hidden void __eventbuf_slab_put(void *item, uint32_t n);
-__hidden int __eventbuf_item_ref(struct eventbuf_item *item);
 __hidden struct eventbuf_item *
 __eventbuf_scan(const struct eventbuf_item *from, struct eventbuf_item **tipp);
 

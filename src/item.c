@@ -70,29 +70,13 @@ struct eventbuf_item *__eventbuf_item_carve(struct eventbuf_pool *pool,
 	return item_init(item, kind, n, 0);
 }
 
-/*
- * Take a reference. Relaxed, because it publishes nothing and needs to see
- * nothing: @item is already kept alive by the caller - its own reference,
- * a buffer's pin on a head it loaded, or rcu_read_lock() over a head, whose
- * grace period the pin chain waits for before it unpins (buffer.c) - so the
- * count cannot reach zero under us, and the item's contents were ordered
- * before us by whatever gave us the pointer (rcu_dereference() or the
- * holder's own acquire). Only the puts order: unref()'s acq_rel CAS
- * (reclaim.c) makes every holder's reads happen before the reclaiming one.
- */
+#ifdef CONFIG_EVENTBUF_TESTING
+/* Out of line only here: tests -Wl,--wrap it to make a reference fail. */
 int __eventbuf_item_ref(struct eventbuf_item *item)
 {
-	uint64_t old;
-
-	old = atomic_fetch_add_explicit(&item->state, ST_REF,
-					memory_order_relaxed);
-	if (st_refs(old) >= ST_REF_LIMIT) {
-		atomic_fetch_sub_explicit(&item->state, ST_REF,
-					  memory_order_relaxed);
-		return -EOVERFLOW;
-	}
-	return 0;
+	return item_ref(item);
 }
+#endif
 
 /*
  * __eventbuf_scan() - the first item after @from that has events or ends

@@ -64,8 +64,10 @@
 #define arena_unwatch(p) ((void)(p))
 #endif
 
+#ifdef CONFIG_EVENTBUF_TESTING
 /* Tests that exercise slabs from the first item set it to 0. */
-uint32_t __eventbuf_slab_warmup = 1024;
+uint32_t __eventbuf_slab_warmup = SLAB_WARMUP;
+#endif
 
 #define SLAB_BIAS	(1u << 30)
 #define SLAB_MAX_ITEM	2048

@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-#include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -70,6 +68,61 @@ int append_batch(struct eventbuf *buf, uint64_t idx, size_t n,
 	return eventbuf_append(buf, ev, n, log ? release_log_cb : NULL, log);
 }
 
+static struct buf_fixture buf_fixture;
+
+static int buf_fixture_open(void **state, size_t log_size, bool head)
+{
+	struct buf_fixture *f = &buf_fixture;
+
+	memset(f, 0, sizeof(*f));
+	release_log_init(&f->log, log_size);
+	if (eventbuf_new(&f->buf) || (head && eventbuf_head(f->buf, &f->start)))
+		return -1;
+	*state = f;
+	return 0;
+}
+
+int buf_fixture_setup(void **state)
+{
+	return buf_fixture_open(state, 1024, false);
+}
+
+int buf_fixture_setup_head(void **state)
+{
+	return buf_fixture_open(state, 100000, true);
+}
+
+int buf_fixture_teardown(void **state)
+{
+	struct buf_fixture *f = *state;
+	int ret;
+
+	eventbuf_item_put(f->start);
+	eventbuf_drop(f->buf);
+	ret = expect_nothing_left();
+	if (atomic_load(&f->log.bad))
+		ret = -1;
+	release_log_free(&f->log);
+	return ret;
+}
+
+void head_readers_init(struct head_readers *hr, int nreaders)
+{
+	hr->tids = calloc(nreaders, sizeof(*hr->tids));
+	assert_non_null(hr->tids);
+	assert_int_equal(eventbuf_new(&hr->buf), 0);
+	assert_int_equal(eventbuf_head(hr->buf, &hr->head), 0);
+	assert_int_equal(pthread_barrier_init(&hr->go, NULL, nreaders + 1), 0);
+}
+
+void head_readers_free(struct head_readers *hr)
+{
+	pthread_barrier_destroy(&hr->go);
+	eventbuf_item_put(hr->head);
+	eventbuf_drop(hr->buf);
+	free(hr->tids);
+}
+
 void reader_result_init(struct reader_result *r, uint64_t first)
 {
 	memset(r, 0, sizeof(*r));
@@ -107,43 +160,6 @@ bool fd_readable(int fd)
 	return poll(&p, 1, 0) == 1;
 }
 
-int count_eventfds(void)
-{
-	char path[PATH_MAX], target[64];
-	struct dirent *de;
-	int n = 0;
-	DIR *dir = opendir("/proc/self/fd");
-
-	if (!dir)
-		return -1;
-	while ((de = readdir(dir))) {
-		ssize_t len;
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
-		len = readlink(path, target, sizeof(target) - 1);
-		if (len < 0)
-			continue;
-		target[len] = '\0';
-		n += strcmp(target, "anon_inode:[eventfd]") == 0;
-	}
-	closedir(dir);
-	return n;
-}
-
-int count_fds(void)
-{
-	struct dirent *de;
-	int n = 0;
-	DIR *dir = opendir("/proc/self/fd");
-
-	if (!dir)
-		return -1;
-	while ((de = readdir(dir)))
-		n += de->d_name[0] != '.';
-	closedir(dir);
-	return n - 1;	/* the directory's own descriptor */
-}
-
 unsigned int test_seed(void)
 {
 	const char *env = getenv("EVENTBUF_TEST_SEED");
@@ -175,6 +191,42 @@ bool wait_until(bool (*pred)(void *arg), void *arg, int timeout_ms)
 		nanosleep(&tick, NULL);
 	}
 	return true;
+}
+
+int teardown_nothing_left(void **state)
+{
+	(void)state;
+	return expect_nothing_left();
+}
+
+int empty_snapshot(void *arg, const char *topic, const char *key,
+		   struct eventbuf_snapshot *snap, uint64_t *index)
+{
+	(void)topic;
+	(void)key;
+	(void)snap;
+	*index = (uintptr_t)arg;
+	return 0;
+}
+
+bool under(unsigned int tools)
+{
+	unsigned int now = 0;
+
+#ifdef EVENTBUF_TSAN
+	now |= UNDER_TSAN;
+#endif
+	if (getenv("EVENTBUF_UNDER_VALGRIND"))
+		now |= UNDER_VALGRIND;
+	return (now & tools) != 0;
+}
+
+void skip_under(unsigned int tools, const char *why)
+{
+	if (!under(tools))
+		return;
+	printf("# skipped: %s\n", why);
+	skip();
 }
 
 int expect_nothing_left(void)

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 
 #include <eventbuf/eventbuf.h>
+#include <eventbuf/publisher.h>
 
 /*
  * Release accounting: every appended item gets a release callback that
@@ -33,6 +34,28 @@ void release_log_cb(struct eventbuf_event *events, size_t n, void *arg);
 /* How many indexes in [from, to) were released exactly @times times. */
 size_t release_log_count(struct release_log *log, size_t from, size_t to,
 			 unsigned int times);
+
+/*
+ * The fixture of the buffer, item and reader tests: one buffer, a release
+ * log, and (buf_fixture_setup_head) a reference on the buffer's head taken
+ * before any append. The teardown drops @start if the test left it set,
+ * drops the buffer, and fails the test on a leak or an out-of-range
+ * release.
+ */
+struct buf_fixture {
+	struct eventbuf *buf;
+	struct release_log log;		/* indexes [0, 1024), or 100000 with the head */
+	struct eventbuf_item *start;	/* NULL without the head */
+};
+
+int buf_fixture_setup(void **state);
+int buf_fixture_setup_head(void **state);
+int buf_fixture_teardown(void **state);
+#define buf_fixture_test(fn) \
+	cmocka_unit_test_setup_teardown(fn, buf_fixture_setup, buf_fixture_teardown)
+#define buf_fixture_head_test(fn) \
+	cmocka_unit_test_setup_teardown(fn, buf_fixture_setup_head, \
+					buf_fixture_teardown)
 
 /* Append one batch of @n events with indexes idx, idx+1, ... */
 int append_batch(struct eventbuf *buf, uint64_t idx, size_t n,
@@ -55,9 +78,26 @@ void reader_result_see(struct reader_result *r, const struct eventbuf_item *item
 
 /*
  * How many items a new buffer takes from malloc() before it carves slabs
- * (src/slab.c). Tests of the slab allocator itself set it to 0.
+ * (src/slab.c). Tests of the slab allocator itself set it to 0; it is a
+ * variable in the testing library only (CONFIG_EVENTBUF_TESTING).
  */
 extern uint32_t __eventbuf_slab_warmup;
+
+/*
+ * Reader threads that start from a new buffer's head, before the writer:
+ * the buffer, a reference to its head (the threads' start), their ids and
+ * a barrier for them and the writer. head_readers_init() asserts each
+ * step; head_readers_free() expects the threads joined.
+ */
+struct head_readers {
+	struct eventbuf *buf;
+	struct eventbuf_item *head;
+	pthread_t *tids;	/* [nreaders] */
+	pthread_barrier_t go;	/* nreaders + the writer */
+};
+
+void head_readers_init(struct head_readers *hr, int nreaders);
+void head_readers_free(struct head_readers *hr);
 
 /* Resident set size of this process, KiB. */
 long rss_kb(void);
@@ -65,11 +105,8 @@ long rss_kb(void);
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t now_ms(void);
 
-/* Number of eventfds this process holds (/proc/self/fd). */
-int count_eventfds(void);
-
-/* Number of descriptors this process holds, of any kind (/proc/self/fd). */
-int count_fds(void);
+/* count_eventfds(), count_fds() */
+#include "fdcount.h"
 
 /* @fd is readable now (poll() with no wait). */
 bool fd_readable(int fd);
@@ -87,6 +124,31 @@ uint64_t scaled(uint64_t n, uint64_t min);
  * leaked (a fixture's teardown returns it, which fails the test).
  */
 int expect_nothing_left(void);
+
+/* A teardown that only runs expect_nothing_left(). */
+int teardown_nothing_left(void **state);
+
+/*
+ * A snapshot handler (eventbuf_publisher_register()) that answers an empty
+ * snapshot at the index its @arg carries: register it with
+ * (void *)(uintptr_t)index, or NULL for index 0.
+ */
+int empty_snapshot(void *arg, const char *topic, const char *key,
+		   struct eventbuf_snapshot *snap, uint64_t *index);
+
+/*
+ * Skipping: a test that a tool's run cannot judge calls skip_under() with
+ * the tools (UNDER_TSAN, UNDER_VALGRIND) and the reason, printed with the
+ * skip. under() says whether this run is one of them.
+ */
+enum test_tool {
+	UNDER_TSAN = 1 << 0,		/* built with CONFIG_TSAN */
+	UNDER_VALGRIND = 1 << 1,	/* EVENTBUF_UNDER_VALGRIND set by make check */
+};
+
+bool under(unsigned int tools);
+/* Returns only when this run is none of @tools. */
+void skip_under(unsigned int tools, const char *why);
 
 /* Wait (bounded, polling every 100 us) until @pred(@arg) is true. */
 bool wait_until(bool (*pred)(void *arg), void *arg, int timeout_ms);

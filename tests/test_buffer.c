@@ -10,36 +10,6 @@
 
 #include "helpers.h"
 
-struct fixture {
-	struct eventbuf *buf;
-	struct release_log log;
-};
-
-static int setup(void **state)
-{
-	static struct fixture f;
-
-	memset(&f, 0, sizeof(f));
-	release_log_init(&f.log, 1024);
-	if (eventbuf_new(&f.buf))
-		return -1;
-	*state = &f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	int ret;
-
-	eventbuf_drop(f->buf);
-	ret = expect_nothing_left();
-	if (atomic_load(&f->log.bad))
-		ret = -1;
-	release_log_free(&f->log);
-	return ret;
-}
-
 /* Read every batch currently published after @from into @idx. */
 static size_t drain(struct eventbuf_item *from, uint64_t *idx, size_t max)
 {
@@ -61,7 +31,7 @@ static size_t drain(struct eventbuf_item *from, uint64_t *idx, size_t max)
 
 static void test_buffer_new_has_sentinel(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *head, *next = NULL;
 
 	assert_int_equal(eventbuf_head(f->buf, &head), 0);
@@ -75,7 +45,7 @@ static void test_buffer_new_has_sentinel(void **state)
 
 static void test_buffer_append_in_order(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *start;
 	uint64_t idx[16];
 
@@ -91,7 +61,7 @@ static void test_buffer_append_in_order(void **state)
 
 static void test_buffer_events_are_copied(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_event ev = { .index = 7, .topic = "t", .key = "k",
 				     .payload = &ev };
 	struct eventbuf_item *start, *next;
@@ -110,7 +80,7 @@ static void test_buffer_events_are_copied(void **state)
 
 static void test_buffer_empty_items_skipped(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *start, *next, *head;
 
 	assert_int_equal(eventbuf_head(f->buf, &start), 0);
@@ -131,7 +101,7 @@ static void test_buffer_empty_items_skipped(void **state)
 
 static void test_buffer_error_is_terminal(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *start, *next, *head;
 	const char *msg;
 
@@ -158,7 +128,7 @@ static void test_buffer_error_is_terminal(void **state)
 
 static void test_buffer_append_after_error_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *head, *again;
 
 	assert_int_equal(eventbuf_append_error(f->buf, -EIO, NULL), 0);
@@ -176,7 +146,7 @@ static void test_buffer_append_after_error_refused(void **state)
 
 static void test_buffer_bad_input(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *head, *out = NULL;
 	struct eventbuf_reader *r = NULL;
 	const struct eventbuf_item *bi;
@@ -235,7 +205,7 @@ static void test_buffer_bad_input(void **state)
  */
 static void test_buffer_splice_mid_stream(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf *snap;
 	struct eventbuf_item *snap_start, *topic_head, *follow;
 	uint64_t idx[32];
@@ -271,7 +241,7 @@ static void test_buffer_splice_mid_stream(void **state)
  * splice does with the first topic item newer than the snapshot. */
 static void test_buffer_splice_at_middle_item(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf *snap;
 	struct eventbuf_item *topic_start, *mid, *snap_start;
 	uint64_t idx[32];
@@ -296,7 +266,7 @@ static void test_buffer_splice_at_middle_item(void **state)
 
 static void test_buffer_splice_cycle_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *start, *head, *follow;
 	uint64_t idx[8];
 
@@ -319,7 +289,7 @@ static void test_buffer_splice_cycle_refused(void **state)
 
 static void test_buffer_append_after_join_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf *other;
 	struct eventbuf_item *other_head;
 
@@ -347,7 +317,7 @@ static void test_buffer_append_after_join_refused(void **state)
 
 static void test_buffer_head_holds_newest(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *head;
 
 	for (uint64_t i = 0; i < 200; i++)
@@ -447,20 +417,20 @@ static const struct child_case child_cases[] = {
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_buffer_new_has_sentinel, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_append_in_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_events_are_copied, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_empty_items_skipped, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_error_is_terminal, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_append_after_error_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_bad_input, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_splice_mid_stream, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_splice_at_middle_item, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_splice_cycle_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_append_after_join_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_head_holds_newest, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_small_buffers_stay_small, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_barrier_misuse_aborts, setup, teardown),
+		buf_fixture_test(test_buffer_new_has_sentinel),
+		buf_fixture_test(test_buffer_append_in_order),
+		buf_fixture_test(test_buffer_events_are_copied),
+		buf_fixture_test(test_buffer_empty_items_skipped),
+		buf_fixture_test(test_buffer_error_is_terminal),
+		buf_fixture_test(test_buffer_append_after_error_refused),
+		buf_fixture_test(test_buffer_bad_input),
+		buf_fixture_test(test_buffer_splice_mid_stream),
+		buf_fixture_test(test_buffer_splice_at_middle_item),
+		buf_fixture_test(test_buffer_splice_cycle_refused),
+		buf_fixture_test(test_buffer_append_after_join_refused),
+		buf_fixture_test(test_buffer_head_holds_newest),
+		buf_fixture_test(test_buffer_small_buffers_stay_small),
+		buf_fixture_test(test_buffer_barrier_misuse_aborts),
 	};
 
 	(void)argc;

@@ -163,17 +163,6 @@ static void test_debug_double_put_aborts(void **state)
 			   "was freed");
 }
 
-static int empty_snapshot(void *arg, const char *topic, const char *key,
-			  struct eventbuf_snapshot *snap, uint64_t *index)
-{
-	(void)arg;
-	(void)topic;
-	(void)key;
-	(void)snap;
-	*index = 0;
-	return 0;
-}
-
 /*
  * A publish after eventbuf_publisher_free(). A subscription keeps the
  * publisher's memory, so this is a call on a freed handle, not (yet) a
@@ -267,19 +256,13 @@ static void test_debug_serialised_appenders_pass(void **state)
 	eventbuf_drop(buf);
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	return expect_nothing_left();
-}
-
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_debug_two_appenders_abort, teardown),
-		cmocka_unit_test_teardown(test_debug_serialised_appenders_pass, teardown),
-		cmocka_unit_test_teardown(test_debug_double_put_aborts, teardown),
-		cmocka_unit_test_teardown(test_debug_freed_publisher_aborts, teardown),
+		cmocka_unit_test_teardown(test_debug_two_appenders_abort, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_debug_serialised_appenders_pass, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_debug_double_put_aborts, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_debug_freed_publisher_aborts, teardown_nothing_left),
 	};
 
 	(void)argc;

@@ -93,28 +93,22 @@ static void *loop_run(void *arg)
 static void run_readers(int nreaders, uint64_t nbatches)
 {
 	struct loop_ctx *ctx = calloc(nreaders, sizeof(*ctx));
-	pthread_t *tids = calloc(nreaders, sizeof(*tids));
 	unsigned int seed = test_seed();
-	struct eventbuf_item *head;
-	pthread_barrier_t go;
-	struct eventbuf *buf;
+	struct head_readers hr;
 	int peak_fds = 0;
 
 	assert_non_null(ctx);
-	assert_non_null(tids);
-	assert_int_equal(eventbuf_new(&buf), 0);
-	assert_int_equal(eventbuf_head(buf, &head), 0);
-	assert_int_equal(pthread_barrier_init(&go, NULL, nreaders + 1), 0);
+	head_readers_init(&hr, nreaders);
 	for (int i = 0; i < nreaders; i++) {
-		ctx[i].start = head;
+		ctx[i].start = hr.head;
 		ctx[i].want = nbatches;
-		ctx[i].go = &go;
+		ctx[i].go = &hr.go;
 		reader_result_init(&ctx[i].res, 0);
-		assert_int_equal(pthread_create(&tids[i], NULL, loop_run, &ctx[i]), 0);
+		assert_int_equal(pthread_create(&hr.tids[i], NULL, loop_run, &ctx[i]), 0);
 	}
-	pthread_barrier_wait(&go);
+	pthread_barrier_wait(&hr.go);
 	for (uint64_t b = 0; b < nbatches; b++) {
-		assert_int_equal(append_batch(buf, b, 1, NULL), 0);
+		assert_int_equal(append_batch(hr.buf, b, 1, NULL), 0);
 		if (rand_r(&seed) % 16 == 0) {
 			struct timespec ts = { 0, (rand_r(&seed) % 200) * 1000 };
 
@@ -127,7 +121,7 @@ static void run_readers(int nreaders, uint64_t nbatches)
 		}
 	}
 	for (int i = 0; i < nreaders; i++) {
-		assert_int_equal(pthread_join(tids[i], NULL), 0);
+		assert_int_equal(pthread_join(hr.tids[i], NULL), 0);
 		printf("# reader %d: %llu events, %llu parks, %llu wake-ups, %llu spurious\n",
 		       i, (unsigned long long)ctx[i].res.count,
 		       (unsigned long long)ctx[i].parks,
@@ -144,11 +138,8 @@ static void run_readers(int nreaders, uint64_t nbatches)
 	}
 	printf("# peak eventfds sampled: %d for %d readers\n", peak_fds, nreaders);
 	assert_true(peak_fds <= nreaders + 1);
-	pthread_barrier_destroy(&go);
-	eventbuf_item_put(head);
-	eventbuf_drop(buf);
+	head_readers_free(&hr);
 	free(ctx);
-	free(tids);
 }
 
 static void test_epoll_one_reader(void **state)
@@ -163,17 +154,11 @@ static void test_epoll_eight_readers(void **state)
 	run_readers(8, scaled(50000, 2000));
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	return expect_nothing_left();
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_epoll_one_reader, teardown),
-		cmocka_unit_test_teardown(test_epoll_eight_readers, teardown),
+		cmocka_unit_test_teardown(test_epoll_one_reader, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_epoll_eight_readers, teardown_nothing_left),
 	};
 
 	return cmocka_run_group_tests_name("epoll", tests, NULL, NULL);

@@ -36,17 +36,6 @@ static void count_release(struct eventbuf_event *events, size_t n, void *arg)
 	atomic_fetch_add(&released, n);
 }
 
-static int snap_empty(void *arg, const char *topic, const char *key,
-		      struct eventbuf_snapshot *snap, uint64_t *index)
-{
-	(void)arg;
-	(void)topic;
-	(void)key;
-	(void)snap;
-	*index = 0;
-	return 0;
-}
-
 /*
  * The child's work: 0 on success, else the step that failed. Runs without
  * cmocka (a forked child must not report into the parent's test run).
@@ -81,7 +70,7 @@ static int child_work(void)
 	eventbuf_drop(buf);
 	/* A publisher of its own works too. */
 	if (eventbuf_publisher_new(NULL, &pub) ||
-	    eventbuf_publisher_register(pub, "c", snap_empty, NULL, 0) ||
+	    eventbuf_publisher_register(pub, "c", empty_snapshot, NULL, 0) ||
 	    eventbuf_subscribe(pub, &req, &sub))
 		return 14;
 	if (eventbuf_sub_next(sub, 1000, -1, &got, &n) ||
@@ -164,9 +153,7 @@ static int reap(pid_t pid)
  */
 static void skip_under_tsan(void)
 {
-#ifdef EVENTBUF_TSAN
-	skip();
-#endif
+	skip_under(UNDER_TSAN, "TSan: a thread started in a forked child");
 }
 
 /*
@@ -210,7 +197,7 @@ static void parent_setup(struct parent *p)
 	assert_int_equal(eventbuf_head(p->buf, &p->start), 0);
 	assert_int_equal(pthread_create(&p->tid, NULL, parked_reader, p), 0);
 	assert_int_equal(eventbuf_publisher_new(NULL, &p->pub), 0);
-	assert_int_equal(eventbuf_publisher_register(p->pub, "p", snap_empty,
+	assert_int_equal(eventbuf_publisher_register(p->pub, "p", empty_snapshot,
 						     NULL, 0), 0);
 	assert_int_equal(eventbuf_subscribe(p->pub, &req, &p->sub), 0);
 	assert_int_equal(eventbuf_sub_next(p->sub, 1000, -1, &got, &n), 0);
@@ -237,18 +224,27 @@ static void parent_check(struct parent *p)
 	eventbuf_drop(p->buf);
 }
 
-static void test_fork_child_reclaims(void **state)
+/* A fork while the parent is busy with the library (0 in the child). */
+static pid_t fork_busy_parent(struct parent *p)
 {
-	struct parent *p = &parent;
 	pid_t pid;
 
-	(void)state;
 	skip_under_tsan();
 	memset(p, 0, sizeof(*p));
 	parent_setup(p);
 	child_pipe_open();
 	pid = fork();
 	assert_true(pid >= 0);
+	return pid;
+}
+
+static void test_fork_child_reclaims(void **state)
+{
+	struct parent *p = &parent;
+	pid_t pid;
+
+	(void)state;
+	pid = fork_busy_parent(p);
 	if (pid == 0)
 		child_end(child_work());
 	assert_int_equal(reap(pid), 0);
@@ -261,12 +257,7 @@ static void test_fork_exec_child_reclaims(void **state)
 	pid_t pid;
 
 	(void)state;
-	skip_under_tsan();
-	memset(p, 0, sizeof(*p));
-	parent_setup(p);
-	child_pipe_open();
-	pid = fork();
-	assert_true(pid >= 0);
+	pid = fork_busy_parent(p);
 	if (pid == 0) {
 		char *argv[] = { (char *)self, NULL };
 
@@ -420,20 +411,14 @@ static void test_fork_pooled_eventfds_not_shared(void **state)
 	eventbuf_drop(buf);
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	return expect_nothing_left();
-}
-
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_fork_child_reclaims, teardown),
-		cmocka_unit_test_teardown(test_fork_exec_child_reclaims, teardown),
-		cmocka_unit_test_teardown(test_fork_repeated, teardown),
+		cmocka_unit_test_teardown(test_fork_child_reclaims, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_fork_exec_child_reclaims, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_fork_repeated, teardown_nothing_left),
 		cmocka_unit_test_teardown(test_fork_pooled_eventfds_not_shared,
-					  teardown),
+					  teardown_nothing_left),
 	};
 
 	(void)argc;

@@ -49,28 +49,34 @@ static void read_by_reader(struct reader_ctx *c)
 }
 
 /* The seed's loop: it = it.Next(ctx), one reference moved per item. */
-static void read_by_item(struct reader_ctx *c)
+static int next_blocking(struct eventbuf_item **it, struct eventbuf_item **next)
 {
-	struct eventbuf_item *it = c->start, *next;
-	int ret;
-
-	if (eventbuf_item_get(it))
-		return;
-	while (c->res.count < c->want) {
-		ret = eventbuf_item_next(it, WAIT_MS, -1, &next);
-		if (ret) {
-			c->res.error = ret;
-			break;
-		}
-		reader_result_see(&c->res, next);
-		eventbuf_item_put(it);
-		it = next;
-	}
-	eventbuf_item_put(it);
+	return eventbuf_item_next(*it, WAIT_MS, -1, next);
 }
 
 /* Non-blocking reads, following after the tip when nothing is there. */
-static void read_by_follow(struct reader_ctx *c)
+static int next_or_follow(struct eventbuf_item **it, struct eventbuf_item **next)
+{
+	int ret = eventbuf_item_next_nonblock(*it, next);
+
+	if (ret == -EAGAIN) {
+		ret = eventbuf_item_follow_after(*it, next);
+		if (!ret && eventbuf_item_count(*next) == 0) {
+			eventbuf_item_put(*it);
+			*it = *next;
+			ret = eventbuf_item_next(*it, WAIT_MS, -1, next);
+		}
+	}
+	return ret;
+}
+
+/*
+ * Item by item from c->start, holding one reference at a time; @step
+ * gives the item after *it (and may move *it on, its reference with it).
+ */
+static void read_by_items(struct reader_ctx *c,
+			  int (*step)(struct eventbuf_item **it,
+				      struct eventbuf_item **next))
 {
 	struct eventbuf_item *it = c->start, *next;
 	int ret;
@@ -78,15 +84,7 @@ static void read_by_follow(struct reader_ctx *c)
 	if (eventbuf_item_get(it))
 		return;
 	while (c->res.count < c->want) {
-		ret = eventbuf_item_next_nonblock(it, &next);
-		if (ret == -EAGAIN) {
-			ret = eventbuf_item_follow_after(it, &next);
-			if (!ret && eventbuf_item_count(next) == 0) {
-				eventbuf_item_put(it);
-				it = next;
-				ret = eventbuf_item_next(it, WAIT_MS, -1, &next);
-			}
-		}
+		ret = step(&it, &next);
 		if (ret) {
 			c->res.error = ret;
 			break;
@@ -108,10 +106,10 @@ static void *reader_run(void *arg)
 		read_by_reader(c);
 		break;
 	case BY_ITEM:
-		read_by_item(c);
+		read_by_items(c, next_blocking);
 		break;
 	case BY_FOLLOW:
-		read_by_follow(c);
+		read_by_items(c, next_or_follow);
 		break;
 	}
 	return NULL;
@@ -134,27 +132,21 @@ static void test_fuzz_readers_see_everything_in_order(void **state)
 	const int nreaders = 102;
 	const uint64_t nbatches = scaled(10000, 500);
 	struct reader_ctx *ctx = calloc(nreaders, sizeof(*ctx));
-	pthread_t *tids = calloc(nreaders, sizeof(*tids));
 	unsigned int seed = test_seed();
-	struct eventbuf_item *head;
-	pthread_barrier_t go;
-	struct eventbuf *buf;
+	struct head_readers hr;
 	uint64_t events = 0;
 	int64_t t0;
 
 	(void)state;
 	assert_non_null(ctx);
-	assert_non_null(tids);
-	assert_int_equal(eventbuf_new(&buf), 0);
-	assert_int_equal(eventbuf_head(buf, &head), 0);
-	assert_int_equal(pthread_barrier_init(&go, NULL, nreaders + 1), 0);
+	head_readers_init(&hr, nreaders);
 	for (int i = 0; i < nreaders; i++) {
-		ctx[i].start = head;
+		ctx[i].start = hr.head;
 		ctx[i].mode = (enum mode)(i % 3);
 		ctx[i].want = 0;
-		ctx[i].go = &go;
+		ctx[i].go = &hr.go;
 		reader_result_init(&ctx[i].res, 0);
-		assert_int_equal(pthread_create(&tids[i], NULL, reader_run, &ctx[i]), 0);
+		assert_int_equal(pthread_create(&hr.tids[i], NULL, reader_run, &ctx[i]), 0);
 	}
 	/* Batches of 1..3 events: the want is known before anyone starts. */
 	for (uint64_t b = 0; b < nbatches; b++)
@@ -162,14 +154,14 @@ static void test_fuzz_readers_see_everything_in_order(void **state)
 	for (int i = 0; i < nreaders; i++)
 		ctx[i].want = events;
 	t0 = now_ms();
-	pthread_barrier_wait(&go);
+	pthread_barrier_wait(&hr.go);
 	for (uint64_t b = 0, idx = 0; b < nbatches; b++) {
-		assert_int_equal(append_batch(buf, idx, 1 + b % 3, NULL), 0);
+		assert_int_equal(append_batch(hr.buf, idx, 1 + b % 3, NULL), 0);
 		idx += 1 + b % 3;
 		writer_pause(&seed);
 	}
 	for (int i = 0; i < nreaders; i++)
-		assert_int_equal(pthread_join(tids[i], NULL), 0);
+		assert_int_equal(pthread_join(hr.tids[i], NULL), 0);
 	printf("# %d readers x %llu batches (%llu events each): %lld ms\n",
 	       nreaders, (unsigned long long)nbatches,
 	       (unsigned long long)events, (long long)(now_ms() - t0));
@@ -187,11 +179,8 @@ static void test_fuzz_readers_see_everything_in_order(void **state)
 		assert_int_equal(ctx[i].res.count, events);
 		assert_int_equal(ctx[i].res.next_expected, events);
 	}
-	pthread_barrier_destroy(&go);
-	eventbuf_item_put(head);
-	eventbuf_drop(buf);
+	head_readers_free(&hr);
 	free(ctx);
-	free(tids);
 }
 
 /*
@@ -278,17 +267,11 @@ static void test_fuzz_joiners_during_writes(void **state)
 	eventbuf_drop(topic);
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	return expect_nothing_left();
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_fuzz_readers_see_everything_in_order, teardown),
-		cmocka_unit_test_teardown(test_fuzz_joiners_during_writes, teardown),
+		cmocka_unit_test_teardown(test_fuzz_readers_see_everything_in_order, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_fuzz_joiners_during_writes, teardown_nothing_left),
 	};
 
 	return cmocka_run_group_tests_name("fuzz", tests, NULL, NULL);

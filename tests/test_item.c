@@ -12,36 +12,6 @@
 
 #include "helpers.h"
 
-struct fixture {
-	struct eventbuf *buf;
-	struct release_log log;
-};
-
-static int setup(void **state)
-{
-	static struct fixture f;
-
-	memset(&f, 0, sizeof(f));
-	release_log_init(&f.log, 1024);
-	if (eventbuf_new(&f.buf))
-		return -1;
-	*state = &f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	int ret;
-
-	eventbuf_drop(f->buf);
-	ret = expect_nothing_left();
-	if (atomic_load(&f->log.bad))
-		ret = -1;
-	release_log_free(&f->log);
-	return ret;
-}
-
 static uint64_t first_index(const struct eventbuf_item *it)
 {
 	return eventbuf_item_events(it)[0].index;
@@ -49,7 +19,7 @@ static uint64_t first_index(const struct eventbuf_item *it)
 
 static void test_item_follow_after_before_publish(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *head, *follow, *next;
 
 	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
@@ -69,7 +39,7 @@ static void test_item_follow_after_before_publish(void **state)
 
 static void test_item_follow_after_after_publish(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *head, *out;
 
 	assert_int_equal(eventbuf_head(f->buf, &head), 0);
@@ -83,7 +53,7 @@ static void test_item_follow_after_after_publish(void **state)
 
 static void test_item_follow_after_empty_tip(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *head, *out, *next;
 
 	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
@@ -101,7 +71,7 @@ static void test_item_follow_after_empty_tip(void **state)
 
 static void test_item_follow_after_error(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *head, *out = NULL;
 
 	assert_int_equal(eventbuf_head(f->buf, &head), 0);
@@ -113,7 +83,7 @@ static void test_item_follow_after_error(void **state)
 
 static void test_item_next_timeout(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *head, *next = NULL;
 	int64_t t0;
 
@@ -133,7 +103,7 @@ static void test_item_next_timeout(void **state)
 
 static void test_item_next_cancelled(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *head, *next = NULL, *after = NULL;
 	int cancel = eventfd(0, EFD_CLOEXEC);
 	uint64_t one = 1;
@@ -187,7 +157,7 @@ static bool one_eventfd_open(void *arg)
 /* A thread blocked in next() is woken by the append, through the eventfd. */
 static void test_item_next_wakes_blocked_waiter(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct waiter w = { .cancel_fd = -1 };
 	pthread_t tid;
 
@@ -207,7 +177,7 @@ static void test_item_next_wakes_blocked_waiter(void **state)
 
 static void test_item_next_cancel_from_another_thread(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct waiter w = { .cancel_fd = eventfd(0, EFD_CLOEXEC) };
 	uint64_t one = 1;
 	pthread_t tid;
@@ -225,7 +195,7 @@ static void test_item_next_cancel_from_another_thread(void **state)
 
 static void test_item_wait_fd_in_epoll(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
 	struct eventbuf_item *head, *next;
 	int ep = epoll_create1(EPOLL_CLOEXEC), fd, fd2;
@@ -260,7 +230,7 @@ static void test_item_wait_fd_in_epoll(void **state)
 
 static void test_item_error_message(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *head, *next;
 	const char *msg = "unset";
 	int fd;
@@ -280,7 +250,7 @@ static void test_item_error_message(void **state)
 
 static void test_item_references(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	struct eventbuf_item *head;
 
 	assert_int_equal(append_batch(f->buf, 3, 1, &f->log), 0);
@@ -303,17 +273,17 @@ static void test_item_references(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_item_follow_after_before_publish, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_item_follow_after_after_publish, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_item_follow_after_empty_tip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_item_follow_after_error, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_item_next_timeout, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_item_next_cancelled, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_item_next_wakes_blocked_waiter, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_item_next_cancel_from_another_thread, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_item_wait_fd_in_epoll, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_item_error_message, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_item_references, setup, teardown),
+		buf_fixture_test(test_item_follow_after_before_publish),
+		buf_fixture_test(test_item_follow_after_after_publish),
+		buf_fixture_test(test_item_follow_after_empty_tip),
+		buf_fixture_test(test_item_follow_after_error),
+		buf_fixture_test(test_item_next_timeout),
+		buf_fixture_test(test_item_next_cancelled),
+		buf_fixture_test(test_item_next_wakes_blocked_waiter),
+		buf_fixture_test(test_item_next_cancel_from_another_thread),
+		buf_fixture_test(test_item_wait_fd_in_epoll),
+		buf_fixture_test(test_item_error_message),
+		buf_fixture_test(test_item_references),
 	};
 
 	return cmocka_run_group_tests_name("item", tests, NULL, NULL);

@@ -21,7 +21,7 @@
 
 #include "helpers.h"
 
-#define SNAP_INDEX	1	/* live events of the publisher start above */
+#define SNAP_INDEX	1	/* the empty snapshot's: live events start above */
 #define EVS_MAX		256
 
 /* One attached reader or subscription and what was read from it. */
@@ -40,24 +40,13 @@ struct obj {
 
 static struct eventbuf_publisher *pub;
 
-/* An empty snapshot at SNAP_INDEX: subscribers read its end, then live. */
-static int snap_handler(void *arg, const char *topic, const char *key,
-			struct eventbuf_snapshot *snap, uint64_t *index)
-{
-	(void)arg;
-	(void)topic;
-	(void)key;
-	(void)snap;
-	*index = SNAP_INDEX;
-	return 0;
-}
-
 static int setup_ttl(uint32_t ttl_ms)
 {
 	struct eventbuf_publisher_config cfg = { .snapshot_ttl_ms = ttl_ms };
 
 	if (eventbuf_publisher_new(&cfg, &pub) ||
-	    eventbuf_publisher_register(pub, "t", snap_handler, NULL, 0))
+	    eventbuf_publisher_register(pub, "t", empty_snapshot,
+					(void *)(uintptr_t)SNAP_INDEX, 0))
 		return -1;
 	return 0;
 }
@@ -425,30 +414,41 @@ struct waiter {
 	uint64_t waits;
 };
 
-static void *waiter_run(void *arg)
+/*
+ * An event-loop thread's loop: eventbuf_poller_wait() for at most @max
+ * events until it fails (cancelled: -ECANCELED) or 20 s pass, handling
+ * each and adding what its objects read to @seen. Returns the wait's code.
+ */
+static int poll_loop(struct eventbuf_poller *p, int cancel_fd, int max,
+		     _Atomic uint64_t *seen, uint64_t *waits)
 {
-	struct waiter *w = arg;
-	struct eventbuf_poll_event evs[16];
+	struct eventbuf_poll_event evs[64];
 	int64_t deadline = now_ms() + 20000;
 
 	for (;;) {
 		int left = (int)(deadline - now_ms());
-		int n = eventbuf_poller_wait(w->p, evs, 16, left > 0 ? left : 0,
-					     w->cancel_fd);
+		int n = eventbuf_poller_wait(p, evs, max, left > 0 ? left : 0,
+					     cancel_fd);
 
-		if (n < 0) {
-			w->exit_code = n;
-			return NULL;
-		}
-		w->waits++;
+		if (n < 0)
+			return n;
+		(*waits)++;
 		for (int i = 0; i < n; i++) {
 			struct obj *o = evs[i].data;
 			uint64_t before = o->count;
 
 			handle(&evs[i]);
-			atomic_fetch_add(&w->seen, o->count - before);
+			atomic_fetch_add(seen, o->count - before);
 		}
 	}
+}
+
+static void *waiter_run(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->exit_code = poll_loop(w->p, w->cancel_fd, 16, &w->seen, &w->waits);
+	return NULL;
 }
 
 static bool all_seen(void *arg)
@@ -555,26 +555,10 @@ struct race_loop {
 static void *race_run(void *arg)
 {
 	struct race_loop *l = arg;
-	struct eventbuf_poll_event evs[64];
-	int64_t deadline = now_ms() + 20000;
+	uint64_t waits = 0;
 
-	for (;;) {
-		int left = (int)(deadline - now_ms());
-		int n = eventbuf_poller_wait(l->p, evs, 64, left > 0 ? left : 0,
-					     l->cancel_fd);
-
-		if (n < 0) {
-			l->exit_code = n;
-			return NULL;
-		}
-		for (int i = 0; i < n; i++) {
-			struct obj *o = evs[i].data;
-			uint64_t before = o->count;
-
-			handle(&evs[i]);
-			atomic_fetch_add(&l->seen, o->count - before);
-		}
-	}
+	l->exit_code = poll_loop(l->p, l->cancel_fd, 64, &l->seen, &waits);
+	return NULL;
 }
 
 struct race_goal {
@@ -1316,54 +1300,83 @@ static void test_poller_exported_not_recycled(void **state)
 /* ---------------------------------------------------------------------- */
 
 /*
+ * Two links in a row on one poller's descriptors: r1 reads @a, was watched
+ * and parked; r2, added later by the test, reads @b.
+ */
+struct relink {
+	struct eventbuf_poller *p;
+	struct eventbuf *a, *b;
+	struct eventbuf_reader *r1, *r2;
+};
+
+/* A reader of @buf from its head, added to @p. */
+static void poller_add_head_reader(struct eventbuf_poller *p,
+				   struct eventbuf *buf,
+				   struct eventbuf_reader **r)
+{
+	struct eventbuf_item *head;
+
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, r), 0);
+	eventbuf_item_put(head);
+	assert_int_equal(eventbuf_poller_add_reader(p, *r, NULL), 0);
+}
+
+static void relink_start(struct relink *t)
+{
+	struct eventbuf_poll_event pe;
+	const struct eventbuf_item *it;
+
+	memset(t, 0, sizeof(*t));
+	assert_int_equal(eventbuf_poller_new(&t->p), 0);
+	assert_int_equal(eventbuf_new(&t->a), 0);
+	assert_int_equal(eventbuf_new(&t->b), 0);
+	poller_add_head_reader(t->p, t->a, &t->r1);
+	assert_int_equal(eventbuf_poller_ready(t->p, &pe, 1), 1);
+	assert_int_equal(eventbuf_reader_next_nonblock(t->r1, &it), -EAGAIN);
+}
+
+/* r1 was freed by the test. */
+static void relink_end(struct relink *t)
+{
+	eventbuf_reader_free(t->r2);
+	eventbuf_poller_free(t->p);
+	eventbuf_drop(t->a);
+	eventbuf_drop(t->b);
+}
+
+/*
  * A wake-up left queued for a descriptor that has moved on to another
  * link (its old link was written, its waiter left, and it was recycled)
  * reports nobody; the new link's own write then does.
  */
 static void test_poller_no_stale_report(void **state)
 {
-	struct eventbuf_item *head;
-	struct eventbuf *a, *b;
-	struct eventbuf_reader *r1, *r2;
-	struct eventbuf_poller *p;
+	struct relink t;
 	struct eventbuf_poll_event pe;
 	const struct eventbuf_item *it;
 	uint64_t adds;
 
 	(void)state;
-	assert_int_equal(eventbuf_poller_new(&p), 0);
-	assert_int_equal(eventbuf_new(&a), 0);
-	assert_int_equal(eventbuf_new(&b), 0);
-	assert_int_equal(eventbuf_head(a, &head), 0);
-	assert_int_equal(eventbuf_reader_new(head, &r1), 0);
-	eventbuf_item_put(head);
-	assert_int_equal(eventbuf_poller_add_reader(p, r1, NULL), 0);
-	assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 1);
-	assert_int_equal(eventbuf_reader_next_nonblock(r1, &it), -EAGAIN);
-	adds = pstats(p).epoll_adds;
+	relink_start(&t);
+	adds = pstats(t.p).epoll_adds;
 	/* Written, then left before the poller looked: the descriptor goes
 	 * back to the pool with its wake-up still queued in the poller. */
-	assert_int_equal(append_batch(a, 0, 1, NULL), 0);
-	eventbuf_reader_free(r1);
-	assert_int_equal(eventbuf_head(b, &head), 0);
-	assert_int_equal(eventbuf_reader_new(head, &r2), 0);
-	eventbuf_item_put(head);
-	assert_int_equal(eventbuf_poller_add_reader(p, r2, NULL), 0);
-	assert_int_equal(eventbuf_reader_next_nonblock(r2, &it), -EAGAIN);
+	assert_int_equal(append_batch(t.a, 0, 1, NULL), 0);
+	eventbuf_reader_free(t.r1);
+	poller_add_head_reader(t.p, t.b, &t.r2);
+	assert_int_equal(eventbuf_reader_next_nonblock(t.r2, &it), -EAGAIN);
 	/* r2 parked on the recycled descriptor, already watched. */
-	assert_int_equal(pstats(p).epoll_adds, adds);
-	assert_int_equal(pstats(p).parked, 1);
-	assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 0);
-	assert_true(pstats(p).stale <= 1);	/* the reset may have unqueued it */
-	assert_int_equal(pstats(p).parked, 1);
-	assert_int_equal(append_batch(b, 0, 1, NULL), 0);
-	assert_int_equal(eventbuf_poller_wait(p, &pe, 1, 2000, -1), 1);
-	assert_ptr_equal(pe.reader, r2);
-	assert_int_equal(eventbuf_reader_next_nonblock(r2, &it), 0);
-	eventbuf_reader_free(r2);
-	eventbuf_poller_free(p);
-	eventbuf_drop(a);
-	eventbuf_drop(b);
+	assert_int_equal(pstats(t.p).epoll_adds, adds);
+	assert_int_equal(pstats(t.p).parked, 1);
+	assert_int_equal(eventbuf_poller_ready(t.p, &pe, 1), 0);
+	assert_true(pstats(t.p).stale <= 1);	/* the reset may have unqueued it */
+	assert_int_equal(pstats(t.p).parked, 1);
+	assert_int_equal(append_batch(t.b, 0, 1, NULL), 0);
+	assert_int_equal(eventbuf_poller_wait(t.p, &pe, 1, 2000, -1), 1);
+	assert_ptr_equal(pe.reader, t.r2);
+	assert_int_equal(eventbuf_reader_next_nonblock(t.r2, &it), 0);
+	relink_end(&t);
 }
 
 /*
@@ -1373,43 +1386,26 @@ static void test_poller_no_stale_report(void **state)
  */
 static void test_poller_reused_number(void **state)
 {
-	struct eventbuf_item *head;
-	struct eventbuf *a, *b;
-	struct eventbuf_reader *r1, *r2;
-	struct eventbuf_poller *p;
+	struct relink t;
 	struct eventbuf_poll_event pe;
 	const struct eventbuf_item *it;
 	uint64_t adds;
 
 	(void)state;
-	assert_int_equal(eventbuf_poller_new(&p), 0);
-	assert_int_equal(eventbuf_new(&a), 0);
-	assert_int_equal(eventbuf_new(&b), 0);
-	assert_int_equal(eventbuf_head(a, &head), 0);
-	assert_int_equal(eventbuf_reader_new(head, &r1), 0);
-	eventbuf_item_put(head);
-	assert_int_equal(eventbuf_poller_add_reader(p, r1, NULL), 0);
-	assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 1);
-	assert_int_equal(eventbuf_reader_next_nonblock(r1, &it), -EAGAIN);
-	assert_int_equal(append_batch(a, 0, 1, NULL), 0);
-	eventbuf_reader_free(r1);	/* the link is done: pooled */
+	relink_start(&t);
+	assert_int_equal(append_batch(t.a, 0, 1, NULL), 0);
+	eventbuf_reader_free(t.r1);	/* the link is done: pooled */
 	eventbuf_barrier();		/* closes the pooled descriptor */
 	assert_int_equal(open_eventfds(), 0);
-	adds = pstats(p).epoll_adds;
-	assert_int_equal(eventbuf_head(b, &head), 0);
-	assert_int_equal(eventbuf_reader_new(head, &r2), 0);
-	eventbuf_item_put(head);
-	assert_int_equal(eventbuf_poller_add_reader(p, r2, NULL), 0);
-	assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 1);
-	assert_int_equal(eventbuf_reader_next_nonblock(r2, &it), -EAGAIN);
-	assert_int_equal(pstats(p).epoll_adds, adds + 1);
-	assert_int_equal(append_batch(b, 0, 1, NULL), 0);
-	assert_int_equal(eventbuf_poller_wait(p, &pe, 1, 2000, -1), 1);
-	assert_ptr_equal(pe.reader, r2);
-	eventbuf_reader_free(r2);
-	eventbuf_poller_free(p);
-	eventbuf_drop(a);
-	eventbuf_drop(b);
+	adds = pstats(t.p).epoll_adds;
+	poller_add_head_reader(t.p, t.b, &t.r2);
+	assert_int_equal(eventbuf_poller_ready(t.p, &pe, 1), 1);
+	assert_int_equal(eventbuf_reader_next_nonblock(t.r2, &it), -EAGAIN);
+	assert_int_equal(pstats(t.p).epoll_adds, adds + 1);
+	assert_int_equal(append_batch(t.b, 0, 1, NULL), 0);
+	assert_int_equal(eventbuf_poller_wait(t.p, &pe, 1, 2000, -1), 1);
+	assert_ptr_equal(pe.reader, t.r2);
+	relink_end(&t);
 }
 
 static void test_poller_bad_input(void **state)

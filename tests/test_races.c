@@ -223,20 +223,14 @@ static void test_races_wait_fd_after_address_reuse(void **state)
 	close(ep);
 }
 
-static int teardown(void **state)
-{
-	(void)state;
-	return expect_nothing_left();
-}
-
 int main(void)
 {
 	/* Slabs from the first item: address reuse is what is tested. */
 	__eventbuf_slab_warmup = 0;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_races_writer_outlives_signal, teardown),
-		cmocka_unit_test_teardown(test_races_crossed_joins, teardown),
-		cmocka_unit_test_teardown(test_races_wait_fd_after_address_reuse, teardown),
+		cmocka_unit_test_teardown(test_races_writer_outlives_signal, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_races_crossed_joins, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_races_wait_fd_after_address_reuse, teardown_nothing_left),
 	};
 
 	return cmocka_run_group_tests_name("races", tests, NULL, NULL);

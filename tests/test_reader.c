@@ -12,41 +12,9 @@
 
 #include "helpers.h"
 
-struct fixture {
-	struct eventbuf *buf;
-	struct release_log log;
-	struct eventbuf_item *start;
-};
-
-static int setup(void **state)
-{
-	static struct fixture f;
-
-	memset(&f, 0, sizeof(f));
-	release_log_init(&f.log, 100000);
-	if (eventbuf_new(&f.buf) || eventbuf_head(f.buf, &f.start))
-		return -1;
-	*state = &f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	int ret;
-
-	eventbuf_item_put(f->start);
-	eventbuf_drop(f->buf);
-	ret = expect_nothing_left();
-	if (atomic_load(&f->log.bad))
-		ret = -1;
-	release_log_free(&f->log);
-	return ret;
-}
-
 static void test_reader_reads_in_order(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	const struct eventbuf_item *it = NULL;
 	struct eventbuf_reader *r;
 	struct reader_result res;
@@ -67,7 +35,7 @@ static void test_reader_reads_in_order(void **state)
 
 static void test_reader_error_is_sticky(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	const struct eventbuf_item *it;
 	struct eventbuf_reader *r;
 	const char *msg;
@@ -90,7 +58,7 @@ static void test_reader_error_is_sticky(void **state)
 
 static void test_reader_timeout_not_terminal(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	const struct eventbuf_item *it;
 	struct eventbuf_reader *r;
 	int64_t t0 = now_ms();
@@ -108,7 +76,7 @@ static void test_reader_timeout_not_terminal(void **state)
 /* A cancel_fd that is not open: -EINVAL, with a timeout or without. */
 static void test_reader_bad_cancel_fd(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	const struct eventbuf_item *it;
 	struct eventbuf_item *next;
 	struct eventbuf_reader *r;
@@ -165,7 +133,7 @@ static const struct child_case child_cases[] = {
 
 static void test_reader_wait_fd_moves_with_reader(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	const struct eventbuf_item *it;
 	struct eventbuf_reader *r;
 	int fd1, fd2;
@@ -199,7 +167,7 @@ static void test_reader_wait_fd_moves_with_reader(void **state)
  */
 static void test_reader_releases_what_it_read(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	const struct eventbuf_item *it;
 	struct eventbuf_reader *r;
 	struct eventbuf_stats st;
@@ -230,7 +198,7 @@ static void test_reader_releases_what_it_read(void **state)
 
 static void test_reader_starts_after_its_item(void **state)
 {
-	struct fixture *f = *state;
+	struct buf_fixture *f = *state;
 	const struct eventbuf_item *it;
 	struct eventbuf_reader *r;
 	struct eventbuf_item *head;
@@ -249,14 +217,14 @@ static void test_reader_starts_after_its_item(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_reader_reads_in_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reader_error_is_sticky, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reader_timeout_not_terminal, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reader_bad_cancel_fd, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reader_closed_wait_fd_aborts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reader_wait_fd_moves_with_reader, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reader_releases_what_it_read, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reader_starts_after_its_item, setup, teardown),
+		buf_fixture_head_test(test_reader_reads_in_order),
+		buf_fixture_head_test(test_reader_error_is_sticky),
+		buf_fixture_head_test(test_reader_timeout_not_terminal),
+		buf_fixture_head_test(test_reader_bad_cancel_fd),
+		buf_fixture_head_test(test_reader_closed_wait_fd_aborts),
+		buf_fixture_head_test(test_reader_wait_fd_moves_with_reader),
+		buf_fixture_head_test(test_reader_releases_what_it_read),
+		buf_fixture_head_test(test_reader_starts_after_its_item),
 	};
 
 	(void)argc;

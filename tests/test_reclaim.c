@@ -14,12 +14,6 @@
 
 #include "helpers.h"
 
-static int teardown(void **state)
-{
-	(void)state;
-	return expect_nothing_left();
-}
-
 static void test_reclaim_released_exactly_once(void **state)
 {
 	const uint64_t n = scaled(20000, 2000);
@@ -118,13 +112,8 @@ static void test_reclaim_idle_buffers_give_memory_back(void **state)
 	bool ok;
 
 	(void)state;
-#ifdef EVENTBUF_TSAN
-	skip();		/* the shadow of pages given back stays resident */
-#endif
-	if (getenv("EVENTBUF_UNDER_VALGRIND")) {
-		skip();		/* valgrind's own memory is in the RSS */
-		return;
-	}
+	skip_under(UNDER_TSAN, "TSan: the shadow of pages given back stays resident");
+	skip_under(UNDER_VALGRIND, "valgrind: its own memory is in the RSS");
 	for (int b = 0; b < NBUFS; b++) {
 		assert_int_equal(eventbuf_new(&bufs[b]), 0);
 		for (uint64_t i = 0; i < APPENDS; i++)
@@ -351,14 +340,14 @@ static void test_reclaim_stats(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_reclaim_released_exactly_once, teardown),
-		cmocka_unit_test_teardown(test_reclaim_flat_without_readers, teardown),
-		cmocka_unit_test_teardown(test_reclaim_idle_buffers_give_memory_back, teardown),
-		cmocka_unit_test_teardown(test_reclaim_long_chain_small_stack, teardown),
-		cmocka_unit_test_teardown(test_reclaim_eventfds_bounded, teardown),
-		cmocka_unit_test_teardown(test_reclaim_spliced_chains, teardown),
-		cmocka_unit_test_teardown(test_reclaim_joined_head_stays_with_its_buffer, teardown),
-		cmocka_unit_test_teardown(test_reclaim_stats, teardown),
+		cmocka_unit_test_teardown(test_reclaim_released_exactly_once, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_reclaim_flat_without_readers, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_reclaim_idle_buffers_give_memory_back, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_reclaim_long_chain_small_stack, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_reclaim_eventfds_bounded, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_reclaim_spliced_chains, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_reclaim_joined_head_stays_with_its_buffer, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_reclaim_stats, teardown_nothing_left),
 	};
 
 	/*
@@ -366,7 +355,7 @@ int main(int argc, char **argv)
 	 * thread created afterwards. Valgrind runs keep their own stacks.
 	 */
 	(void)argc;
-	if (!getenv("EVENTBUF_SMALL_STACK") && !getenv("EVENTBUF_UNDER_VALGRIND")) {
+	if (!getenv("EVENTBUF_SMALL_STACK") && !under(UNDER_VALGRIND)) {
 		struct rlimit rl = { 256 * 1024, 256 * 1024 };
 
 		if (setrlimit(RLIMIT_STACK, &rl) == 0 &&

@@ -197,7 +197,10 @@ __hidden int __eventbuf_start_of(struct eventbuf_publisher *pub,
 				 struct keybuf *kb,
 				 const struct eventbuf_subscribe_req *req,
 				 struct start_point *st);
+#ifdef CONFIG_EVENTBUF_TESTING
+/* the tests' build only: drop every cached snapshot now */
 __hidden void __eventbuf_publisher_expire_all(struct eventbuf_publisher *pub);
+#endif
 
 /* subscription.c */
 __hidden int __eventbuf_sub_alloc(struct eventbuf_publisher *pub,

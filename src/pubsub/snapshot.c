@@ -212,6 +212,7 @@ static int64_t expire_locked(struct eventbuf_publisher *pub, int64_t now)
 	return next;
 }
 
+#ifdef CONFIG_EVENTBUF_TESTING
 /* Drop every cached snapshot now, as if their time had come (tests). */
 void __eventbuf_publisher_expire_all(struct eventbuf_publisher *pub)
 {
@@ -219,6 +220,7 @@ void __eventbuf_publisher_expire_all(struct eventbuf_publisher *pub)
 	expire_locked(pub, INT64_MAX);
 	pthread_mutex_unlock(&pub->lock);
 }
+#endif
 
 static void *expiry_run(void *arg)
 {
