@@ -235,6 +235,9 @@ fuzz-bins := $(kbuild-tests-fuzz-y)
 soak-bins := $(kbuild-tests-soak-y)
 $(kbuild-tests-tests-y-objs) $(kbuild-tests-soak-y-objs): extra_cflags = $(CMOCKA_CFLAGS)
 $(kbuild-tests-tests-y-objs) $(kbuild-tests-soak-y-objs): | deps-test
+# test_resp links the examples' RESP parser, compiled here with the tests.
+$(objtree)/tests/resp.o: $(srctree)/examples/resp.c FORCE
+	$(call if_changed,cc_o_c)
 
 $(eval $(call descend,bench,bench-y))
 bench-bins := $(kbuild-bench-bench-y)
@@ -364,6 +367,13 @@ example-run: $(example-bins)
 	$(Q)$(if $(filter y,$(CONFIG_TSAN)),TSAN_OPTIONS="suppressions=$(srctree)/tests/tsan.supp halt_on_error=1 $${TSAN_OPTIONS:-}") \
 		$(objtree)/examples/service $(EXAMPLE_ARGS)
 
+# examples/resp_server beside a throwaway redis-server, the same load
+# (examples/resp_load) against each; QUICK=1: a few seconds.
+PHONY += example-bench
+example-bench: $(example-bins)
+	$(Q)$(srctree)/scripts/deps.sh redis-server gnuplot-nox
+	$(Q)QUICK=$(QUICK) $(srctree)/scripts/example-bench.sh $(objtree)
+
 PHONY += install uninstall
 install: all
 	$(Q)install -d $(DESTDIR)$(INCLUDEDIR)/eventbuf $(DESTDIR)$(LIBDIR) \
@@ -409,6 +419,7 @@ help:
 	@echo '  bench         - run the benchmark against the mutex variants (QUICK=1: smoke run)'
 	@echo '  example-run   - run examples/service: 2,000 clients over loopback TCP for 3 s'
 	@echo '                  (EXAMPLE_ARGS="clients seconds workers changes-per-second")'
+	@echo '  example-bench - examples/resp_server against redis-server, same RESP load (QUICK=1: smoke run)'
 	@echo '  verify        - model-check tests/model/*.pml with spin (installs it)'
 	@echo '  fuzz          - run the API fuzzer for FUZZ_SECONDS (libFuzzer, clang)'
 	@echo '  soak          - run writer, readers and subscribers for SOAK_SECONDS;'
