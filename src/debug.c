@@ -21,6 +21,8 @@
 
 void __eventbuf_writer_enter(struct eventbuf *buf, const char *fn)
 {
+	/* Acquire: pairs with the release in __eventbuf_writer_exit(), so a
+	 * writer sees the previous writer's appends. */
 	if (atomic_exchange_explicit(&buf->writer, 1, memory_order_acquire)) {
 		fprintf(stderr,
 			"eventbuf: %s(): two threads append to buffer %p at once; a buffer has a single writer (callers must serialise appends)\n",

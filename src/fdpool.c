@@ -162,6 +162,8 @@ static void slot_make(int fd)
 	if (fd < 0 || fd >= GEN_CHUNK * GEN_TOP || slot_of(fd))
 		return;
 	chunk = calloc(GEN_CHUNK, sizeof(*chunk));
+	/* Release: the zeroed chunk before its pointer; pairs with the
+	 * acquire load in slot_of(). */
 	if (chunk && !atomic_compare_exchange_strong_explicit(
 			&gen_chunks[fd / GEN_CHUNK], &none, chunk,
 			memory_order_acq_rel, memory_order_acquire))

@@ -103,6 +103,8 @@ static int install_fd(struct eventbuf_item *link)
 		__eventbuf_fd_pool_put(fd);	/* second look */
 		return -EALREADY;
 	}
+	/* R1. Release: the eventfd exists before its number is seen; pairs
+	 * with the acquire loads of ->state (W3, other waiters, pollers). */
 	do {
 		if (st_fd(w) >= 0) {
 			__eventbuf_fd_pool_put(fd);	/* another waiter won */
@@ -131,6 +133,8 @@ static void drop_orphan(struct eventbuf_item *link)
 	if (!smp_load_acquire(&link->signal_done))
 		return;
 	w = READ_ONCE(link->state);	/* the CAS below checks it */
+	/* acq_rel: one release of the eventfd, decided against the
+	 * writer's signalling CAS and the holders' unref() on this word. */
 	do {
 		if (st_fd(w) < 0 || (w & (ST_SIGNALED | ST_CLOSED)))
 			return;

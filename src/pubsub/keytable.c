@@ -199,6 +199,7 @@ void __eventbuf_sub_detach(struct eventbuf_publisher *pub,
 
 void __eventbuf_publisher_unref(struct eventbuf_publisher *pub)
 {
+	/* acq_rel, as kref: every holder's use happens before the free. */
 	if (atomic_fetch_sub_explicit(&pub->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	for (unsigned int i = 0; i < pub->ntopics; i++) {

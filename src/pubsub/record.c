@@ -110,6 +110,7 @@ struct keyname *__eventbuf_keyname_get(struct keyname *kn)
 
 void __eventbuf_keyname_put(struct keyname *kn)
 {
+	/* acq_rel, as kref: every holder's use happens before the free. */
 	if (atomic_fetch_sub_explicit(&kn->refs, 1, memory_order_acq_rel) == 1)
 		free(kn);
 }
