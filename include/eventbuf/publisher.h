@@ -396,7 +396,9 @@ EVENTBUF_API int eventbuf_sub_fd(const struct eventbuf_subscription *sub);
  * @key:   the key (EVENTBUF_KEY_WILDCARD: the wildcard subscribers).
  *
  * The subscriptions' next read returns -ECONNRESET; they let go of their
- * items now; the key's cached snapshot is dropped. A registered topic
+ * items now (one attached to a poller, whose reader lends its reference
+ * to the poller, at its next read or unsubscribe on the poller's thread,
+ * which the poller reports it for); the key's cached snapshot is dropped. A registered topic
  * whose key has no subscribers gives 0; an unknown topic -EINVAL.
  *
  * Return: the number of subscriptions this call closed (not those closed
