@@ -500,7 +500,7 @@ static void link_fired(struct eventbuf_poller *p, int fd)
 	struct reg *r = (size_t)fd < p->nregs ? &p->regs[fd] : NULL;
 	struct __eventbuf_pollnode *n, *next;
 
-	if (!r || !r->link || !has_successor(r->link)) {
+	if (!r || !r->link || !r->waiters || !has_successor(r->link)) {
 		p->st.stale++;
 		return;
 	}
