@@ -195,7 +195,7 @@ endef
 
 link-libs-tests-y = $(URCU_LIBS) $(CMOCKA_LIBS) -lpthread
 link-libs-fuzz-y = -fsanitize=fuzzer $(URCU_LIBS) -lpthread
-link-libs-soak-y = $(URCU_LIBS) -lpthread
+link-libs-soak-y = $(URCU_LIBS) $(CMOCKA_LIBS) -lpthread
 link-libs-bench-y = $(URCU_LIBS) -lpthread -lm
 link-libs-examples-y = $(URCU_LIBS) -lpthread
 
