@@ -280,13 +280,9 @@ static void unsubscribe(struct worker *w, struct client *c, struct csub *s)
 	w->dead_subs = s;
 }
 
-static void client_close(struct worker *w, struct client *c)
+/* Take @c off @w's client list (the acceptor adds to it). */
+static void client_unlink(struct worker *w, struct client *c)
 {
-	if (c->closed)
-		return;
-	c->closed = true;
-	while (c->subs)
-		unsubscribe(w, c, c->subs);
 	pthread_mutex_lock(&w->lock);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -295,6 +291,16 @@ static void client_close(struct worker *w, struct client *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	pthread_mutex_unlock(&w->lock);
+}
+
+static void client_close(struct worker *w, struct client *c)
+{
+	if (c->closed)
+		return;
+	c->closed = true;
+	while (c->subs)
+		unsubscribe(w, c, c->subs);
+	client_unlink(w, c);
 	close(c->fd);		/* leaves the epoll set */
 	c->next = w->dead;
 	w->dead = c;
@@ -944,14 +950,7 @@ static void *acceptor_run(void *arg)
 		ev.data.ptr = c;
 		/* Failed, it was never in the set: the worker never saw it. */
 		if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev)) {
-			pthread_mutex_lock(&w->lock);
-			if (c->prev)
-				c->prev->next = c->next;
-			else
-				w->clients = c->next;
-			if (c->next)
-				c->next->prev = c->prev;
-			pthread_mutex_unlock(&w->lock);
+			client_unlink(w, c);
 			close(fd);
 			free(c);
 		}
