@@ -313,9 +313,9 @@ static bool drain_idle(void)
 /*
  * Each rcu_barrier() lets every pin chain take at least one step (a step
  * queued before the barrier runs before it returns). PIN_STEPS_PAST_HEAD
- * steps take a live buffer's chain past the head it had at the call: pin
- * it, then free what is behind it. Dropped buffers' chains end by themselves, and a
- * release callback may put items and so re-arm the drain: loop on those.
+ * steps take a live buffer's chain past the head it had at the call: pin it,
+ * then free what is behind it. Dropped buffers' chains end by themselves, and
+ * a release callback may put items and so re-arm the drain: loop on those.
  */
 #define PIN_STEPS_PAST_HEAD 3
 

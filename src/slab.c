@@ -3,14 +3,15 @@
  * DOC: Theory of operation - where items live
  *
  * Items are reclaimed a grace period after the writer has moved on, and
- * liburcu runs call_rcu() callbacks about every 10 ms, so a fast writer has
- * a few hundred thousand items in flight: by the time an item's memory is
+ * liburcu runs call_rcu() callbacks about every 10 ms, so a fast writer has a
+ * few hundred thousand items in flight: by the time an item's memory is
  * reused it has long left the cache. malloc() then costs a dependent cache
  * miss per append (it reads the free chunk's list pointer before returning
- * it), about ten times what a hot chunk costs (docs/measurements.md). So each buffer carves its items out of 64 KiB *slabs* with a
- * bump pointer: the writer only writes fresh memory, in address order,
- * which the hardware prefetches, and the reclamation walk - which frees
- * items in chain order - reads them in address order too.
+ * it), about ten times what a hot chunk costs (docs/measurements.md). So each
+ * buffer carves its items out of 64 KiB *slabs* with a bump pointer: the
+ * writer only writes fresh memory, in address order, which the hardware
+ * prefetches, and the reclamation walk - which frees items in chain order -
+ * reads them in address order too.
  *
  * Ownership. A slab belongs to its buffer's *pool*. Only the buffer's
  * single writer carves (pool->cur, ->bump, ->end, ->used: writer-owned,
@@ -78,10 +79,10 @@ uint32_t __eventbuf_slab_warmup = SLAB_WARMUP;
  * Slabs are cut from 2 MiB arenas, aligned and advised as huge pages: with
  * one 64 KiB mapping per slab, the writer's stores took a TLB miss per new
  * page as well as a cache miss per line, about twice the cost per append
- * (docs/measurements.md). A pool keeps every slab it has cut while the writer runs -
- * the working set is what a callback period of appends needs - and when
- * the writer goes idle (__eventbuf_pool_trim(), from the pin chain) frees
- * the arenas that are wholly unused and the pages of the free slabs in
+ * (docs/measurements.md). A pool keeps every slab it has cut while the writer
+ * runs - the working set is what a callback period of appends needs - and
+ * when the writer goes idle (__eventbuf_pool_trim(), from the pin chain)
+ * frees the arenas that are wholly unused and the pages of the free slabs in
  * the others; what stays is the writer's current slab. The pool frees
  * everything when it ends.
  */

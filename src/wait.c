@@ -3,13 +3,13 @@
  * DOC: Theory of operation - the lazy eventfd and why no wake-up is lost
  *
  * Each link (an item's ->next) may get one eventfd. It is created by the
- * first reader about to wait on that link (__eventbuf_prepare_wait()), installed into
- * the item's ->state with a compare-and-swap (the loser closes its own),
- * and written once by the writer after it publishes ->next
- * (__eventbuf_signal()). Nobody ever reads it, so it stays readable for
- * every waiter, present and future: one write wakes them all, like closing
- * a Go channel. With nobody waiting, the writer sees no eventfd and makes
- * no system call.
+ * first reader about to wait on that link (__eventbuf_prepare_wait()),
+ * installed into the item's ->state with a compare-and-swap (the loser closes
+ * its own), and written once by the writer after it publishes ->next
+ * (__eventbuf_signal()). Nobody ever reads it, so it stays readable for every
+ * waiter, present and future: one write wakes them all, like closing a Go
+ * channel. With nobody waiting, the writer sees no eventfd and makes no
+ * system call.
  *
  * No lost wake-up. It is a Dekker pattern between two threads:
  *
@@ -27,12 +27,12 @@
  * will ever wait on that fd, and drop_orphan() closes it once W5 shows the
  * writer is done with the link (or reclamation does, if it is not yet).
  *
- * Both barriers are smp_mb() (barrier.h): on x86-64 a locked add to the stack (as
- * Linux's smp_mb() and liburcu's non-mfence cmm_mb() do), elsewhere
- * atomic_thread_fence(memory_order_seq_cst). Neither is a system call or
- * a read-modify-write of shared memory, and the locked add does not wait
- * for the stores' cache misses to complete the way MFENCE does, which
- * made MFENCE many times slower per append (docs/measurements.md).
+ * Both barriers are smp_mb() (barrier.h): on x86-64 a locked add to the stack
+ * (as Linux's smp_mb() and liburcu's non-mfence cmm_mb() do), elsewhere
+ * atomic_thread_fence(memory_order_seq_cst). Neither is a system call or a
+ * read-modify-write of shared memory, and the locked add does not wait for
+ * the stores' cache misses to complete the way MFENCE does, which made MFENCE
+ * many times slower per append (docs/measurements.md).
  *
  * The asymmetric alternative - a compiler barrier for the writer and
  * sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) for the reader,

@@ -3,10 +3,10 @@
 #define _EVENTBUF_WAKE_H
 
 /*
- * The wake-up protocol, both halves (wait.c has its theory of operation):
- * the writer's __eventbuf_signal(), after it published a link's next item
- * (buffer.c), and the reader's __eventbuf_prepare_wait(), before it waits on a link
- * (item.c, reader.c). Only those files and wait.c include this header.
+ * The wake-up protocol, both halves (wait.c has its theory of operation): the
+ * writer's __eventbuf_signal(), after it published a link's next item
+ * (buffer.c), and the reader's __eventbuf_prepare_wait(), before it waits on
+ * a link (item.c, reader.c). Only those files and wait.c include this header.
  */
 #include "internal.h"
 
@@ -31,9 +31,9 @@ static inline void __eventbuf_signal(struct eventbuf_item *link)
 
 	/* W2, between the caller's stores and the loads after it; one
 	 * barrier serves two protocols. The wake-up: W1 (->next) before W3,
-	 * pairs with R2's smp_mb() in __eventbuf_prepare_wait() (wait.c). The pin
-	 * chain: ->last_own before publish()'s load of pin_busy, pairs with
-	 * the smp_mb() in pin_stop() (buffer.c). */
+	 * pairs with R2's smp_mb() in __eventbuf_prepare_wait() (wait.c). The
+	 * pin chain: ->last_own before publish()'s load of pin_busy, pairs
+	 * with the smp_mb() in pin_stop() (buffer.c). */
 	smp_mb();
 	/* W3. Acquire: pairs with the installer's CAS (R1, wait.c), so the
 	 * eventfd's creation happens before our write to it. */

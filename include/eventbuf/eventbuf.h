@@ -390,7 +390,8 @@ eventbuf_item_next_nonblock(struct eventbuf_item *item,
  * @nextp:      receives a new reference on the next item that has events.
  *
  * Like a Go Next(ctx) (the API eventbuf's calls were modelled on):
- * cancellation and timeout are not terminal, @item stays valid and the call may be repeated.
+ * cancellation and timeout are not terminal, @item stays valid and the call
+ * may be repeated.
  *
  * Context: any thread; may block (must not be called under an eventbuf or
  * liburcu read-side critical section). While it waits it holds a reference
@@ -606,9 +607,9 @@ EVENTBUF_API int eventbuf_reader_error(const struct eventbuf_reader *reader,
  * * objects the child inherited (buffers, items, readers, pollers,
  *   publishers, subscriptions created before the fork) must not be used or
  *   freed in the child: the threads that used them are gone, and the locks
- *   they held at the fork stay held. Inherited items that were already queued for
- *   reclamation are reclaimed in the child too, so their release callbacks
- *   may run there;
+ *   they held at the fork stay held. Inherited items that were already queued
+ *   for reclamation are reclaimed in the child too, so their release
+ *   callbacks may run there;
  * * eventfds that existed at the fork are open in both processes; neither
  *   reuses them for a new link (see "Descriptors" above), so one
  *   process's readers never consume the other's wake-ups.

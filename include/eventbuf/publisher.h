@@ -28,12 +28,12 @@ extern "C" {
  * from its subscription, blocking or not; its pollable descriptor
  * (eventbuf_sub_fd()) never changes, so an event loop registers it once.
  *
- * Framing. A snapshot ends with an *end of snapshot* event whose index is
- * the snapshot's (0 when the handler left it at 0, as for an empty
- * snapshot of a key with no change yet). A subscriber that asked to resume from an index that the
- * live buffer no longer starts at first gets a *new snapshot to follow*
- * event: it must reset its view. eventbuf_event_is_end_of_snapshot() and
- * eventbuf_event_is_new_snapshot() tell them apart.
+ * Framing. A snapshot ends with an *end of snapshot* event whose index is the
+ * snapshot's (0 when the handler left it at 0, as for an empty snapshot of a
+ * key with no change yet). A subscriber that asked to resume from an index
+ * that the live buffer no longer starts at first gets a *new snapshot to
+ * follow* event: it must reset its view. eventbuf_event_is_end_of_snapshot()
+ * and eventbuf_event_is_new_snapshot() tell them apart.
  *
  * Errors returned by subscription reads, each terminal (the table of
  * every code and whose it is: "Errors" in eventbuf.h):
@@ -57,13 +57,13 @@ extern "C" {
  * follow the rules stated once at eventbuf_release_fn in eventbuf.h, which
  * also says in which threads they run.
  *
- * Indexes. Batches carry the index of their first event; in a wildcard
- * buffer the batch's events are sorted by key (a NULL key sorts as "",
- * before every other key; the sort is stable: events of one key keep
- * their order), so that is the first event after sorting. Indexes of a key should grow with each publish: a
- * live batch whose first index is not above the snapshot's index (or the
- * index an up-to-date subscriber resumed from) counts as already seen and
- * is skipped.
+ * Indexes. Batches carry the index of their first event; in a wildcard buffer
+ * the batch's events are sorted by key (a NULL key sorts as "", before every
+ * other key; the sort is stable: events of one key keep their order), so that
+ * is the first event after sorting. Indexes of a key should grow with each
+ * publish: a live batch whose first index is not above the snapshot's index
+ * (or the index an up-to-date subscriber resumed from) counts as already seen
+ * and is skipped.
  */
 
 /* The most events one eventbuf_publish() or eventbuf_snapshot_append()
@@ -94,9 +94,9 @@ struct eventbuf_snapshot;
  *         point at it.
  * @snap:  where to write it, with eventbuf_snapshot_append().
  * @index: receives the index the snapshot reflects: the index of the last
- *         change it includes (0 when there is none yet; it is 0 on entry). It must be at
- *         least the index of every event already published for the key:
- *         the subscriber continues with the first live batch above it.
+ *         change it includes (0 when there is none yet; it is 0 on entry). It
+ *         must be at least the index of every event already published for the
+ *         key: the subscriber continues with the first live batch above it.
  *
  * Context: called with the publisher's mutex held, and should be quick.
  * It may call eventbuf_snapshot_append() but no other publisher function:
@@ -396,10 +396,11 @@ EVENTBUF_API int eventbuf_sub_fd(const struct eventbuf_subscription *sub);
  * @key:   the key (EVENTBUF_KEY_WILDCARD: the wildcard subscribers).
  *
  * The subscriptions' next read returns -ECONNRESET; they let go of their
- * items now (one attached to a poller, whose reader lends its reference
- * to the poller, at its next read or unsubscribe on the poller's thread,
- * which the poller reports it for); the key's cached snapshot is dropped. A registered topic
- * whose key has no subscribers gives 0; an unknown topic -EINVAL.
+ * items now (one attached to a poller, whose reader lends its reference to
+ * the poller, at its next read or unsubscribe on the poller's thread, which
+ * the poller reports it for); the key's cached snapshot is dropped. A
+ * registered topic whose key has no subscribers gives 0; an unknown topic
+ * -EINVAL.
  *
  * Return: the number of subscriptions this call closed (not those closed
  * already, a failed one whose error was read included), -EINVAL, or

@@ -2,18 +2,18 @@
 /*
  * DOC: Theory of operation - snapshots, the splice and the cache
  *
- * Snapshots. A subscriber that is not up to date gets a snapshot: the
- * topic's handler writes the key's state into a fresh buffer (records
- * again), the publisher appends an end-of-snapshot item (index = the
- * snapshot's, payload = __eventbuf_end_of_snapshot) and splices: starting
- * at the key buffer's head itself (its events may be newer than the
- * snapshot, and starting after it would lose them), it links the first
- * item whose index is above the snapshot's, or, when none is, an item
- * that follows what the head is followed by. All this happens under pub->lock, so no publish can
- * slip between the head and the splice. Should an event at or below the
- * snapshot's index still be appended later (a caller publishing out of
- * order), the subscription skips it (->skip_through): nothing in a
- * snapshot is delivered twice.
+ * Snapshots. A subscriber that is not up to date gets a snapshot: the topic's
+ * handler writes the key's state into a fresh buffer (records again), the
+ * publisher appends an end-of-snapshot item (index = the snapshot's, payload
+ * = __eventbuf_end_of_snapshot) and splices: starting at the key buffer's
+ * head itself (its events may be newer than the snapshot, and starting after
+ * it would lose them), it links the first item whose index is above the
+ * snapshot's, or, when none is, an item that follows what the head is
+ * followed by. All this happens under pub->lock, so no publish can slip
+ * between the head and the splice. Should an event at or below the snapshot's
+ * index still be appended later (a caller publishing out of order), the
+ * subscription skips it (->skip_through): nothing in a snapshot is delivered
+ * twice.
  *
  * Cache. With a TTL, the snapshot's first item is kept (a reference) for
  * the next subscribers of the key; a new-snapshot-to-follow event is
