@@ -183,6 +183,17 @@ static long rcu_loop_run(void *loop, bench_subs_fn fn, void *loop_ctx,
 	return n;
 }
 
+static void rcu_loop_counts(void *loop, uint64_t *registrations,
+			    uint64_t *wakeups)
+{
+	struct eventbuf_poller_stats st;
+
+	if (eventbuf_poller_stats(loop, &st))
+		bench_die("eventbuf_poller_stats", EINVAL);
+	*registrations = st.epoll_adds;
+	*wakeups = st.wakeups + st.stale;
+}
+
 static void rcu_loop_free(void *loop)
 {
 	eventbuf_poller_free(loop);
@@ -200,5 +211,6 @@ const struct bench_subs_impl bench_subs_rcu = {
 	.loop_add = rcu_loop_add,
 	.loop_run = rcu_loop_run,
 	.loop_free = rcu_loop_free,
+	.loop_counts = rcu_loop_counts,
 	.quiesce = eventbuf_barrier,
 };

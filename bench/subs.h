@@ -47,6 +47,12 @@ struct bench_subs_impl {
 	void (*loop_free)(void *loop);
 	/* Wait until deferred reclamation has run; may be NULL. */
 	void (*quiesce)(void);
+	/*
+	 * What @loop did with descriptors so far: epoll registrations made
+	 * and wake-ups taken; may be NULL.
+	 */
+	void (*loop_counts)(void *loop, uint64_t *registrations,
+			    uint64_t *wakeups);
 };
 
 extern const struct bench_subs_impl bench_subs_rcu;

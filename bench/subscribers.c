@@ -359,6 +359,29 @@ static void raise_hard_limit(struct rlimit *rl)
 		*rl = want;
 }
 
+/*
+ * Once per configuration: how many epoll registrations the loops made for
+ * how many deliveries (both phases), so that a registration per delivery
+ * would show.
+ */
+static void print_loop_counts(const struct run *r, const struct config *c)
+{
+	uint64_t regs = 0, wakeups = 0, deliveries;
+
+	for (int k = 0; k < NLOOPS; k++) {
+		uint64_t rg, wk;
+
+		r->impl->loop_counts(r->loops[k].loop, &rg, &wk);
+		regs += rg;
+		wakeups += wk;
+	}
+	deliveries = (r->nevents + r->nlat) * r->per_key;
+	printf("subscribers: %s subs=%" PRIu64 " keys=%" PRIu64 ": %" PRIu64
+	       " epoll registrations (%" PRIu64 " subscriptions) for %" PRIu64
+	       " deliveries and %" PRIu64 " wake-ups\n", r->impl->name,
+	       c->nsubs, c->nkeys, regs, r->nsubs, deliveries, wakeups);
+}
+
 static void run_one(struct config *c, int i)
 {
 	const struct bench_subs_impl *impl = simpls[i];
@@ -492,6 +515,8 @@ static void run_one(struct config *c, int i)
 		*v[M_SUBSCRIBES] = (double)r->nsubs * 1e9 / (double)(t1 - t0);
 	}
 
+	if (impl->loop_counts && c->nv[i] == 1)
+		print_loop_counts(r, c);
 	for (int k = 0; k < NLOOPS; k++) {
 		impl->loop_free(r->loops[k].loop);
 		free(r->loops[k].lat_ns);
