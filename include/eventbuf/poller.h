@@ -70,6 +70,11 @@ struct eventbuf_subscription;
  * @sub:    the subscription that may read now, or NULL (exactly one of
  *          @reader and @sub is set).
  * @data:   the value given when it was attached.
+ *
+ * Both pointers are the caller's own objects, as attached: a report holds
+ * no reference. An object appears at most once per call; one the caller
+ * frees while handling an earlier report of the same array is still named
+ * by its own later report, which the caller must then skip.
  */
 struct eventbuf_poll_event {
 	struct eventbuf_reader *reader;
