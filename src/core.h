@@ -52,10 +52,10 @@ __hidden int __eventbuf_no_wait(int cancel_fd);
 
 /*
  * poller.c: what an attached reader or subscription embeds. All fields
- * but @poller, @kick_next and @kicked belong to the poller's thread;
- * @poller changes only under *@lock (the subscription's, NULL for a
- * reader), which a closer on another thread holds to reach the poller;
- * @kick_next and @kicked are under the poller's inbox lock.
+ * but @poller, @kick_next, @kick_prev and @kicked belong to the poller's
+ * thread; @poller changes only under *@lock (the subscription's, NULL for
+ * a reader), which a closer on another thread holds to reach the poller;
+ * @kick_next, @kick_prev and @kicked are under the poller's inbox lock.
  */
 struct eventbuf_poller;
 
@@ -63,7 +63,7 @@ struct __eventbuf_pollnode {
 	struct eventbuf_poller *poller;		/* NULL: not attached */
 	struct __eventbuf_pollnode *prev, *next;	/* waiters or ready */
 	struct __eventbuf_pollnode *aprev, *anext;	/* attached */
-	struct __eventbuf_pollnode *kick_next;	/* the inbox */
+	struct __eventbuf_pollnode *kick_next, *kick_prev;	/* the inbox */
 	void *owner;				/* the reader or subscription */
 	void *data;
 	pthread_mutex_t *lock;

@@ -378,15 +378,18 @@ int __eventbuf_poller_attach(struct eventbuf_poller *p,
 	return 0;
 }
 
+/* Doubly linked: a publisher that closes 20,000 subscriptions at once
+ * must not make their detaching quadratic. */
 static void inbox_del(struct eventbuf_poller *p, struct __eventbuf_pollnode *n)
 {
-	struct __eventbuf_pollnode **pp;
-
 	pthread_mutex_lock(&p->inbox_lock);
 	if (n->kicked) {
-		for (pp = &p->inbox; *pp != n; pp = &(*pp)->kick_next)
-			;
-		*pp = n->kick_next;
+		if (n->kick_prev)
+			n->kick_prev->kick_next = n->kick_next;
+		else
+			p->inbox = n->kick_next;
+		if (n->kick_next)
+			n->kick_next->kick_prev = n->kick_prev;
 		n->kicked = false;
 	}
 	pthread_mutex_unlock(&p->inbox_lock);
@@ -427,7 +430,10 @@ void __eventbuf_poller_kick(struct __eventbuf_pollnode *n)
 	was_empty = !p->inbox;
 	if (!n->kicked) {
 		n->kicked = true;
+		n->kick_prev = NULL;
 		n->kick_next = p->inbox;
+		if (p->inbox)
+			p->inbox->kick_prev = n;
 		p->inbox = n;
 	}
 	pthread_mutex_unlock(&p->inbox_lock);

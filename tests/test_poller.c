@@ -1408,6 +1408,68 @@ static void test_poller_reused_number(void **state)
 	relink_end(&t);
 }
 
+/*
+ * Subscriptions closed by the publisher wait in the poller's inbox until
+ * it runs; unsubscribing some of them first (the first, last and every
+ * third one pushed) takes each out of the inbox wherever it sits, and the
+ * poller then reports exactly the others, each with the close code.
+ */
+static void test_poller_unsubscribe_while_kicked(void **state)
+{
+	enum { N = 30 };
+	struct eventbuf_subscription *subs[N];
+	struct eventbuf_poll_event evs[N + 1];
+	const struct eventbuf_event *ev;
+	struct eventbuf_poller *p;
+	bool gone[N] = { false }, seen[N] = { false };
+	size_t n;
+	int got, left = 0;
+
+	(void)state;
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	for (int i = 0; i < N; i++) {
+		subs[i] = sub_new("k", 0, 0);
+		assert_int_equal(eventbuf_poller_add_sub(p, subs[i],
+							 (void *)(intptr_t)i), 0);
+	}
+	/* The attach reports; each reads its snapshot's end, then parks. */
+	assert_int_equal(eventbuf_poller_ready(p, evs, N + 1), N);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(eventbuf_sub_next_nonblock(subs[i], &ev, &n), 0);
+		assert_true(eventbuf_event_is_end_of_snapshot(ev));
+		assert_int_equal(eventbuf_sub_next_nonblock(subs[i], &ev, &n),
+				 -EAGAIN);
+	}
+	assert_int_equal(pstats(p).parked, N);
+	assert_int_equal(eventbuf_publisher_close_key(pub, "t", "k"), N);
+	for (int i = 0; i < N; i++) {
+		gone[i] = i == 0 || i == N - 1 || i % 3 == 1;
+		if (gone[i])
+			eventbuf_unsubscribe(subs[i]);
+		else
+			left++;
+	}
+	assert_int_equal(pstats(p).attached, left);
+	got = eventbuf_poller_ready(p, evs, N + 1);
+	assert_int_equal(got, left);
+	for (int j = 0; j < got; j++) {
+		int i = (int)(intptr_t)evs[j].data;
+
+		assert_true(i >= 0 && i < N);
+		assert_false(gone[i]);
+		assert_false(seen[i]);
+		seen[i] = true;
+		assert_ptr_equal(evs[j].sub, subs[i]);
+		assert_int_equal(eventbuf_sub_next_nonblock(subs[i], &ev, &n),
+				 -ECONNRESET);
+	}
+	assert_int_equal(eventbuf_poller_ready(p, evs, N + 1), 0);
+	for (int i = 0; i < N; i++)
+		if (!gone[i])
+			eventbuf_unsubscribe(subs[i]);
+	eventbuf_poller_free(p);
+}
+
 static void test_poller_bad_input(void **state)
 {
 	struct eventbuf_poll_event evs[2];
@@ -1501,6 +1563,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poller_exported_not_recycled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_no_stale_report, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_reused_number, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_unsubscribe_while_kicked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_bad_input, setup, teardown),
 	};
 
