@@ -360,26 +360,25 @@ size_t resp_message_len(size_t chlen, size_t msglen)
 		msglen + 2;
 }
 
+/* "$<len>\r\n<data>\r\n" at @p; returns the end. */
+static char *put_bulk_raw(char *p, const char *data, size_t len)
+{
+	*p++ = '$';
+	p = put_dec(p, len);
+	memcpy(p, "\r\n", 2);
+	p += 2;
+	memcpy(p, data, len);
+	memcpy(p + len, "\r\n", 2);
+	return p + len + 2;
+}
+
 size_t resp_encode_message(char *dst, const char *ch, size_t chlen,
 			   const char *msg, size_t msglen)
 {
 	char *p = dst;
 
 	memcpy(p, "*3\r\n$7\r\nmessage\r\n", 17);
-	p += 17;
-	*p++ = '$';
-	p = put_dec(p, chlen);
-	memcpy(p, "\r\n", 2);
-	p += 2;
-	memcpy(p, ch, chlen);
-	memcpy(p + chlen, "\r\n", 2);
-	p += chlen + 2;
-	*p++ = '$';
-	p = put_dec(p, msglen);
-	memcpy(p, "\r\n", 2);
-	p += 2;
-	memcpy(p, msg, msglen);
-	memcpy(p + msglen, "\r\n", 2);
-	p += msglen + 2;
+	p = put_bulk_raw(p + 17, ch, chlen);
+	p = put_bulk_raw(p, msg, msglen);
 	return (size_t)(p - dst);
 }
