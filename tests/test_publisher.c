@@ -413,6 +413,82 @@ static void test_publisher_wildcard(void **state)
 	eventbuf_unsubscribe(sa);
 }
 
+/*
+ * One batch of many events over a few dozen keys of two topics, in a
+ * scrambled order: a wildcard subscriber sees the topic's events sorted
+ * by key (a NULL key as "") and, within a key, in the order given; a
+ * key's subscriber sees exactly its own, in that order.
+ */
+static void test_publisher_batch_sorted_stable(void **state)
+{
+	enum { N = 600, KEYS = 37 };
+	static char names[KEYS][16];
+	static struct eventbuf_event evs[N];
+	static int pos[N];
+	struct eventbuf_subscribe_req req = { .topic = "wild",
+					      .key = EVENTBUF_KEY_WILDCARD };
+	struct eventbuf_subscription *all, *one;
+	const struct eventbuf_event *ev;
+	size_t n = 0, want_one = 0, seen = 0;
+	uint32_t x = 12345;
+
+	(void)state;
+	for (int k = 0; k < KEYS; k++)	/* lengths 1 to 12: prefixes too */
+		snprintf(names[k], sizeof(names[k]), "%.*s", 1 + k % 12,
+			 k % 2 ? "kkkkkkkkkkkk" : "k7k7k7k7k7k7");
+	for (int k = 0; k < KEYS; k++)
+		names[k][0] = (char)('a' + k % 5);
+	for (int i = 0; i < N; i++) {
+		int k;
+
+		x = x * 1103515245 + 12345;
+		k = (int)(x >> 16) % (KEYS + 1);
+		pos[i] = i;
+		evs[i] = (struct eventbuf_event){ .index = 2, .payload = &pos[i],
+			.topic = (x >> 8) % 3 ? "wild" : "test",
+			.key = k == KEYS ? NULL : names[k] };
+		if (k == 3 && !strcmp(evs[i].topic, "wild"))
+			want_one++;
+	}
+	assert_int_equal(eventbuf_subscribe(fx.pub, &req, &all), 0);
+	expect_snapshot(all, 1);
+	req.key = names[3];
+	assert_int_equal(eventbuf_subscribe(fx.pub, &req, &one), 0);
+	expect_snapshot(one, 1);
+	assert_int_equal(eventbuf_publish(fx.pub, evs, N, NULL, NULL), 0);
+
+	assert_int_equal(eventbuf_sub_next(all, 2000, -1, &ev, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		const char *key = ev[i].key ? ev[i].key : "";
+		int at = *(const int *)ev[i].payload;
+
+		assert_string_equal(ev[i].topic, "wild");
+		assert_true(evs[at].key == ev[i].key);
+		if (i) {
+			const char *prev = ev[i - 1].key ? ev[i - 1].key : "";
+			int c = strcmp(prev, key);
+
+			assert_true(c < 0 || (c == 0 &&
+				    *(const int *)ev[i - 1].payload < at));
+		}
+		seen++;
+	}
+	for (int i = 0; i < N; i++)
+		if (!strcmp(evs[i].topic, "wild"))
+			seen--;
+	assert_int_equal(seen, 0);	/* every "wild" event, once */
+
+	assert_int_equal(eventbuf_sub_next(one, 2000, -1, &ev, &n), 0);
+	assert_int_equal(n, want_one);
+	for (size_t i = 1; i < n; i++)
+		assert_true(*(const int *)ev[i - 1].payload <
+			    *(const int *)ev[i].payload);
+	expect_nothing(all);
+	expect_nothing(one);
+	eventbuf_unsubscribe(all);
+	eventbuf_unsubscribe(one);
+}
+
 /* Consul: TestEventPublisher_SnapshotIndex0 */
 static void test_publisher_snapshot_index_zero(void **state)
 {
@@ -1191,6 +1267,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_cache_has_no_frame, setup_cache, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_unsubscribe_frees, setup_cache, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_wildcard, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_batch_sorted_stable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_snapshot_index_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_cache_index_zero, setup_cache, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_key_outlives_key_buffer, setup_cache, teardown),

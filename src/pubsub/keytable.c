@@ -37,7 +37,7 @@ struct topic *__eventbuf_topic_find(struct eventbuf_publisher *pub,
 	return NULL;
 }
 
-static uint64_t key_hash(const struct topic *t, const char *key)
+uint64_t __eventbuf_key_hash(const struct topic *t, const char *key)
 {
 	uint64_t h = 1469598103934665603ull ^ t->id;	/* FNV-1a */
 
@@ -46,10 +46,10 @@ static uint64_t key_hash(const struct topic *t, const char *key)
 	return h;
 }
 
-struct keybuf *__eventbuf_kb_find(struct eventbuf_publisher *pub,
-				  const struct topic *t, const char *key)
+struct keybuf *__eventbuf_kb_find_hashed(struct eventbuf_publisher *pub,
+					 const struct topic *t, const char *key,
+					 uint64_t h)
 {
-	uint64_t h = key_hash(t, key);
 	struct keybuf *kb;
 
 	if (!pub->nbuckets)
@@ -58,6 +58,12 @@ struct keybuf *__eventbuf_kb_find(struct eventbuf_publisher *pub,
 		if (kb->hash == h && kb->topic == t && !strcmp(kb->kn->s, key))
 			return kb;
 	return NULL;
+}
+
+struct keybuf *__eventbuf_kb_find(struct eventbuf_publisher *pub,
+				  const struct topic *t, const char *key)
+{
+	return __eventbuf_kb_find_hashed(pub, t, key, __eventbuf_key_hash(t, key));
 }
 
 static int kb_table_grow(struct eventbuf_publisher *pub)
@@ -104,7 +110,7 @@ int __eventbuf_kb_get(struct eventbuf_publisher *pub, struct topic *t,
 		return -ENOMEM;
 	}
 	kb->topic = t;
-	kb->hash = key_hash(t, key);
+	kb->hash = __eventbuf_key_hash(t, key);
 	slot = kb->hash & (pub->nbuckets - 1);
 	kb->hnext = pub->buckets[slot];
 	pub->buckets[slot] = kb;

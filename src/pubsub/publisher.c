@@ -178,37 +178,119 @@ out_free:
 struct resolved_event {
 	struct topic *topic;
 	const char *key;	/* "" for none */
+	uint64_t hash;		/* __eventbuf_key_hash(topic, key) */
 	uint32_t pos;		/* in the caller's array */
+	uint32_t group;		/* shared by the events of one (topic, key) */
 };
 
-static int cmp_resolved(const void *a, const void *b)
+/* Orders distinct keys: by topic, then by key (strcmp). */
+static int cmp_keys(const void *a, const void *b)
 {
 	const struct resolved_event *x = a, *y = b;
-	int c;
 
 	if (x->topic->id != y->topic->id)
 		return x->topic->id < y->topic->id ? -1 : 1;
-	c = strcmp(x->key, y->key);
-	if (c)
-		return c;
-	return (x->pos > y->pos) - (x->pos < y->pos);	/* stable */
+	return strcmp(x->key, y->key);
 }
 
-/* Resolve topics and keys; -EINVAL for unknown topics or wildcard keys. */
+/* Scratch for resolve(): one allocation per publish, made before the lock. */
+struct resolve_scratch {
+	struct resolved_event *out;	/* [n], sorted: what resolve() fills */
+	struct resolved_event *in;	/* [n], the caller's order */
+	struct resolved_event *keys;	/* [n], one per distinct key */
+	uint32_t *rank;			/* [n], a group's place in keys[] */
+	uint32_t *slots;		/* [nslots], 1 + an event of the key */
+	size_t nslots;
+};
+
+static int scratch_alloc(struct resolve_scratch *sc, size_t n)
+{
+	char *p;
+
+	for (sc->nslots = 4; sc->nslots < 2 * n; sc->nslots *= 2)
+		;
+	p = malloc(3 * n * sizeof(struct resolved_event) +
+		   (n + sc->nslots) * sizeof(uint32_t));
+	if (!p)
+		return -ENOMEM;
+	sc->out = (struct resolved_event *)p;
+	sc->in = sc->out + n;
+	sc->keys = sc->in + n;
+	sc->rank = (uint32_t *)(sc->keys + n);
+	sc->slots = sc->rank + n;
+	memset(sc->slots, 0, sc->nslots * sizeof(uint32_t));
+	return 0;
+}
+
+/* The group of s[i]'s (topic, key): an earlier event's, or a new one. */
+static uint32_t group_of(struct resolve_scratch *sc, size_t i, uint32_t *ngroups)
+{
+	struct resolved_event *e = &sc->in[i];
+	size_t mask = sc->nslots - 1;
+
+	for (size_t h = e->hash & mask;; h = (h + 1) & mask) {
+		const struct resolved_event *o;
+
+		if (!sc->slots[h]) {
+			sc->slots[h] = (uint32_t)i + 1;
+			e->group = (*ngroups)++;
+			sc->keys[e->group] = *e;
+			return e->group;
+		}
+		o = &sc->in[sc->slots[h] - 1];
+		if (o->hash == e->hash && o->topic == e->topic &&
+		    !strcmp(o->key, e->key))
+			return o->group;
+	}
+}
+
+/*
+ * Resolve topics and keys into @scp->out, sorted by (topic, key), stable;
+ * -EINVAL for unknown topics or wildcard keys. Batches repeat few keys
+ * many times, so this groups the events by a hash of their key first and
+ * sorts only the distinct keys: n hash probes and d log d string
+ * compares, where a sort of the events would make n log n.
+ */
 static int resolve(struct eventbuf_publisher *pub,
 		   const struct eventbuf_event *events, size_t n,
-		   struct resolved_event *s)
+		   const struct resolve_scratch *scp)
 {
+	struct resolve_scratch sc = *scp;
+	uint32_t ngroups = 0, *at;
+
 	for (size_t i = 0; i < n; i++) {
 		const char *key = events[i].key ? events[i].key : "";
+		struct resolved_event *e = &sc.in[i];
 
-		s[i].topic = __eventbuf_topic_find(pub, events[i].topic);
-		if (!s[i].topic || !strcmp(key, EVENTBUF_KEY_WILDCARD))
+		e->topic = i && events[i].topic == events[i - 1].topic ?
+			sc.in[i - 1].topic :
+			__eventbuf_topic_find(pub, events[i].topic);
+		if (!e->topic || !strcmp(key, EVENTBUF_KEY_WILDCARD))
 			return -EINVAL;
-		s[i].key = key;
-		s[i].pos = (uint32_t)i;
+		e->key = key;
+		e->hash = __eventbuf_key_hash(e->topic, key);
+		e->pos = (uint32_t)i;
+		e->group = group_of(&sc, i, &ngroups);
 	}
-	qsort(s, n, sizeof(*s), cmp_resolved);
+	if (ngroups > 1)
+		qsort(sc.keys, ngroups, sizeof(*sc.keys), cmp_keys);
+	/* keys[r].pos is the first event of its group: count, then place
+	 * each event after the earlier ones of its key. */
+	at = sc.slots;	/* reused: the next free place of each rank */
+	for (uint32_t r = 0; r < ngroups; r++) {
+		sc.rank[sc.keys[r].group] = r;
+		at[r] = 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		at[sc.rank[sc.in[i].group]]++;
+	for (uint32_t r = 0, sum = 0; r < ngroups; r++) {
+		uint32_t c = at[r];
+
+		at[r] = sum;
+		sum += c;
+	}
+	for (size_t i = 0; i < n; i++)
+		sc.out[at[sc.rank[sc.in[i].group]]++] = sc.in[i];
 	return 0;
 }
 
@@ -260,6 +342,7 @@ static void publish_group(struct eventbuf_publisher *pub, struct keybuf *kb,
 struct group_dest {
 	struct topic *topic;
 	const char *key;
+	uint64_t hash;
 };
 
 /* Walk the sorted events: one group per key with a buffer, and one per
@@ -271,8 +354,10 @@ static size_t fill_groups(struct eventbuf_publisher *pub, struct record *rec,
 	size_t ngroups = 0;
 
 	for (size_t i = 0; i < n;) {
-		struct keybuf *wild = __eventbuf_kb_find(pub, s[i].topic,
-					      EVENTBUF_KEY_WILDCARD);
+		uint64_t wild_hash = __eventbuf_key_hash(s[i].topic,
+							 EVENTBUF_KEY_WILDCARD);
+		struct keybuf *wild = __eventbuf_kb_find_hashed(pub, s[i].topic,
+					      EVENTBUF_KEY_WILDCARD, wild_hash);
 		size_t t_end = i;
 
 		while (t_end < n && s[t_end].topic == s[i].topic)
@@ -281,19 +366,20 @@ static size_t fill_groups(struct eventbuf_publisher *pub, struct record *rec,
 			rec->groups[ngroups] = (struct group){ rec, (uint32_t)i,
 				(uint32_t)(t_end - i), 0 };
 			to[ngroups++] = (struct group_dest){ s[i].topic,
-							 EVENTBUF_KEY_WILDCARD };
+				EVENTBUF_KEY_WILDCARD, wild_hash };
 		}
 		while (i < t_end) {
-			struct keybuf *kb = __eventbuf_kb_find(pub, s[i].topic, s[i].key);
+			struct keybuf *kb = __eventbuf_kb_find_hashed(pub,
+					s[i].topic, s[i].key, s[i].hash);
 			size_t k_end = i;
 
-			while (k_end < t_end && !strcmp(s[k_end].key, s[i].key))
+			while (k_end < t_end && s[k_end].group == s[i].group)
 				k_end++;
 			if (kb) {
 				rec->groups[ngroups] = (struct group){ rec,
 					(uint32_t)i, (uint32_t)(k_end - i), 0 };
 				to[ngroups++] = (struct group_dest){ s[i].topic,
-								 s[i].key };
+						s[i].key, s[i].hash };
 			}
 			i = k_end;
 		}
@@ -305,8 +391,9 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 		     const struct eventbuf_event *events, size_t n,
 		     eventbuf_release_fn release, void *arg)
 {
+	struct resolve_scratch sc = { 0 };
 	struct group_dest *to = NULL;
-	struct resolved_event *s = NULL;
+	struct resolved_event *s;
 	struct record *rec;
 	size_t ngroups;
 	int ret;
@@ -316,7 +403,7 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 	if (in_callback())
 		return -EDEADLK;
 	pub_check(pub, __func__);
-	s = malloc(n * sizeof(*s));
+	s = scratch_alloc(&sc, n) ? NULL : sc.out;	/* the block, for free() */
 	to = malloc(2 * n * sizeof(*to));
 	rec = __eventbuf_record_new(n, 2 * n, release, arg);
 	if (!s || !to || !rec) {
@@ -325,7 +412,7 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 		goto out;
 	}
 	pthread_mutex_lock(&pub->lock);
-	ret = pub->shut_down ? -ESHUTDOWN : resolve(pub, events, n, s);
+	ret = pub->shut_down ? -ESHUTDOWN : resolve(pub, events, n, &sc);
 	if (ret) {
 		pthread_mutex_unlock(&pub->lock);
 		free(rec);
@@ -335,7 +422,8 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 		rec->events[i] = events[s[i].pos];
 	ngroups = fill_groups(pub, rec, s, n, to);
 	for (size_t g = 0; g < ngroups; g++) {
-		struct keybuf *kb = __eventbuf_kb_find(pub, to[g].topic, to[g].key);
+		struct keybuf *kb = __eventbuf_kb_find_hashed(pub, to[g].topic,
+						to[g].key, to[g].hash);
 
 		if (kb)
 			publish_group(pub, kb, &rec->groups[g]);

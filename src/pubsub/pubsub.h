@@ -173,9 +173,14 @@ __hidden extern const char __eventbuf_new_snapshot[];
 /* keytable.c, under pub->lock */
 __hidden struct topic *__eventbuf_topic_find(struct eventbuf_publisher *pub,
 					     const char *name);
+__hidden uint64_t __eventbuf_key_hash(const struct topic *t, const char *key);
 __hidden struct keybuf *__eventbuf_kb_find(struct eventbuf_publisher *pub,
 					   const struct topic *t,
 					   const char *key);
+/* The same, with @h = __eventbuf_key_hash(@t, @key) already computed. */
+__hidden struct keybuf *__eventbuf_kb_find_hashed(struct eventbuf_publisher *pub,
+						  const struct topic *t,
+						  const char *key, uint64_t h);
 __hidden int __eventbuf_kb_get(struct eventbuf_publisher *pub, struct topic *t,
 			       const char *key, struct keybuf **kbp);
 __hidden void __eventbuf_kb_free(struct eventbuf_publisher *pub,
