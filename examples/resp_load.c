@@ -15,12 +15,16 @@
  *    subscribers over the time from the first publish to the last
  *    delivery. With -r PID it also reads the server's VmRSS before and
  *    after connecting the (still idle) subscribers.
+ *  - With -S, one more subscriber of ch0 never reads while the messages
+ *    go out: the server must close it (its output limit: resp_server -o,
+ *    Redis's client-output-buffer-limit pubsub), while the others still
+ *    get every message. PUBLISH replies on ch0 may count it until then.
  *
  * Exit status: 0 when every check passed, 1 when one failed, 3 when the
  * descriptor limit cannot hold N connections (nothing was run).
  *
  * Usage: resp_load -p port [-n subs] [-k channels] [-m messages]
- *                  [-s message bytes] [-t threads] [-w window] [-r pid]
+ *                  [-s message bytes] [-t threads] [-w window] [-r pid] [-S]
  *        resp_load -F  (print a free loopback port)
  */
 #include <arpa/inet.h>
@@ -49,6 +53,7 @@ struct opts {
 	long messages;
 	size_t size;
 	long pid;
+	bool stalled;		/* -S */
 };
 
 static struct opts o = { .subs = 64, .chans = 1, .threads = 1, .window = 256,
@@ -327,6 +332,7 @@ static long rss_kb(long pid)
  */
 static int publish_all(int fd, const long *receivers, char *error, size_t size)
 {
+	long stalled = o.stalled;	/* counted on ch0 until it is closed */
 	struct resp_out out = { 0 };
 	struct resp_msg *m = malloc(sizeof(*m));
 	char *in = malloc(64 * 1024), *payload = malloc(o.size + 1);
@@ -399,11 +405,15 @@ static int publish_all(int fd, const long *receivers, char *error, size_t size)
 				if (used == 0)
 					break;
 				off += (size_t)used;
-				if (m->type != RESP_INT || m->num != receivers[ch]) {
+				if (ch == 0 && stalled && m->type == RESP_INT &&
+				    m->num == receivers[0])
+					stalled = 0;	/* closed, from now on */
+				if (m->type != RESP_INT ||
+				    m->num != receivers[ch] + (ch ? 0 : stalled)) {
 					snprintf(error, size,
 						 "PUBLISH ch%ld answered %.*s, not :%ld",
 						 ch, (int)m->len[0], m->argv[0],
-						 receivers[ch]);
+						 receivers[ch] + (ch ? 0 : stalled));
 					goto out;
 				}
 				acked++;
@@ -446,9 +456,69 @@ static int free_port(void)
 static void usage(void)
 {
 	fprintf(stderr, "usage: resp_load -p port [-n subs] [-k channels] "
-		"[-m messages] [-s bytes] [-t threads] [-w window] [-r pid]\n"
+		"[-m messages] [-s bytes] [-t threads] [-w window] [-r pid] [-S]\n"
 		"       resp_load -F\n");
 	exit(2);
+}
+
+/* -S: subscribe a connection to ch0, wait for the reply, then never read. */
+static int stalled_connect(void)
+{
+	static const char cmd[] = "*2\r\n$9\r\nSUBSCRIBE\r\n$3\r\nch0\r\n";
+	static const char reply[] = "*3\r\n$9\r\nsubscribe\r\n$3\r\nch0\r\n:1\r\n";
+	char got[sizeof(reply)];
+	size_t len = 0;
+	int fd = connect_loopback();
+
+	if (fd < 0)
+		return -1;
+	if (send_all(fd, cmd, sizeof(cmd) - 1))
+		goto fail;
+	while (len < sizeof(reply) - 1) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pfd, 1, 5000) <= 0)
+			goto fail;
+		n = recv(fd, got + len, sizeof(reply) - 1 - len, 0);
+		if (n <= 0)
+			goto fail;
+		len += (size_t)n;
+	}
+	if (!memcmp(got, reply, len))
+		return fd;
+	errno = EPROTO;
+fail:
+	close(fd);
+	return -1;
+}
+
+/*
+ * Read what the stalled subscriber was sent; true when the server closed
+ * the connection, false when it stayed open with nothing more to send
+ * (5 s without a byte).
+ */
+static bool stalled_closed(int fd, uint64_t *bytes)
+{
+	char *buf = malloc(64 * 1024);
+	bool closed = false;
+
+	while (buf) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pfd, 1, 5000) <= 0)
+			break;
+		n = recv(fd, buf, 64 * 1024, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+			closed = true;
+			break;
+		}
+		if (n > 0)
+			*bytes += (uint64_t)n;
+	}
+	free(buf);
+	return closed;
 }
 
 /* Connect and subscribe every subscriber (blocking: loopback answers). */
@@ -488,9 +558,11 @@ int main(int argc, char **argv)
 	char error[160] = "";
 	int64_t t0, t1 = 0, deadline;
 	uint64_t received = 0;
-	int opt, pfd, failed = 0;
+	int opt, pfd, sfd = -1, failed = 0;
+	uint64_t stalled_bytes = 0;
+	bool closed = false;
 
-	while ((opt = getopt(argc, argv, "p:n:k:m:s:t:w:r:F")) != -1) {
+	while ((opt = getopt(argc, argv, "p:n:k:m:s:t:w:r:SF")) != -1) {
 		switch (opt) {
 		case 'p': o.port = atoi(optarg); break;
 		case 'n': o.subs = atoi(optarg); break;
@@ -500,6 +572,7 @@ int main(int argc, char **argv)
 		case 't': o.threads = atoi(optarg); break;
 		case 'w': o.window = atoi(optarg); break;
 		case 'r': o.pid = atol(optarg); break;
+		case 'S': o.stalled = true; break;
 		case 'F': return free_port();
 		default: usage();
 		}
@@ -578,6 +651,9 @@ int main(int argc, char **argv)
 	}
 	if (o.pid)
 		rss_after = rss_kb(o.pid);
+	if (!error[0] && o.stalled && (sfd = stalled_connect()) < 0)
+		snprintf(error, sizeof(error), "stalled subscriber: %s",
+			 strerror(errno));
 
 	t0 = now_ns();
 	pfd = error[0] ? -1 : connect_loopback();
@@ -590,6 +666,14 @@ int main(int argc, char **argv)
 		received += loops[i].received;
 		if (loops[i].last > t1)
 			t1 = loops[i].last;
+	}
+	if (sfd >= 0) {
+		closed = stalled_closed(sfd, &stalled_bytes);
+		close(sfd);
+		if (!closed && !error[0])
+			snprintf(error, sizeof(error), "the subscriber that does "
+				 "not read was not closed (%" PRIu64 " bytes sent to it)",
+				 stalled_bytes);
 	}
 	if (error[0]) {
 		fprintf(stderr, "resp_load: %s\n", error);
@@ -618,6 +702,9 @@ int main(int argc, char **argv)
 		printf(" rss_before_kb=%ld rss_after_kb=%ld rss_per_sub_bytes=%.0f",
 		       rss_before, rss_after,
 		       (double)(rss_after - rss_before) * 1024 / o.subs);
+	if (o.stalled)
+		printf(" stalled_closed=%d stalled_bytes=%" PRIu64, closed,
+		       stalled_bytes);
 	printf(" %s\n", failed ? "FAILED" : "ok");
 	for (int i = 0; i < o.chans; i++)
 		free(prefix[i]);

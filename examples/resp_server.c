@@ -31,11 +31,21 @@
  *    is not read from (its commands wait in its socket) and its
  *    subscriptions are not read (their messages wait in the publisher's
  *    buffers, shared by every subscriber of the channel, not copied per
- *    client); EPOLLOUT resumes both. A client that stops reading falls
- *    behind its channels' newest messages; past the lag limit (-l, in
- *    messages) the publisher closes its subscription (-ENOBUFS) and the
- *    server closes the connection: the counterpart of Redis's
- *    client-output-buffer-limit for pub/sub clients.
+ *    client); EPOLLOUT resumes both.
+ *  - Output limit (-o, in bytes; Redis's client-output-buffer-limit for
+ *    pub/sub clients). What a client is owed is its output buffer plus,
+ *    for each of its channels, the bytes of the message pushes published
+ *    there that it has not yet been given. Each channel counts its
+ *    pushes' bytes (@bytes, under chan_lock, as last_index), and each
+ *    subscription the bytes it copied out (@bytes_seen, which starts at
+ *    the channel's count when it subscribes, under the same lock). Every
+ *    LIMIT_CHECK_MS each worker closes its clients whose output is full
+ *    (their sockets take no more) and who are owed more than the limit.
+ *    A client that keeps reading is not closed, however far behind the
+ *    publishers its worker is: that lag is the server's, as a client of
+ *    Redis is not owed what Redis has not yet processed. The library's lag limit
+ *    (-l, in messages) stays as a backstop: past it the publisher closes
+ *    the subscription (-ENOBUFS) and the server closes the connection.
  *  - Bad input gets Redis's error text; a malformed or oversized frame
  *    (-b, the longest bulk string) also closes the connection, as Redis
  *    does, since the rest of the stream cannot be trusted.
@@ -44,7 +54,11 @@
  * unsubscribed channel's entry) are freed once the worker has handled the
  * whole wake-up.
  *
- * Usage: resp_server [-p port] [-w workers] [-b max_bulk] [-l lag_limit]
+ * Usage: resp_server [-p port] [-w workers] [-b max_bulk] [-o out_limit]
+ *                    [-l lag_limit]
+ *        service --resp [the same options]
+ * The example service's server mode is this code (resp_server_run(), see
+ * resp_server.h); resp_main.c makes it a program of its own.
  * Port 0 (the default) picks a free one; the first line printed says
  * which. SIGINT or SIGTERM stops it.
  */
@@ -63,23 +77,27 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <eventbuf/poller.h>
 #include <eventbuf/publisher.h>
 
 #include "resp.h"
+#include "resp_server.h"
 
 #define TOPIC "resp"
 #define OUT_HIGH (256 * 1024)	/* stop reading a client past this output */
 #define READ_CHUNK (64 * 1024)
 #define READ_BUDGET (512 * 1024) /* input handled per wake-up and client */
 #define PUB_BATCH 256		/* PUBLISH commands per eventbuf_publish() */
+#define LIMIT_CHECK_MS 100	/* how often each worker checks -o */
 
 struct config {
 	int port, workers;
 	size_t max_bulk;
 	uint64_t lag_limit;
+	uint64_t out_limit;	/* bytes owed to a client; 0: none */
 };
 
 /* ------------------------------------------------------------------ */
@@ -90,6 +108,9 @@ struct channel {
 	struct channel *next;
 	uint64_t hash;
 	size_t subs;		/* open subscriptions, under chan_lock */
+	/* Bytes of the pushes published here: written under chan_lock,
+	 * read by every worker for the output limit (a count, relaxed). */
+	_Atomic uint64_t bytes;
 	size_t len;
 	char name[];		/* NUL-terminated: it is the eventbuf key */
 };
@@ -100,7 +121,7 @@ static size_t chan_nslots, chan_count;
 static uint64_t last_index;	/* of the last publish, under chan_lock */
 static struct eventbuf_publisher *pub;
 static struct config cfg = { .workers = 2, .max_bulk = 1 << 20,
-			     .lag_limit = 1 << 20 };
+			     .lag_limit = 1 << 20, .out_limit = 32 << 20 };
 
 static uint64_t hash(const char *s, size_t len)
 {
@@ -155,6 +176,7 @@ static struct channel *chan_get(const char *name, size_t len)
 		return NULL;
 	ch->hash = h;
 	ch->subs = 0;
+	atomic_init(&ch->bytes, 0);
 	ch->len = len;
 	memcpy(ch->name, name, len);
 	ch->name[len] = '\0';
@@ -221,6 +243,7 @@ struct csub {
 	struct client *c;
 	struct channel *ch;	/* holds one of ch->subs */
 	struct eventbuf_subscription *sub;
+	uint64_t bytes_seen;	/* of ch->bytes, copied to the output */
 	bool stalled;		/* reported, not read to -EAGAIN */
 };
 
@@ -250,12 +273,14 @@ struct worker {
 	struct client *clients;
 	struct client *dead;		/* closed: freed after each wake-up */
 	struct csub *dead_subs;
+	int64_t next_limit_check;	/* CLOCK_MONOTONIC, ns */
 	struct resp_msg msg;
 	/* PUBLISH commands of one read, published together. */
 	struct pubreq pend[PUB_BATCH];
 	size_t npend;
 	struct eventbuf_event evs[PUB_BATCH];
 	size_t receivers[PUB_BATCH];
+	struct channel *to[PUB_BATCH];	/* NULL: no subscriber */
 	char scratch[READ_CHUNK];
 };
 
@@ -416,6 +441,7 @@ static void pump(struct worker *w, struct client *c, struct csub *s,
 				client_close(w, c);
 				return;
 			}
+			s->bytes_seen += m->len;
 		}
 	}
 }
@@ -470,6 +496,9 @@ static int subscribe_one(struct worker *w, struct client *c, const char *name,
 	if (!ret) {
 		req.key = s->ch->name;
 		ret = eventbuf_subscribe(pub, &req, &s->sub);
+		/* Owed from here: what is published after the SUBSCRIBE. */
+		s->bytes_seen = atomic_load_explicit(&s->ch->bytes,
+						     memory_order_relaxed);
 		/* Counted even when it failed: chan_put() below drops a new entry. */
 		s->ch->subs++;
 	}
@@ -596,6 +625,7 @@ static void publish_pending(struct worker *w, struct client *c)
 
 		/* Only channels with subscribers are published to. */
 		w->receivers[i] = ch ? ch->subs : 0;
+		w->to[i] = ch;
 		if (ch) {
 			w->evs[m] = w->evs[i];
 			w->evs[m].index = last_index + 1 + m;
@@ -606,6 +636,15 @@ static void publish_pending(struct worker *w, struct client *c)
 		ret = eventbuf_publish(pub, w->evs, m, pubmsg_release, block);
 		if (!ret)
 			last_index += m;
+	}
+	for (size_t i = 0, j = 0; !ret && i < n; i++) {
+		if (!w->to[i])
+			continue;
+		/* Counted under chan_lock, as the subscriptions start. */
+		atomic_store_explicit(&w->to[i]->bytes,
+			atomic_load_explicit(&w->to[i]->bytes, memory_order_relaxed) +
+			((const struct pubmsg *)w->evs[j++].payload)->len,
+			memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&chan_lock);
 	if (!m || ret)
@@ -885,13 +924,53 @@ static void on_poller(struct worker *w)
 	}
 }
 
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The bytes @c is owed: its output, and its channels' pushes not copied. */
+static uint64_t owed(const struct client *c)
+{
+	uint64_t n = resp_out_pending(&c->out);
+
+	for (const struct csub *s = c->subs; s; s = s->next)
+		n += atomic_load_explicit(&s->ch->bytes, memory_order_relaxed) -
+			s->bytes_seen;
+	return n;
+}
+
+/* Close the clients that stopped reading, owed more than the limit (-o). */
+static void check_output_limit(struct worker *w)
+{
+	struct client *c, *next;
+	int64_t now = now_ns();
+
+	if (!cfg.out_limit || now < w->next_limit_check)
+		return;
+	w->next_limit_check = now + (int64_t)LIMIT_CHECK_MS * 1000000;
+	/* The acceptor only adds at the head, and only this thread takes
+	 * clients off: the rest of the list is this thread's to walk. */
+	pthread_mutex_lock(&w->lock);
+	c = w->clients;
+	pthread_mutex_unlock(&w->lock);
+	for (; c; c = next) {
+		next = c->next;
+		if (!c->closed && c->subs && full(c) && owed(c) > cfg.out_limit)
+			client_close(w, c);
+	}
+}
+
 static void *worker_run(void *arg)
 {
 	struct worker *w = arg;
 	struct epoll_event evs[128];
 
 	while (!atomic_load(&stopping)) {
-		int n = epoll_wait(w->ep, evs, 128, 100);
+		int n = epoll_wait(w->ep, evs, 128, LIMIT_CHECK_MS);
 
 		for (int i = 0; i < n; i++) {
 			struct client *c = evs[i].data.ptr;
@@ -901,6 +980,7 @@ static void *worker_run(void *arg)
 			else if (!c->closed)
 				on_socket(w, c, evs[i].events);
 		}
+		check_output_limit(w);
 		free_dead(w);
 	}
 	return NULL;
@@ -1035,24 +1115,26 @@ static void raise_fd_limit(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: resp_server [-p port] [-w workers] "
-		"[-b max_bulk_bytes] [-l lag_limit_messages (0: none)]\n");
+	fprintf(stderr, "usage: resp_server|service --resp [-p port] [-w workers] "
+		"[-b max_bulk_bytes] [-o output_limit_bytes (0: none)]\n"
+		"                   [-l lag_limit_messages (0: none)]\n");
 	exit(2);
 }
 
-int main(int argc, char **argv)
+int resp_server_run(int argc, char **argv)
 {
 	struct eventbuf_publisher_config pcfg = { .snapshot_ttl_ms = 0 };
 	struct server srv = { 0 };
 	sigset_t set;
 	int opt, sig;
 
-	while ((opt = getopt(argc, argv, "p:w:b:l:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:w:b:l:o:")) != -1) {
 		switch (opt) {
 		case 'p': cfg.port = atoi(optarg); break;
 		case 'w': cfg.workers = atoi(optarg); break;
 		case 'b': cfg.max_bulk = strtoull(optarg, NULL, 0); break;
 		case 'l': cfg.lag_limit = strtoull(optarg, NULL, 0); break;
+		case 'o': cfg.out_limit = strtoull(optarg, NULL, 0); break;
 		default: usage();
 		}
 	}

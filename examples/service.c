@@ -27,6 +27,11 @@
  * everything.
  *
  * Usage: service [clients] [seconds] [workers] [changes per second]
+ *        service --resp [-p port] [-w workers] ...
+ *
+ * With --resp it is a server only, without this load: the Redis-protocol
+ * pub/sub server of resp_server.c (the same code as the resp_server
+ * program), which examples/resp_load measures beside redis-server.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -46,6 +51,8 @@
 
 #include <eventbuf/poller.h>
 #include <eventbuf/publisher.h>
+
+#include "resp_server.h"
 
 #define NTOPICS 2
 #define NKEYS 16
@@ -956,7 +963,7 @@ static int report(const struct client *clients, int nclients, int nworkers,
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int run_with_clients(int argc, char **argv)
 {
 	int nclients = argc > 1 ? atoi(argv[1]) : 2000;
 	int seconds = argc > 2 ? atoi(argv[2]) : 3;
@@ -988,4 +995,13 @@ int main(int argc, char **argv)
 	free(loops);
 	free(clients);
 	return ret ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "--resp")) {
+		argv[1] = argv[0];	/* getopt's messages name the program */
+		return resp_server_run(argc - 1, argv + 1);
+	}
+	return run_with_clients(argc, argv);
 }

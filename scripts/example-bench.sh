@@ -2,10 +2,18 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # make example-bench: the same Redis-protocol pub/sub load (resp_load)
-# against examples/resp_server and a throwaway redis-server, each started
+# against the example service's server mode (service --resp, the code of
+# examples/resp_server) and a throwaway redis-server, each started
 # fresh on a free loopback port for each (subscribers, channels) pair and
-# killed after it (and on any exit). Prints "bench workload=resp ..." lines,
-# a table with the ratio, and writes a gnuplot PNG.
+# killed after it (and on any exit). Each pair runs REPS times (3; QUICK=1:
+# 1), the two servers alternating, so that drift of the machine hits both
+# alike; the figures are medians, the ratio the median of the per-repetition
+# ratios [min-max]. Prints "bench workload=resp ..." lines, a table, and
+# writes a gnuplot PNG.
+#
+# First, each server must close a subscriber that stops reading (its output
+# limit: resp_server -o, Redis's client-output-buffer-limit pubsub) while
+# the others get every message; the throughput runs then turn limits off.
 #
 # Usage: example-bench.sh OBJTREE   (QUICK=1 in the environment: CI sizes)
 set -eu
@@ -38,17 +46,20 @@ wait_port() {
 	return 1
 }
 
-# start_server IMPL SUBS: sets srv_pid and port.
+# start_server IMPL SUBS [LIMIT]: sets srv_pid and port. Without LIMIT
+# (bytes) neither server limits a client's output, nor eventbuf its lag.
 start_server() {
 	port=$("$bin/resp_load" -F)
 	case $1 in
 	eventbuf)
-		# No lag limit: redis-server runs with its output limits off.
-		"$bin/resp_server" -p "$port" -l 0 >>"$out/eventbuf.log" 2>&1 &
+		# The example service's server mode (resp_server's code).
+		"$bin/service" --resp -p "$port" -l 0 -o "${3:-0}" \
+			>>"$out/eventbuf.log" 2>&1 &
 		;;
 	redis)
 		redis-server --port "$port" --bind 127.0.0.1 --save '' \
-			--appendonly no --client-output-buffer-limit 'pubsub 0 0 0' \
+			--appendonly no \
+			--client-output-buffer-limit "pubsub ${3:-0} 0 0" \
 			--maxclients $(($2 + 100)) --daemonize no \
 			>"$out/redis.log" 2>&1 &
 		;;
@@ -61,11 +72,27 @@ if [ "$quick" = 1 ]; then
 	sizes="64 500"
 	deliveries=200000
 	max_messages=20000
+	reps=1
 else
 	sizes="64 2000 10000"
 	deliveries=4000000
 	max_messages=1000000
+	reps=${REPS:-3}
 fi
+
+# The output limit: 8 subscribers on 8 channels and one more on ch0 that
+# never reads; 32 MB go to ch0, the limit is 4 MiB.
+for impl in eventbuf redis; do
+	start_server "$impl" 16 4194304
+	if ! line=$("$bin/resp_load" -p "$port" -n 8 -k 8 -m 256000 -s 1000 -S); then
+		echo "$line" >&2
+		echo "example-bench: FAILED: $impl did not close the subscriber that stopped reading" >&2
+		exit 1
+	fi
+	stop_server
+	echo "example-bench: $impl closed the subscriber that stopped reading" \
+		"after $(echo "$line" | sed -n 's/.* stalled_bytes=\([0-9]*\).*/\1/p') bytes; the 8 others got every message"
+done
 # PUBLISH replies the publisher may wait for: its pipeline depth.
 window=1024
 hard=$(ulimit -Hn)
@@ -93,46 +120,78 @@ for n in $sizes; do
 		[ "$m" -gt "$max_messages" ] && m=$max_messages
 		[ "$m" -lt $((k * 4)) ] && m=$((k * 4))
 		[ "$m" -lt 1000 ] && m=1000
+		for r in $(seq "$reps"); do
+			order="eventbuf redis"
+			[ $((r % 2)) = 0 ] && order="redis eventbuf"
+			for impl in $order; do
+				start_server "$impl" "$n"
+				if ! line=$("$bin/resp_load" -p "$port" -n "$n" -k "$k" \
+						-m "$m" -w "$window" -r "$srv_pid"); then
+					echo "$line" >&2
+					echo "example-bench: FAILED against $impl (subs=$n keys=$k)" >&2
+					exit 1
+				fi
+				stop_server
+				rate=$(echo "$line" | sed -n 's/.* deliveries_per_s=\([0-9]*\).*/\1/p')
+				rss=$(echo "$line" | sed -n 's/.* rss_per_sub_bytes=\(-\{0,1\}[0-9]*\).*/\1/p')
+				echo "$n $k $m $impl $rate $rss $r" >>"$results"
+			done
+		done
+		# Medians over the repetitions, as "bench" lines.
 		for impl in eventbuf redis; do
-			start_server "$impl" "$n"
-			if ! line=$("$bin/resp_load" -p "$port" -n "$n" -k "$k" -m "$m" \
-					-w "$window" -r "$srv_pid"); then
-				echo "$line" >&2
-				echo "example-bench: FAILED against $impl (subs=$n keys=$k)" >&2
-				exit 1
-			fi
-			stop_server
-			rate=$(echo "$line" | sed -n 's/.* deliveries_per_s=\([0-9]*\).*/\1/p')
-			rss=$(echo "$line" | sed -n 's/.* rss_per_sub_bytes=\(-\{0,1\}[0-9]*\).*/\1/p')
-			echo "bench workload=resp impl=$impl subs=$n keys=$k n=$m window=$window metric=deliveries_per_s value=$rate"
-			echo "bench workload=resp impl=$impl subs=$n keys=$k n=$m metric=rss_per_idle_sub_bytes value=$rss"
-			echo "$n $k $m $impl $rate $rss" >>"$results"
+			awk -v n="$n" -v k="$k" -v impl="$impl" -v w="$window" '
+				function median(a, c,   i, j, t) {
+					for (i = 2; i <= c; i++)
+						for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
+							t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
+						}
+					return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
+				}
+				$1 == n && $2 == k && $4 == impl { m = $3; r[++c] = $5; s[c] = $6 }
+				END {
+					printf "bench workload=resp impl=%s subs=%d keys=%d n=%d window=%d reps=%d metric=deliveries_per_s value=%.0f\n", impl, n, k, m, w, c, median(r, c)
+					printf "bench workload=resp impl=%s subs=%d keys=%d n=%d reps=%d metric=rss_per_idle_sub_bytes value=%.0f\n", impl, n, k, m, c, median(s, c)
+				}' "$results"
 		done
 	done
 done
 
-# The table: one row per (subs, keys), eventbuf beside redis.
+# The table: one row per (subs, keys), eventbuf beside redis; medians,
+# and the ratio as the median [min-max] of the repetitions' ratios.
 table=$out/table.md
 awk '
-	$4 == "eventbuf" { key = $1 " " $2; order[++rows] = key; m[key] = $3;
-			   er[key] = $5; es[key] = $6 }
-	$4 == "redis"    { key = $1 " " $2; rr[key] = $5; rs[key] = $6 }
+	function median(a, c,   i, j, t) {
+		for (i = 2; i <= c; i++)
+			for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
+				t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
+			}
+		return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
+	}
+	{ key = $1 " " $2; if (!(key in seen)) { seen[key] = 1; order[++rows] = key }
+	  m[key] = $3; run[key, $4, $7] = $5; rss[key, $4, $7] = $6
+	  if ($7 > nrep[key]) nrep[key] = $7 }
 	END {
 		print "| subscribers | channels | messages | eventbuf deliveries/s | redis deliveries/s | ratio | eventbuf RSS/idle sub | redis RSS/idle sub |"
 		print "|---|---|---|---|---|---|---|---|"
 		for (i = 1; i <= rows; i++) {
-			key = order[i]; split(key, f, " ")
-			printf "| %d | %d | %d | %.2f M | %.2f M | %.2fx | %d B | %d B |\n",
-				f[1], f[2], m[key], er[key] / 1e6, rr[key] / 1e6,
-				rr[key] ? er[key] / rr[key] : 0, es[key], rs[key]
+			key = order[i]; split(key, f, " "); c = nrep[key]
+			lo = hi = ""
+			for (r = 1; r <= c; r++) {
+				e[r] = run[key, "eventbuf", r]; d[r] = run[key, "redis", r]
+				q[r] = d[r] ? e[r] / d[r] : 0
+				es[r] = rss[key, "eventbuf", r]; rs[r] = rss[key, "redis", r]
+				if (lo == "" || q[r] < lo) lo = q[r]
+				if (hi == "" || q[r] > hi) hi = q[r]
+			}
+			em = median(e, c); dm = median(d, c)
+			printf "| %d | %d | %d | %.2f M | %.2f M | %.2fx [%.2f-%.2f] | %d B | %d B |\n",
+				f[1], f[2], m[key], em / 1e6, dm / 1e6, median(q, c), lo, hi,
+				median(es, c), median(rs, c)
+			printf "%s/%s %g %g\n", f[1], f[2], em / 1e6, dm / 1e6 > dat
 		}
-	}' "$results" >"$table"
+	}' dat="$out/resp.dat" "$results" >"$table"
 cat "$table"
 
-awk '$4 == "eventbuf" { l = $1 "/" $2; e[l] = $5; o[++n] = l }
-     $4 == "redis" { r[$1 "/" $2] = $5 }
-     END { for (i = 1; i <= n; i++) print o[i], e[o[i]] / 1e6, r[o[i]] / 1e6 }' \
-	"$results" >"$out/resp.dat"
 if command -v gnuplot >/dev/null 2>&1; then
 	gnuplot <<EOF
 set terminal pngcairo size 1000,500 noenhanced
