@@ -90,7 +90,7 @@
 #define OUT_HIGH (256 * 1024)	/* stop reading a client past this output */
 #define READ_CHUNK (64 * 1024)
 #define READ_BUDGET (512 * 1024) /* input handled per wake-up and client */
-#define PUB_BATCH 256		/* PUBLISH commands per eventbuf_publish() */
+#define PUB_BATCH 1024		/* PUBLISH commands per eventbuf_publish() */
 #define LIMIT_CHECK_MS 100	/* how often each worker checks -o */
 
 struct config {
