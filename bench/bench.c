@@ -2,11 +2,11 @@
 /*
  * The benchmark: every workload of bench-spec.md, written once against
  * struct bench_impl and run for every implementation in one process, the
- * implementations interleaved within each repetition, so that every figure
- * is a ratio measured side by side. No busy-waiting anywhere: threads
- * start on a pthread barrier, readers block in the implementation's wait
- * or in epoll_wait(), the wake-up writer sleeps until the reader is seen
- * asleep in /proc.
+ * implementations interleaved within each repetition (wake: sample by
+ * sample, with the eventfd floor), so that every figure is a ratio measured
+ * side by side. No busy-waiting anywhere: threads start on a pthread
+ * barrier, readers block in the implementation's wait or in epoll_wait(),
+ * the wake-up writer sleeps until the reader is seen asleep in /proc.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -530,71 +530,116 @@ static void record_latency(int i, uint64_t *lat, uint64_t n)
 	record("wake", -1, n, "p999_us", false, i, lat[n * 999 / 1000] / 1e3);
 }
 
-static void run_wake(int i, uint64_t n)
-{
-	const struct bench_impl *impl = impls[i];
-	uint64_t *lat = calloc(n, sizeof(*lat));
-	struct reader_ctx c = { .impl = impl, .n = n, .lat_ns = lat };
-	pthread_barrier_t go;
-	void *list = impl->create();
-	pthread_t tid;
-	int ret;
+/*
+ * One repetition of wake: every implementation and the floor at once, each
+ * with its own reader blocked in epoll, sampled one of each per round in an
+ * order that rotates from round to round. Scheduling drift on the VM lasts
+ * longer than a round, so it hits every column alike instead of whichever
+ * block of samples it fell into. Each sample starts with every reader
+ * asleep: the one just woken is seen asleep again before the next append,
+ * so that no wake-up competes with the previous reader for a core.
+ */
+#define WAKE_SLOTS (NIMPL + 1)	/* the implementations, then the floor */
 
-	if (!lat || !list)
+struct wake_slot {
+	void *list;
+	struct reader_ctx c;
+	struct floor_ctx f;
+	pthread_t tid;
+	uint64_t *lat;
+};
+
+static void wake_slot_start(struct wake_slot *w, int i, uint64_t n,
+			    pthread_barrier_t *go)
+{
+	w->lat = calloc(n, sizeof(*w->lat));
+	if (!w->lat)
 		bench_die("wake", ENOMEM);
-	c.ready_fd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
-	c.reader = impl->reader_new(list);
-	c.go = &go;
-	pthread_barrier_init(&go, NULL, 2);
-	pthread_create(&tid, NULL, wake_reader, &c);
-	pthread_barrier_wait(&go);
-	for (uint64_t k = 0; k < n; k++) {
-		wait_reader_asleep(c.ready_fd, c.tid);
-		if ((ret = impl->append(list, k, bench_now_ns())))
-			bench_die("append", ret);
+	if (i == NIMPL) {
+		w->f = (struct floor_ctx){ .n = n, .lat_ns = w->lat, .go = go };
+		w->f.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		w->f.ready_fd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
+		pthread_create(&w->tid, NULL, floor_reader, &w->f);
+		return;
 	}
-	pthread_join(tid, NULL);
-	if (c.error || c.count != n)
-		bench_die("wake reader", c.error ? c.error : EPROTO);
-	impl->reader_free(c.reader);
-	impl->destroy(list);
-	quiesce(impl);
-	close(c.ready_fd);
-	pthread_barrier_destroy(&go);
-	record_latency(i, lat, n);
-	free(lat);
+	w->list = impls[i]->create();
+	if (!w->list)
+		bench_die("wake", ENOMEM);
+	w->c = (struct reader_ctx){ .impl = impls[i], .n = n,
+				    .lat_ns = w->lat, .go = go };
+	w->c.ready_fd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
+	w->c.reader = impls[i]->reader_new(w->list);
+	pthread_create(&w->tid, NULL, wake_reader, &w->c);
 }
 
-static void run_wake_floor(uint64_t n)
+static void wake_slot_asleep(struct wake_slot *w, int i)
 {
-	uint64_t *lat = calloc(n, sizeof(*lat));
-	struct floor_ctx f = { .n = n, .lat_ns = lat };
-	static const uint64_t one = 1;
-	pthread_barrier_t go;
-	pthread_t tid;
+	if (i == NIMPL)
+		wait_reader_asleep(w->f.ready_fd, w->f.tid);
+	else
+		wait_reader_asleep(w->c.ready_fd, w->c.tid);
+}
 
-	if (!lat)
-		bench_die("floor", ENOMEM);
-	f.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	f.ready_fd = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE);
-	f.go = &go;
-	pthread_barrier_init(&go, NULL, 2);
-	pthread_create(&tid, NULL, floor_reader, &f);
-	pthread_barrier_wait(&go);
-	for (uint64_t k = 0; k < n; k++) {
-		wait_reader_asleep(f.ready_fd, f.tid);
-		atomic_store(&f.stamp, bench_now_ns());
-		if (write(f.efd, &one, sizeof(one)) < 0)
+static void wake_slot_signal(struct wake_slot *w, int i, uint64_t k)
+{
+	static const uint64_t one = 1;
+	int ret;
+
+	if (i == NIMPL) {
+		atomic_store(&w->f.stamp, bench_now_ns());
+		if (write(w->f.efd, &one, sizeof(one)) < 0)
 			bench_die("floor", errno);
+		return;
 	}
-	pthread_join(tid, NULL);
-	if (f.error)
-		bench_die("floor reader", f.error);
-	close(f.efd);
-	close(f.ready_fd);
+	if ((ret = impls[i]->append(w->list, k, bench_now_ns())))
+		bench_die("append", ret);
+}
+
+static void wake_slot_finish(struct wake_slot *w, int i, uint64_t n)
+{
+	pthread_join(w->tid, NULL);
+	if (i == NIMPL) {
+		if (w->f.error)
+			bench_die("floor reader", w->f.error);
+		close(w->f.efd);
+		close(w->f.ready_fd);
+	} else {
+		if (w->c.error || w->c.count != n)
+			bench_die("wake reader",
+				  w->c.error ? w->c.error : EPROTO);
+		impls[i]->reader_free(w->c.reader);
+		impls[i]->destroy(w->list);
+		quiesce(impls[i]);
+		close(w->c.ready_fd);
+	}
+	record_latency(i, w->lat, n);
+	free(w->lat);
+}
+
+static void run_wake(uint64_t n)
+{
+	struct wake_slot slots[WAKE_SLOTS];
+	pthread_barrier_t go;
+
+	memset(slots, 0, sizeof(slots));
+	pthread_barrier_init(&go, NULL, WAKE_SLOTS + 1);
+	for (int i = 0; i < WAKE_SLOTS; i++)
+		wake_slot_start(&slots[i], i, n, &go);
+	pthread_barrier_wait(&go);
+	for (int i = 0; i < WAKE_SLOTS; i++)
+		wake_slot_asleep(&slots[i], i);
+	for (uint64_t k = 0; k < n; k++) {
+		for (int j = 0; j < WAKE_SLOTS; j++) {
+			int i = (int)((k + (uint64_t)j) % WAKE_SLOTS);
+
+			wake_slot_signal(&slots[i], i, k);
+			if (k + 1 < n)
+				wake_slot_asleep(&slots[i], i);
+		}
+	}
+	for (int i = 0; i < WAKE_SLOTS; i++)
+		wake_slot_finish(&slots[i], i, n);
 	pthread_barrier_destroy(&go);
-	record_latency(NIMPL, lat, n);
-	free(lat);
 }
 
 /* ------------------------------------------------------------------ */
@@ -676,7 +721,8 @@ static void banner(void)
 	printf("liburcu %s (bp flavor), compiler gcc %s\n", URCU_VERSION,
 	       __VERSION__);
 	printf("n=%" PRIu64 ", %d repetitions (median [min-max]), wake %"
-	       PRIu64 " samples per implementation\n\n", opt.n, opt.reps,
+	       PRIu64 " samples per implementation, one of each per round\n\n",
+	       opt.n, opt.reps,
 	       opt.wake_samples);
 }
 
@@ -941,10 +987,8 @@ int main(int argc, char **argv)
 		}
 		if (want("wake"))
 			settle();
-		for (int k = 0; want("wake") && k < NIMPL; k++)
-			run_wake(order(rep, k), wake_per_rep);
 		if (want("wake"))
-			run_wake_floor(wake_per_rep);
+			run_wake(wake_per_rep);
 		for (int k = 0; want("retained") && k < NIMPL; k++)
 			run_retained(order(rep, k), opt.n);
 		for (int s = 0; want("fds") && s < 2; s++) {

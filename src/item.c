@@ -28,46 +28,29 @@
 #include "internal.h"
 #include "wake.h"
 
-static struct eventbuf_item *item_init(struct eventbuf_item *item,
-				       uint8_t kind, size_t n, uint8_t flags)
-{
-	item->next = NULL;
-	atomic_init(&item->state, 0);
-	item->nevents = (uint32_t)n;
-	item->kind = kind;
-	item->flags = flags;
-	item->signal_done = 0;
-	item->reserved = 0;
-	memset(&item->u, 0, sizeof(item->u));
-	return item;
-}
-
-static size_t item_bytes(size_t n, size_t extra)
-{
-	return sizeof(struct eventbuf_item) +
-	       n * sizeof(struct eventbuf_event) + extra;
-}
-
 /* An item from malloc(): sentinels, followers, big items. */
 struct eventbuf_item *__eventbuf_item_alloc(uint8_t kind, size_t n,
 					    size_t extra)
 {
-	struct eventbuf_item *item = malloc(item_bytes(n, extra));
+	struct eventbuf_item *item = malloc(__eventbuf_item_bytes(n, extra));
 
-	return item ? item_init(item, kind, n, ITEM_MALLOCED) : NULL;
+	return item ? __eventbuf_item_init(item, kind, n, ITEM_MALLOCED) : NULL;
 }
 
-/* An item carved from the writer's slabs, or from malloc() if it must. */
-struct eventbuf_item *__eventbuf_item_carve(struct eventbuf_pool *pool,
-					    uint8_t kind, size_t n,
-					    size_t extra)
+/*
+ * __eventbuf_item_carve()'s way when the current slab has no room: a new
+ * slab, or malloc() if the item does not belong in one.
+ */
+struct eventbuf_item *__eventbuf_item_carve_slow(struct eventbuf_pool *pool,
+						 uint8_t kind, size_t n,
+						 size_t extra)
 {
-	struct eventbuf_item *item = __eventbuf_slab_alloc(pool,
-							   item_bytes(n, extra));
+	struct eventbuf_item *item;
 
+	item = __eventbuf_slab_alloc(pool, __eventbuf_item_bytes(n, extra));
 	if (!item)
 		return __eventbuf_item_alloc(kind, n, extra);
-	return item_init(item, kind, n, 0);
+	return __eventbuf_item_init(item, kind, n, 0);
 }
 
 #ifdef CONFIG_EVENTBUF_TESTING

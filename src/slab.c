@@ -32,6 +32,11 @@
  * ->refs counts the buffer plus every slab not yet recycled, and the last
  * unref frees the arenas and the pool.
  *
+ * The writer's fields and the fast path - bump the pointer while the
+ * current slab has room - live in internal.h, so that an append carves
+ * inline (buffer.c says why); __eventbuf_slab_alloc() here takes the rest:
+ * the warm-up, sealing a full slab, taking the next one.
+ *
  * Items that do not fit a slab comfortably (large batches, long error
  * messages) and items made outside the writer (sentinels, followers) come
  * from malloc() and carry ITEM_MALLOCED.
@@ -71,7 +76,6 @@ uint32_t __eventbuf_slab_warmup = SLAB_WARMUP;
 #endif
 
 #define SLAB_BIAS	(1u << 30)
-#define SLAB_MAX_ITEM	2048
 #define ARENA_SIZE	(2u << 20)
 #define ARENA_SLABS	(ARENA_SIZE / SLAB_SIZE)
 
@@ -100,19 +104,6 @@ struct eventbuf_slab {
 	struct eventbuf_slab *next_free;
 	/* items follow, 8-byte aligned */
 	uint64_t data[];
-};
-
-struct eventbuf_pool {
-	/* the writer's */
-	struct eventbuf_slab *cur;
-	char *bump, *end;
-	uint32_t used;
-	uint32_t warmup;	/* items left to take from malloc() */
-	/* shared, under @lock */
-	_Atomic uint32_t refs;
-	pthread_mutex_t lock;
-	struct eventbuf_slab *free, *free_tail;	/* FIFO */
-	struct eventbuf_arena *arenas;
 };
 
 static struct eventbuf_slab *slab_of(const void *item)
@@ -283,12 +274,12 @@ static int slab_next(struct eventbuf_pool *pool)
 /*
  * Memory for an item of @size bytes, or NULL when it does not belong in a
  * slab (too big) or no slab can be had (the caller then uses malloc()).
+ * The append path carves inline while the current slab has room
+ * (__eventbuf_item_carve() in internal.h) and calls this for the rest.
  * Context: the pool's buffer's writer.
  */
 void *__eventbuf_slab_alloc(struct eventbuf_pool *pool, size_t size)
 {
-	void *p;
-
 	size = (size + 7) & ~(size_t)7;
 	if (size > SLAB_MAX_ITEM)
 		return NULL;
@@ -307,16 +298,7 @@ void *__eventbuf_slab_alloc(struct eventbuf_pool *pool, size_t size)
 		if (slab_next(pool))
 			return NULL;
 	}
-	p = pool->bump;
-	pool->bump += size;
-	pool->used++;
-	/*
-	 * Ask for the lines a few items ahead now, so that their
-	 * read-for-ownership misses overlap with this append instead of
-	 * stalling the wake-up fence, which waits for pending stores.
-	 */
-	__builtin_prefetch((void *)((uintptr_t)pool->bump + 512), 1, 3);
-	return p;
+	return __eventbuf_slab_bump(pool, size);
 }
 
 /*
