@@ -41,6 +41,7 @@ CONFIG_TSAN ?= n
 CONFIG_VALGRIND ?= n
 CONFIG_EVENTBUF_DEBUG ?= n
 CONFIG_EVENTBUF_PUBSUB ?= y
+CONFIG_EVENTBUF_HUGEPAGES ?= n
 CONFIG_FUZZ ?= n
 QUICK ?= 0
 FUZZ_SECONDS ?= 60
@@ -436,6 +437,7 @@ help:
 	@echo '  CONFIG_VALGRIND=y      - run the tests under valgrind memcheck'
 	@echo '  CONFIG_EVENTBUF_DEBUG=y - abort when two threads append to one buffer'
 	@echo '  CONFIG_EVENTBUF_PUBSUB=n - leave the pub/sub layer (src/pubsub/) out'
+	@echo '  CONFIG_EVENTBUF_HUGEPAGES=y - advise slab arenas as transparent huge pages'
 	@echo '  QUICK=1                - short benchmark run'
 	@echo "  BENCH_ARGS='--only W'  - run one workload (append, fanout, fanout-epoll, wake,"
 	@echo '                           retained, fds, subscribers)'

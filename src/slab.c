@@ -80,10 +80,16 @@ uint32_t __eventbuf_slab_warmup = SLAB_WARMUP;
 #define ARENA_SLABS	(ARENA_SIZE / SLAB_SIZE)
 
 /*
- * Slabs are cut from 2 MiB arenas, aligned and advised as huge pages: with
- * one 64 KiB mapping per slab, the writer's stores took a TLB miss per new
- * page as well as a cache miss per line, about twice the cost per append
- * (docs/measurements.md). A pool keeps every slab it has cut while the writer
+ * Slabs are cut from 2 MiB arenas, aligned so that they can be huge pages:
+ * with one 64 KiB mapping per slab, the writer's stores took a TLB miss per
+ * new page as well as a cache miss per line, about twice the cost per
+ * append in a model (docs/measurements.md). Advising them as transparent
+ * huge pages is a build option (CONFIG_EVENTBUF_HUGEPAGES=y), off by
+ * default: on the 2-core development VM, whose kernel compacts memory
+ * synchronously for advised regions (defrag=madvise), a faulted huge page
+ * cost more than the TLB misses it saved - the append benchmark ran at
+ * 36-39 ns [29-45] per append with the advice and 30.6-31.1 ns [29.9-34.5]
+ * without. A pool keeps every slab it has cut while the writer
  * runs - the working set is what a callback period of appends needs - and
  * when the writer goes idle (__eventbuf_pool_trim(), from the pin chain)
  * frees the arenas that are wholly unused and the pages of the free slabs in
@@ -201,8 +207,10 @@ static char *arena_map(void)
 	if (tail)
 		munmap(p + head + ARENA_SIZE, tail);
 	p += head;
+#ifdef CONFIG_EVENTBUF_HUGEPAGES
 	/* Best effort: without transparent huge pages it is a no-op. */
 	madvise(p, ARENA_SIZE, MADV_HUGEPAGE);
+#endif
 	arena_watch(p);
 	return p;
 }
