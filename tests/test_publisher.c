@@ -690,6 +690,55 @@ static void test_publisher_ttl_expiry_releases(void **state)
 	eventbuf_unsubscribe(s1);
 }
 
+/*
+ * Many cached keys: entries leave the expiry queue from its middle (a
+ * key's last subscriber goes), all the others still expire, and an entry
+ * cached after the queue ran empty expires too (its thread is woken for
+ * it).
+ */
+static void test_publisher_ttl_expiry_many_keys(void **state)
+{
+	enum { KEYS = 1000 };
+	struct eventbuf_subscription **subs = calloc(KEYS, sizeof(*subs));
+	struct eventbuf_publisher_stats st;
+	struct eventbuf_subscription *again;
+	char key[32];
+	int calls;
+
+	(void)state;
+	assert_non_null(subs);
+	eventbuf_publisher_free(fx.pub);
+	eventbuf_barrier();	/* release callbacks use fx.log */
+	release_log_free(&fx.log);
+	assert_int_equal(setup_ttl(150), 0);
+	for (int i = 0; i < KEYS; i++) {
+		snprintf(key, sizeof(key), "key-%d", i);
+		subs[i] = subscribe(key, 0);
+	}
+	assert_int_equal(eventbuf_publisher_stats(fx.pub, &st), 0);
+	assert_int_equal(st.cache_entries, KEYS);
+	for (int i = 0; i < KEYS; i += 3) {	/* first, middle and last */
+		eventbuf_unsubscribe(subs[i]);
+		subs[i] = NULL;
+	}
+	assert_int_equal(eventbuf_publisher_stats(fx.pub, &st), 0);
+	assert_int_equal(st.cache_entries, KEYS - (KEYS + 2) / 3);
+	calls = atomic_load(&fx.calls);
+	again = subscribe("key-1", 0);		/* still cached */
+	assert_int_equal(atomic_load(&fx.calls), calls);
+	eventbuf_unsubscribe(again);
+	assert_true(wait_until(no_cache, NULL, 5000));
+	again = subscribe("key-1", 0);		/* a new snapshot, cached */
+	assert_int_equal(atomic_load(&fx.calls), calls + 1);
+	assert_int_equal(eventbuf_publisher_stats(fx.pub, &st), 0);
+	assert_int_equal(st.cache_entries, 1);
+	assert_true(wait_until(no_cache, NULL, 5000));
+	eventbuf_unsubscribe(again);
+	for (int i = 0; i < KEYS; i++)
+		eventbuf_unsubscribe(subs[i]);
+	free(subs);
+}
+
 static void test_publisher_force_close(void **state)
 {
 	struct eventbuf_subscribe_req req = { .topic = "test", .tag = 7 };
@@ -1275,6 +1324,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_fd_edge_triggered_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_splice_no_gap_no_duplicate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_ttl_expiry_releases, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_ttl_expiry_many_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_force_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_lag_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_handler_error, setup, teardown),

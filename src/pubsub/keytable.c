@@ -123,6 +123,15 @@ void __eventbuf_cache_drop(struct eventbuf_publisher *pub, struct keybuf *kb)
 {
 	if (!kb->cache)
 		return;
+	if (kb->cache_prev)
+		kb->cache_prev->cache_next = kb->cache_next;
+	else
+		pub->cache_first = kb->cache_next;
+	if (kb->cache_next)
+		kb->cache_next->cache_prev = kb->cache_prev;
+	else
+		pub->cache_last = kb->cache_prev;
+	kb->cache_prev = kb->cache_next = NULL;
 	eventbuf_item_put(kb->cache);
 	kb->cache = NULL;
 	pub->ncache--;

@@ -81,6 +81,8 @@ struct keybuf {
 	uint64_t cache_index;
 	uint64_t cache_seq;		/* ->seq when the snapshot was spliced */
 	int64_t cache_expires;		/* CLOCK_MONOTONIC ns */
+	/* On the publisher's expiry queue while @cache is set. */
+	struct keybuf *cache_prev, *cache_next;
 };
 
 /*
@@ -112,6 +114,9 @@ struct eventbuf_publisher {
 
 	struct eventbuf_subscription *by_tag[1u << PUB_TAG_BITS];
 	uint64_t nsubs, ncache, nbuilt;
+	/* The key buffers with a cache, by deadline: every entry gets the
+	 * same TTL from a monotonic clock, so appending keeps the order. */
+	struct keybuf *cache_first, *cache_last;
 
 	pthread_t expiry;
 	pthread_cond_t expiry_cond;

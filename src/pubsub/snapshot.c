@@ -20,7 +20,11 @@
  * never cached, each subscriber that needs one gets its own. An expiry
  * thread drops entries whose own deadline has passed (each entry carries
  * its deadline, so a timer can never evict a newer entry) and the put
- * lets reclamation free the snapshot through call_rcu().
+ * lets reclamation free the snapshot through call_rcu(). The entries wait
+ * on a queue in deadline order - one TTL for all, a monotonic clock, so a
+ * new entry goes last - and each expiry pass looks only at the entries
+ * due and the next one, not at every key buffer: a publisher with 100,000
+ * keys holds its lock for the keys that expire, not for all of them.
  *
  * Where a new subscriber starts (__eventbuf_start_of()): at the key
  * buffer's head when the caller's index says it is up to date, else at
@@ -187,29 +191,30 @@ static void cache_store(struct eventbuf_publisher *pub, struct keybuf *kb,
 	kb->cache_index = index;
 	kb->cache_seq = kb->seq;
 	kb->cache_expires = __eventbuf_now_ns() + pub->ttl_ns;
+	kb->cache_prev = pub->cache_last;
+	kb->cache_next = NULL;
+	if (pub->cache_last)
+		pub->cache_last->cache_next = kb;
+	else
+		pub->cache_first = kb;
+	pub->cache_last = kb;
 	pub->ncache++;
 	if (!pub->expiry_started &&
 	    !pthread_create(&pub->expiry, NULL, expiry_run, pub))
 		pub->expiry_started = true;
-	pthread_cond_signal(&pub->expiry_cond);
+	/* A later deadline than the queue's first wakes nobody. */
+	if (pub->cache_first == kb)
+		pthread_cond_signal(&pub->expiry_cond);
 }
 
 /* The next deadline, or 0; drops the entries past theirs. */
 static int64_t expire_locked(struct eventbuf_publisher *pub, int64_t now)
 {
-	int64_t next = 0;
+	struct keybuf *kb;
 
-	for (unsigned int i = 0; i < pub->nbuckets; i++) {
-		for (struct keybuf *kb = pub->buckets[i]; kb; kb = kb->hnext) {
-			if (!kb->cache)
-				continue;
-			if (kb->cache_expires <= now)
-				__eventbuf_cache_drop(pub, kb);
-			else if (!next || kb->cache_expires < next)
-				next = kb->cache_expires;
-		}
-	}
-	return next;
+	while ((kb = pub->cache_first) && kb->cache_expires <= now)
+		__eventbuf_cache_drop(pub, kb);
+	return kb ? kb->cache_expires : 0;
 }
 
 #ifdef CONFIG_EVENTBUF_TESTING
