@@ -222,7 +222,7 @@ static int scratch_alloc(struct resolve_scratch *sc, size_t n)
 	return 0;
 }
 
-/* The group of s[i]'s (topic, key): an earlier event's, or a new one. */
+/* The group of in[i]'s (topic, key): an earlier event's, or a new one. */
 static uint32_t group_of(struct resolve_scratch *sc, size_t i, uint32_t *ngroups)
 {
 	struct resolved_event *e = &sc->in[i];
@@ -274,9 +274,9 @@ static int resolve(struct eventbuf_publisher *pub,
 	}
 	if (ngroups > 1)
 		qsort(sc.keys, ngroups, sizeof(*sc.keys), cmp_keys);
-	/* keys[r].pos is the first event of its group: count, then place
-	 * each event after the earlier ones of its key. */
-	at = sc.slots;	/* reused: the next free place of each rank */
+	/* Count each sorted key's events, make the counts first places,
+	 * then place each event after the earlier ones of its key. */
+	at = sc.slots;	/* reused (nslots >= n >= ngroups): a key's next place */
 	for (uint32_t r = 0; r < ngroups; r++) {
 		sc.rank[sc.keys[r].group] = r;
 		at[r] = 0;
