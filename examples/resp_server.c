@@ -38,9 +38,11 @@
  *    there that it has not yet been given. Each channel counts its
  *    pushes' bytes (@bytes, under chan_lock, as last_index), and each
  *    subscription the bytes it copied out (@bytes_seen, which starts at
- *    the channel's count when it subscribes, under the same lock). Every
- *    LIMIT_CHECK_MS each worker closes its clients whose output is full
- *    (their sockets take no more) and who are owed more than the limit.
+ *    the channel's count when it subscribes, under the same lock). A
+ *    client whose output fills up (its socket takes no more) joins its
+ *    worker's @full list; every LIMIT_CHECK_MS the worker closes those
+ *    still full and owed more than the limit, and lets the others go, so
+ *    a check costs the stalled clients, not all 10,000 of a worker.
  *    A client that keeps reading is not closed, however far behind the
  *    publishers its worker is: that lag is the server's, as a client of
  *    Redis is not owed what Redis has not yet processed. The library's lag limit
@@ -257,6 +259,8 @@ struct client {
 	size_t inlen, incap;
 	struct resp_out out;
 	struct client *next, *prev;
+	struct client *full_next, *full_prev;	/* on the worker's @full */
+	bool on_full;
 };
 
 /* A PUBLISH waiting for its batch: it points into the input buffer. */
@@ -273,6 +277,7 @@ struct worker {
 	struct client *clients;
 	struct client *dead;		/* closed: freed after each wake-up */
 	struct csub *dead_subs;
+	struct client *full;		/* output was full: -o checks these */
 	int64_t next_limit_check;	/* CLOCK_MONOTONIC, ns */
 	struct resp_msg msg;
 	/* PUBLISH commands of one read, published together. */
@@ -280,7 +285,7 @@ struct worker {
 	size_t npend;
 	struct eventbuf_event evs[PUB_BATCH];
 	size_t receivers[PUB_BATCH];
-	struct channel *to[PUB_BATCH];	/* NULL: no subscriber */
+	struct channel *to[PUB_BATCH];	/* evs[j]'s channel */
 	char scratch[READ_CHUNK];
 };
 
@@ -318,11 +323,38 @@ static void client_unlink(struct worker *w, struct client *c)
 	pthread_mutex_unlock(&w->lock);
 }
 
+/* @c's output filled up: the output limit checks it from now on. */
+static void full_add(struct worker *w, struct client *c)
+{
+	if (c->on_full)
+		return;
+	c->on_full = true;
+	c->full_prev = NULL;
+	c->full_next = w->full;
+	if (w->full)
+		w->full->full_prev = c;
+	w->full = c;
+}
+
+static void full_del(struct worker *w, struct client *c)
+{
+	if (!c->on_full)
+		return;
+	c->on_full = false;
+	if (c->full_prev)
+		c->full_prev->full_next = c->full_next;
+	else
+		w->full = c->full_next;
+	if (c->full_next)
+		c->full_next->full_prev = c->full_prev;
+}
+
 static void client_close(struct worker *w, struct client *c)
 {
 	if (c->closed)
 		return;
 	c->closed = true;
+	full_del(w, c);		/* before it goes to free_dead() */
 	while (c->subs)
 		unsubscribe(w, c, c->subs);
 	client_unlink(w, c);
@@ -419,6 +451,8 @@ static void pump(struct worker *w, struct client *c, struct csub *s,
 			flush(w, c);
 			if (full(c) && !reported) {
 				s->stalled = !c->closed;
+				if (s->stalled)
+					full_add(w, c);
 				return;
 			}
 			reported = false;
@@ -625,8 +659,8 @@ static void publish_pending(struct worker *w, struct client *c)
 
 		/* Only channels with subscribers are published to. */
 		w->receivers[i] = ch ? ch->subs : 0;
-		w->to[i] = ch;
 		if (ch) {
+			w->to[m] = ch;
 			w->evs[m] = w->evs[i];
 			w->evs[m].index = last_index + 1 + m;
 			m++;
@@ -637,14 +671,13 @@ static void publish_pending(struct worker *w, struct client *c)
 		if (!ret)
 			last_index += m;
 	}
-	for (size_t i = 0, j = 0; !ret && i < n; i++) {
-		if (!w->to[i])
-			continue;
-		/* Counted under chan_lock, as the subscriptions start. */
-		atomic_store_explicit(&w->to[i]->bytes,
-			atomic_load_explicit(&w->to[i]->bytes, memory_order_relaxed) +
-			((const struct pubmsg *)w->evs[j++].payload)->len,
-			memory_order_relaxed);
+	/* Counted under chan_lock, as the subscriptions start. */
+	for (size_t j = 0; !ret && j < m; j++) {
+		const struct pubmsg *pm = w->evs[j].payload;
+
+		atomic_store_explicit(&w->to[j]->bytes,
+			atomic_load_explicit(&w->to[j]->bytes, memory_order_relaxed) +
+			pm->len, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&chan_lock);
 	if (!m || ret)
@@ -777,6 +810,7 @@ static size_t run_commands(struct worker *w, struct client *c, const char *data,
 			flush(w, c);
 			if (full(c) && !c->closed) {
 				c->paused = true;
+				full_add(w, c);
 				set_events(w, c, EPOLLOUT);
 				break;
 			}
@@ -937,9 +971,15 @@ static uint64_t owed(const struct client *c)
 {
 	uint64_t n = resp_out_pending(&c->out);
 
-	for (const struct csub *s = c->subs; s; s = s->next)
-		n += atomic_load_explicit(&s->ch->bytes, memory_order_relaxed) -
-			s->bytes_seen;
+	for (const struct csub *s = c->subs; s; s = s->next) {
+		uint64_t sent = atomic_load_explicit(&s->ch->bytes,
+						     memory_order_relaxed);
+
+		/* A publisher counts after eventbuf_publish() returns, and a
+		 * subscriber may have copied the pushes by then. */
+		if (sent > s->bytes_seen)
+			n += sent - s->bytes_seen;
+	}
 	return n;
 }
 
@@ -949,17 +989,14 @@ static void check_output_limit(struct worker *w)
 	struct client *c, *next;
 	int64_t now = now_ns();
 
-	if (!cfg.out_limit || now < w->next_limit_check)
+	if (now < w->next_limit_check)
 		return;
 	w->next_limit_check = now + (int64_t)LIMIT_CHECK_MS * 1000000;
-	/* The acceptor only adds at the head, and only this thread takes
-	 * clients off: the rest of the list is this thread's to walk. */
-	pthread_mutex_lock(&w->lock);
-	c = w->clients;
-	pthread_mutex_unlock(&w->lock);
-	for (; c; c = next) {
-		next = c->next;
-		if (!c->closed && c->subs && full(c) && owed(c) > cfg.out_limit)
+	for (c = w->full; c; c = next) {
+		next = c->full_next;
+		if (!full(c))
+			full_del(w, c);		/* it read: no longer stalled */
+		else if (cfg.out_limit && owed(c) > cfg.out_limit)
 			client_close(w, c);
 	}
 }
