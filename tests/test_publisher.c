@@ -819,6 +819,43 @@ static void test_publisher_lag_limit(void **state)
 	eventbuf_unsubscribe(fast);
 }
 
+/*
+ * The publisher reads a key's subscribers only when one may be over its
+ * limit: a subscriber that joins with less slack than the others brings
+ * the next check forward. It is still open at its limit and closed at
+ * most EVENTBUF_LAG_CHECK_EVERY batches past it.
+ */
+static void test_publisher_lag_limit_late_joiner(void **state)
+{
+	struct eventbuf_subscribe_req req = { .topic = "test", .key = "k",
+					      .lag_limit = 1000 };
+	struct eventbuf_subscription *roomy, *tight;
+	struct eventbuf_publisher_stats st;
+	const struct eventbuf_event *ev;
+	uint64_t index = 10;
+	size_t n;
+	int ret;
+
+	(void)state;
+	assert_int_equal(eventbuf_subscribe(fx.pub, &req, &roomy), 0);
+	assert_int_equal(publish("test", "k", index++), 0);	/* a check */
+	req.lag_limit = 32;
+	assert_int_equal(eventbuf_subscribe(fx.pub, &req, &tight), 0);
+	for (int i = 0; i < 32; i++)
+		assert_int_equal(publish("test", "k", index++), 0);
+	assert_int_equal(eventbuf_publisher_stats(fx.pub, &st), 0);
+	assert_int_equal(st.subscriptions, 2);	/* at its limit, not past */
+	for (unsigned int i = 0; i < EVENTBUF_LAG_CHECK_EVERY; i++)
+		assert_int_equal(publish("test", "k", index++), 0);
+	assert_int_equal(eventbuf_publisher_stats(fx.pub, &st), 0);
+	assert_int_equal(st.subscriptions, 1);
+	for (int i = 0; (ret = eventbuf_sub_next(tight, 0, -1, &ev, &n)) == 0; i++)
+		assert_true(i < 100);	/* its snapshot, then the error */
+	assert_int_equal(ret, -ENOBUFS);
+	eventbuf_unsubscribe(tight);
+	eventbuf_unsubscribe(roomy);
+}
+
 static void test_publisher_handler_error(void **state)
 {
 	struct eventbuf_subscription *sub;
@@ -1327,6 +1364,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_ttl_expiry_many_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_force_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_lag_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_lag_limit_late_joiner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_handler_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_topic_outlives_publisher, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_pollable_fd, setup, teardown),

@@ -70,8 +70,8 @@ extern "C" {
  * call takes. */
 #define EVENTBUF_PUBLISH_MAX 65536u
 
-/* A subscription's lag limit is checked once every this many batches of
- * its key. */
+/* A subscription past its lag limit is closed within this many batches
+ * of its key. */
 #define EVENTBUF_LAG_CHECK_EVERY 16u
 
 struct eventbuf_publisher;
@@ -138,8 +138,10 @@ struct eventbuf_publisher_config {
  * @tag:       the caller's tag (a credential's id, say) for
  *             eventbuf_publisher_close_tag(); 0 for none.
  * @lag_limit: close the subscription with -ENOBUFS once it is this many
- *             batches behind its key's newest; 0 for no limit. Checked
- *             every EVENTBUF_LAG_CHECK_EVERY (16) batches. A cached
+ *             batches behind its key's newest; 0 for no limit. It is
+ *             closed at most EVENTBUF_LAG_CHECK_EVERY (16) batches after
+ *             it passed the limit; the publisher reads the key's
+ *             subscribers only when one of them may have. A cached
  *             snapshot older than half the limit (more than
  *             @lag_limit / 2 batches were published for the key since it
  *             was made) is not used for such a subscriber: it gets a

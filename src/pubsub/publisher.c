@@ -294,28 +294,56 @@ static int resolve(struct eventbuf_publisher *pub,
 	return 0;
 }
 
-/* Close the lagging subscribers of @kb (every LAG_CHECK_EVERY batches). */
+/* @kb must walk its subscribers by the time it has @slack more batches. */
+static void lag_check_by(struct keybuf *kb, uint64_t slack)
+{
+	uint64_t at = slack > UINT64_MAX - kb->seq ? UINT64_MAX : kb->seq + slack;
+
+	if (at < kb->lag_check_seq)
+		kb->lag_check_seq = at;
+}
+
+/*
+ * Close the lagging subscribers of @kb. A walk reads every subscriber of
+ * the key, so it runs only when one of them may be over its limit: a
+ * subscriber's lag grows by at most one per batch, so none can pass its
+ * limit before the smallest slack (limit - lag) the last walk saw is used
+ * up, and new subscribers bring the date forward (lag_check_by()). Past
+ * that, walks come every LAG_CHECK_EVERY batches while someone is that
+ * close, so a subscriber is closed at most that many batches after it
+ * passed its limit. With 100,000 limited subscribers of one key that keep
+ * up, a walk every 16 batches made a publish 137 us instead of 0.25 us
+ * (2-core VM); now 5 us, the first walk's cost spread over 1,600 publishes.
+ */
 static void check_lag(struct eventbuf_publisher *pub, struct keybuf *kb)
 {
 	struct eventbuf_subscription *sub, *next;
+	uint64_t slack = UINT64_MAX;
 
-	if (!kb->nlimited || kb->seq % LAG_CHECK_EVERY)
+	if (!kb->nlimited || kb->seq < kb->lag_check_seq)
 		return;
 	for (sub = kb->subs; sub; sub = next) {
 		/* The reader's WRITE_ONCE() in subscription.c: a count
 		 * to compare, which orders nothing. */
-		uint64_t seen = READ_ONCE(sub->last_seq);
+		uint64_t lag = kb->seq - READ_ONCE(sub->last_seq);
 
 		next = sub->kb_next;
-		/* Its last close may free kb: stop at the last subscriber. */
-		if (sub->lag_limit && kb->seq - seen > sub->lag_limit) {
-			bool last = kb->nsubs == 1;
-
-			close_locked(pub, sub, -ENOBUFS);
-			if (last)
-				return;
+		if (!sub->lag_limit)
+			continue;
+		if (lag <= sub->lag_limit) {
+			if (sub->lag_limit - lag < slack)
+				slack = sub->lag_limit - lag;
+			continue;
 		}
+		/* Its last close may free kb: stop at the last subscriber. */
+		if (kb->nsubs == 1) {
+			close_locked(pub, sub, -ENOBUFS);
+			return;
+		}
+		close_locked(pub, sub, -ENOBUFS);
 	}
+	kb->lag_check_seq = UINT64_MAX;
+	lag_check_by(kb, slack > LAG_CHECK_EVERY ? slack : LAG_CHECK_EVERY);
 }
 
 /*
@@ -482,6 +510,9 @@ int eventbuf_subscribe(struct eventbuf_publisher *pub,
 		sub->lag_limit = 0;
 	__eventbuf_sub_attach(pub, kb, sub);
 	WRITE_ONCE(sub->last_seq, st.seq);	/* read by check_lag() */
+	if (sub->lag_limit)	/* it starts kb->seq - st.seq behind */
+		lag_check_by(kb, kb->seq - st.seq < sub->lag_limit ?
+			     sub->lag_limit - (kb->seq - st.seq) : 0);
 	__eventbuf_sub_start(sub, reader, __eventbuf_keyname_get(kb->kn),
 			     st.snapshot && req->index, st.skip_through);
 	pthread_mutex_unlock(&pub->lock);

@@ -76,6 +76,7 @@ struct keybuf {
 	struct eventbuf *buf;
 	uint64_t seq;			/* batches appended */
 	unsigned int nsubs, nlimited;	/* subscribers; with a lag limit */
+	uint64_t lag_check_seq;		/* ->seq at which check_lag() walks */
 	struct eventbuf_subscription *subs;
 	struct eventbuf_item *cache;	/* first item of the cached snapshot */
 	uint64_t cache_index;
