@@ -58,6 +58,28 @@ __hidden int __eventbuf_no_wait(int cancel_fd);
  * @kick_next, @kick_prev and @kicked are under the poller's inbox lock.
  */
 struct eventbuf_poller;
+struct __eventbuf_pollnode;
+struct eventbuf_item;
+
+/*
+ * What a poller needs to know of an attached subscription to read it with
+ * others of its link (a group, poller.c); NULL in a raw reader's node.
+ * Called on the poller's thread.
+ * @may_join: may @node read @first, the first item after its link, with
+ *            the group (open, nothing of its own to hand out first)?
+ * @batch:    the events of @item, if it is a plain batch every member reads
+ *            as it is (false: each member reads it on its own); @seqp gets
+ *            its sequence for the lag check.
+ * @moved:    @node's member has read through the batch of sequence @seq.
+ */
+struct __eventbuf_group_ops {
+	bool (*may_join)(struct __eventbuf_pollnode *node,
+			 const struct eventbuf_item *first);
+	bool (*batch)(const struct eventbuf_item *item,
+		      const struct eventbuf_event **events, size_t *n,
+		      uint64_t *seqp);
+	void (*moved)(struct __eventbuf_pollnode *node, uint64_t seq);
+};
 
 struct __eventbuf_pollnode {
 	struct eventbuf_poller *poller;		/* NULL: not attached */
@@ -69,11 +91,16 @@ struct __eventbuf_pollnode {
 	pthread_mutex_t *lock;
 	int fd;					/* parked under, or -1 */
 	struct eventbuf_reader *lending;	/* lends its anchor here */
+	const struct __eventbuf_group_ops *group_ops;
 	uint8_t where;				/* NODE_* */
 	bool is_sub;
 	bool kicked;
 };
 
+/* Where a node is: NODE_GROUP, in its poller's open group (poller.c). */
+enum { NODE_IDLE, NODE_PARKED, NODE_READY, NODE_GROUP };
+
+__hidden void __eventbuf_poller_unpark(struct __eventbuf_pollnode *node);
 __hidden int __eventbuf_poller_attach(struct eventbuf_poller *poller,
 				      struct __eventbuf_pollnode *node);
 __hidden void __eventbuf_poller_detach(struct __eventbuf_pollnode *node);

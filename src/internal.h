@@ -406,11 +406,8 @@ __hidden void __eventbuf_fdpool_fork_lock(bool lock);
 __hidden void __eventbuf_fd_fork(void);
 
 /* poller.c: the rest of the node's life (core.h has the struct) */
-enum { NODE_IDLE, NODE_PARKED, NODE_READY };
-
 __hidden int __eventbuf_poller_park(struct __eventbuf_pollnode *node,
 				    struct eventbuf_item *link, int fd);
-__hidden void __eventbuf_poller_unpark(struct __eventbuf_pollnode *node);
 __hidden int __eventbuf_poller_joinable(struct __eventbuf_pollnode *node,
 					struct eventbuf_item *link);
 __hidden void __eventbuf_poller_borrow(struct __eventbuf_pollnode *node,
@@ -425,6 +422,11 @@ __hidden int __eventbuf_reader_park(struct eventbuf_reader *reader,
 				    struct eventbuf_item **linkp, int *fdp,
 				    bool exported);
 __hidden void __eventbuf_reader_take_back(struct eventbuf_reader *reader);
+__hidden bool __eventbuf_reader_at_lent(const struct eventbuf_reader *reader,
+					struct __eventbuf_pollnode *node,
+					int fd, const struct eventbuf_item *link);
+__hidden void __eventbuf_reader_group_move(struct eventbuf_reader *reader,
+					   struct eventbuf_item *pos, int fd);
 
 /* stats.c: counters kept off the append path (see stats.c). */
 struct eventbuf_counters {

@@ -66,6 +66,7 @@
 #include <eventbuf/poller.h>
 
 #include "internal.h"
+#include "wake.h"
 
 #define KICK_DATA UINT64_MAX
 #define EPOLL_BATCH 64
@@ -77,6 +78,19 @@ struct reg {
 	uint64_t epoch;			/* fd epoch and generation of */
 	uint32_t gen;			/* the registration (fdpool.c) */
 	bool watched;
+	bool fired;			/* queued for a group */
+};
+
+/* The open group (see "Groups" above). */
+struct group {
+	bool open;
+	int fd;				/* the entry its members lend to */
+	struct eventbuf_item *pos;	/* the last item read through */
+	uint64_t seq;			/* its batch's sequence, or 0 */
+	const struct __eventbuf_group_ops *ops;
+	struct __eventbuf_pollnode *first;	/* members still attached */
+	struct eventbuf_poll_event *members;	/* as handed out */
+	size_t count, cap;
 };
 
 struct eventbuf_poller {
@@ -89,6 +103,10 @@ struct eventbuf_poller {
 	pthread_mutex_t inbox_lock;
 	struct __eventbuf_pollnode *inbox;
 	struct eventbuf_poller_stats st;
+	bool grouping;
+	int *fired;			/* fds of entries queued for a group */
+	size_t fired_head, fired_len, fired_cap;
+	struct group g;
 };
 
 static void kick(int fd)
@@ -141,6 +159,8 @@ void eventbuf_poller_free(struct eventbuf_poller *poller)
 	close(poller->kick_fd);
 	close(poller->epfd);
 	free(poller->regs);
+	free(poller->fired);
+	free(poller->g.members);
 	free(poller);
 }
 
@@ -198,6 +218,74 @@ static void make_ready(struct eventbuf_poller *p, struct __eventbuf_pollnode *n)
 		kick(p->kick_fd);
 }
 
+/* ---- group members ------------------------------------------------- */
+
+/* @n's reader has read what its group read, and lends to @fd's entry. */
+static void group_sync(const struct group *g, struct __eventbuf_pollnode *n,
+		       int fd)
+{
+	__eventbuf_reader_group_move(n->lending, g->pos, fd);
+	if (g->seq)
+		n->group_ops->moved(n, g->seq);
+}
+
+static void group_add(struct eventbuf_poller *p, struct __eventbuf_pollnode *n)
+{
+	struct group *g = &p->g;
+
+	n->where = NODE_GROUP;
+	n->prev = NULL;
+	n->next = g->first;
+	if (g->first)
+		g->first->prev = n;
+	g->first = n;
+	g->members[g->count].reader = NULL;
+	g->members[g->count].sub = n->owner;
+	g->members[g->count].data = n->data;
+	g->count++;
+}
+
+/* @n leaves the open group (detached, or read on its own). */
+static void group_leave(struct eventbuf_poller *p,
+			struct __eventbuf_pollnode *n)
+{
+	struct group *g = &p->g;
+
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		g->first = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	group_sync(g, n, -1);
+	n->where = NODE_IDLE;
+	n->fd = -1;
+}
+
+/*
+ * Close the open group with its members reported one by one: each reads
+ * on its own from where the group got to, and parks by itself.
+ */
+static void group_end(struct eventbuf_poller *p)
+{
+	struct group *g = &p->g;
+	struct __eventbuf_pollnode *n, *next;
+	bool was_empty = !p->ready_first;
+
+	if (!g->open)
+		return;
+	for (n = g->first; n; n = next) {
+		next = n->next;
+		group_sync(g, n, -1);
+		n->fd = -1;
+		ready_push(p, n);
+	}
+	g->first = NULL;
+	g->open = false;
+	if (was_empty && p->ready_first)
+		kick(p->kick_fd);
+}
+
 /* ---- registrations ------------------------------------------------- */
 
 static int grow_regs(struct eventbuf_poller *p, int fd)
@@ -246,6 +334,7 @@ static void reg_release(struct eventbuf_poller *p, struct reg *r)
 	if (!link || r->waiters || r->borrowers)
 		return;
 	r->link = NULL;
+	r->fired = false;
 	p->st.links--;
 	eventbuf_item_put(link);
 }
@@ -288,6 +377,30 @@ void __eventbuf_poller_unborrow(struct __eventbuf_pollnode *n, int fd)
 	reg_release(p, r);
 }
 
+/* Make the entry of @fd hold @link (one counted reference) and watch @fd. */
+static int reg_claim(struct eventbuf_poller *p, struct eventbuf_item *link,
+		     int fd)
+{
+	struct reg *r;
+	int ret;
+
+	if ((size_t)fd >= p->nregs && (ret = grow_regs(p, fd)))
+		return ret;
+	r = &p->regs[fd];
+	if (r->link == link)
+		return 0;
+	if (r->link)
+		abort();	/* fd is held open by r->link: it cannot be ours */
+	ret = watch(p, r, fd);
+	if (!ret)
+		ret = __eventbuf_item_ref(link);
+	if (ret)
+		return ret;
+	r->link = link;
+	p->st.links++;
+	return 0;
+}
+
 int __eventbuf_poller_park(struct __eventbuf_pollnode *n,
 			   struct eventbuf_item *link, int fd)
 {
@@ -298,20 +411,10 @@ int __eventbuf_poller_park(struct __eventbuf_pollnode *n,
 	if (n->where == NODE_PARKED && n->fd == fd && p->regs[fd].link == link)
 		return 0;
 	__eventbuf_poller_unpark(n);
-	if ((size_t)fd >= p->nregs && (ret = grow_regs(p, fd)))
+	ret = reg_claim(p, link, fd);
+	if (ret)
 		return ret;
 	r = &p->regs[fd];
-	if (!r->link) {
-		ret = watch(p, r, fd);
-		if (!ret)
-			ret = __eventbuf_item_ref(link);
-		if (ret)
-			return ret;
-		r->link = link;
-		p->st.links++;
-	} else if (r->link != link) {
-		abort();	/* fd is held open by r->link: it cannot be ours */
-	}
 	n->fd = fd;
 	n->where = NODE_PARKED;
 	n->prev = NULL;
@@ -330,6 +433,10 @@ void __eventbuf_poller_unpark(struct __eventbuf_pollnode *n)
 
 	if (n->where == NODE_READY) {
 		ready_del(p, n);
+		return;
+	}
+	if (n->where == NODE_GROUP) {
+		group_leave(p, n);
 		return;
 	}
 	if (n->where != NODE_PARKED)
@@ -404,9 +511,10 @@ void __eventbuf_poller_detach(struct __eventbuf_pollnode *n)
 	/* A closer checks the reader's lending under this lock. */
 	if (n->lock)
 		pthread_mutex_lock(n->lock);
+	/* Unpark first: a group member learns where its group got to. */
+	__eventbuf_poller_unpark(n);
 	if (n->lending)
 		__eventbuf_reader_take_back(n->lending);
-	__eventbuf_poller_unpark(n);
 	if (n->aprev)
 		n->aprev->anext = n->anext;
 	else
@@ -500,6 +608,71 @@ static bool has_successor(const struct eventbuf_item *link)
 	return smp_load_acquire(&link->next) != NULL;
 }
 
+static int fired_push(struct eventbuf_poller *p, int fd)
+{
+	if (p->fired_len == p->fired_cap) {
+		size_t cap = p->fired_cap ? 2 * p->fired_cap : 64;
+		int *v = realloc(p->fired, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		p->fired = v;
+		p->fired_cap = cap;
+	}
+	p->fired[p->fired_len++] = fd;
+	return 0;
+}
+
+/* The next entry queued for a group, or -1. */
+static int fired_pop(struct eventbuf_poller *p)
+{
+	while (p->fired_head < p->fired_len) {
+		int fd = p->fired[p->fired_head++];
+
+		/* Not fired any more: its waiters left, its link was let go. */
+		if (p->regs[fd].fired) {
+			p->regs[fd].fired = false;
+			return fd;
+		}
+	}
+	p->fired_head = p->fired_len = 0;
+	return -1;
+}
+
+static bool fired_pending(const struct eventbuf_poller *p)
+{
+	return p->fired_head < p->fired_len;
+}
+
+/*
+ * Grouping, @r fired: waiters that may read with others (subscriptions
+ * lending their anchor here) stay in @r, queued for eventbuf_poller_group();
+ * the rest are reported now, as without groups.
+ */
+static void fired_for_group(struct eventbuf_poller *p, struct reg *r, int fd)
+{
+	struct __eventbuf_pollnode *n, *next, *keep = NULL;
+
+	if (!r->fired && fired_push(p, fd) == 0)
+		r->fired = true;
+	for (n = r->waiters; n; n = next) {
+		next = n->next;
+		if (r->fired && n->group_ops && n->lending) {
+			n->prev = NULL;
+			n->next = keep;
+			if (keep)
+				keep->prev = n;
+			keep = n;
+			continue;
+		}
+		p->st.parked--;
+		ready_push(p, n);
+		n->fd = -1;
+	}
+	r->waiters = keep;
+	reg_release(p, r);
+}
+
 /* @fd fired: its waiters may read, if their link has a successor. */
 static void link_fired(struct eventbuf_poller *p, int fd)
 {
@@ -511,6 +684,10 @@ static void link_fired(struct eventbuf_poller *p, int fd)
 		return;
 	}
 	p->st.wakeups++;
+	if (p->grouping) {
+		fired_for_group(p, r, fd);
+		return;
+	}
 	for (n = r->waiters; n; n = next) {
 		next = n->next;
 		p->st.parked--;
@@ -551,6 +728,10 @@ int eventbuf_poller_ready(struct eventbuf_poller *poller,
 
 	if (!poller || !evs || !max)
 		return -EINVAL;
+	group_end(poller);
+	/* Groups left untaken since the last call: fire again for them. */
+	if (fired_pending(poller))
+		kick(poller->kick_fd);
 	__eventbuf_fd_cache_enable();
 	ret = collect(poller);
 	if (ret)
@@ -577,7 +758,7 @@ int eventbuf_poller_wait(struct eventbuf_poller *poller,
 
 	for (;;) {
 		ret = eventbuf_poller_ready(poller, evs, max);
-		if (ret != 0)
+		if (ret != 0 || fired_pending(poller))
 			return ret;
 		if (timeout_ms == 0)
 			return -ETIMEDOUT;
@@ -585,4 +766,212 @@ int eventbuf_poller_wait(struct eventbuf_poller *poller,
 		if (ret)
 			return ret;
 	}
+}
+
+/* ---- groups -------------------------------------------------------- */
+
+int eventbuf_poller_enable_groups(struct eventbuf_poller *poller)
+{
+	if (!poller)
+		return -EINVAL;
+	poller->grouping = true;
+	return 0;
+}
+
+static int grow_members(struct group *g, size_t n)
+{
+	struct eventbuf_poll_event *v;
+	size_t cap = g->cap ? g->cap : 64;
+
+	if (n <= g->cap)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+	v = realloc(g->members, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	g->members = v;
+	g->cap = cap;
+	return 0;
+}
+
+/* May @n, waiting in the entry of @fd, read @first with its group? */
+static bool may_join(struct __eventbuf_pollnode *n, int fd,
+		     const struct eventbuf_item *link,
+		     const struct eventbuf_item *first)
+{
+	return n->lending &&
+	       __eventbuf_reader_at_lent(n->lending, n, fd, link) &&
+	       n->group_ops->may_join(n, first);
+}
+
+/* Open a group from the waiters of the entry of @fd; the rest are reported. */
+static void group_open(struct eventbuf_poller *p, int fd)
+{
+	struct reg *r = &p->regs[fd];
+	struct group *g = &p->g;
+	struct __eventbuf_pollnode *n, *next;
+	struct eventbuf_item *first, *tip;
+	bool was_empty = !p->ready_first, room;
+	size_t waiting = 0;
+
+	for (n = r->waiters; n; n = n->next)
+		waiting++;
+	room = grow_members(g, waiting) == 0;
+	/* The entry's reference keeps r->link and all after it. */
+	rcu_read_lock();
+	first = __eventbuf_find_next(r->link, &tip);
+	rcu_read_unlock();
+	*g = (struct group){ .open = true, .fd = fd, .pos = r->link,
+			     .members = g->members, .cap = g->cap };
+	for (n = r->waiters; n; n = next) {
+		next = n->next;
+		p->st.parked--;
+		if (room && may_join(n, fd, r->link, first)) {
+			g->ops = n->group_ops;
+			group_add(p, n);
+		} else {
+			n->fd = -1;
+			ready_push(p, n);
+		}
+	}
+	r->waiters = NULL;
+	reg_release(p, r);	/* kept while the members borrow it */
+	g->open = g->count > 0;
+	if (was_empty && p->ready_first)
+		kick(p->kick_fd);
+}
+
+int eventbuf_poller_group(struct eventbuf_poller *poller,
+			  struct eventbuf_poll_group *group)
+{
+	int fd;
+
+	if (!poller || !group)
+		return -EINVAL;
+	group_end(poller);
+	while ((fd = fired_pop(poller)) >= 0) {
+		group_open(poller, fd);
+		if (poller->g.open) {
+			poller->st.reports += poller->g.count;
+			group->members = poller->g.members;
+			group->count = poller->g.count;
+			return 1;
+		}
+	}
+	group->members = NULL;
+	group->count = 0;
+	return 0;
+}
+
+/*
+ * Arm @link, the group's newest item, and make an entry hold it: 0 with
+ * *@fdp, -EALREADY when something was published after it, or an error.
+ */
+static int group_arm(struct eventbuf_poller *p, struct eventbuf_item *link,
+		     int *fdp)
+{
+	/* Acquire: pairs with the installer's CAS (wait.c, R1). */
+	int fd = st_fd(smp_load_acquire(&link->state));
+	int ret;
+
+	if (fd >= 0 && (size_t)fd < p->nregs && p->regs[fd].link == link) {
+		*fdp = fd;	/* armed by a waiter here, not fired */
+		return 0;
+	}
+	/* As a reader parking on its own (reader.c): while it is armed, a
+	 * reference on the link itself keeps its eventfd. */
+	ret = __eventbuf_item_ref(link);
+	if (ret)
+		return ret;
+	ret = __eventbuf_prepare_wait(link, &fd, false);
+	if (!ret)
+		ret = reg_claim(p, link, fd);
+	__eventbuf_put_deferred(link);
+	if (!ret)
+		*fdp = fd;
+	return ret;
+}
+
+/*
+ * The group read everything: park its members on its newest item, with
+ * their anchors lent to that entry. 0, -EALREADY (read on), or an error
+ * (the members were reported one by one).
+ */
+static int group_park(struct eventbuf_poller *p)
+{
+	struct group *g = &p->g;
+	struct __eventbuf_pollnode *n, *next;
+	struct reg *r;
+	uint32_t moved = 0;
+	int fd, ret;
+
+	if (link_of(g->pos) != g->pos)
+		ret = -EINVAL;	/* not a writer's item: cannot happen */
+	else
+		ret = group_arm(p, g->pos, &fd);
+	if (ret == -EALREADY)
+		return ret;
+	if (ret) {
+		group_end(p);
+		return ret;
+	}
+	r = &p->regs[fd];
+	for (n = g->first; n; n = next) {
+		next = n->next;
+		group_sync(g, n, fd);
+		n->fd = fd;
+		n->where = NODE_PARKED;
+		n->prev = NULL;
+		n->next = r->waiters;
+		if (r->waiters)
+			r->waiters->prev = n;
+		r->waiters = n;
+		moved++;
+	}
+	p->st.parked += moved;
+	r->borrowers += moved;
+	r = &p->regs[g->fd];
+	if (r->borrowers < moved)
+		abort();	/* members we never counted */
+	r->borrowers -= moved;
+	g->first = NULL;
+	g->open = false;
+	reg_release(p, r);
+	return 0;
+}
+
+int eventbuf_poller_group_next(struct eventbuf_poller *poller,
+			       const struct eventbuf_event **events, size_t *n)
+{
+	struct group *g = poller ? &poller->g : NULL;
+	struct eventbuf_item *found, *tip = NULL;
+	uint64_t seq;
+
+	if (!g || !events || !n)
+		return -EINVAL;
+	while (g->open) {
+		if (!g->first) {	/* every member left */
+			group_end(poller);
+			break;
+		}
+		rcu_read_lock();
+		found = __eventbuf_find_next(g->pos, &tip);
+		rcu_read_unlock();
+		if (found && g->ops->batch(found, events, n, &seq)) {
+			g->pos = found;
+			g->seq = seq;
+			return 0;
+		}
+		if (found) {	/* for each member to read on its own */
+			group_end(poller);
+			break;
+		}
+		g->pos = tip;
+		if (group_park(poller) != -EALREADY)
+			break;
+	}
+	*events = NULL;
+	*n = 0;
+	return -EAGAIN;
 }

@@ -181,6 +181,32 @@ static void lend_anchor(struct eventbuf_reader *r,
 }
 
 /*
+ * Is @r parked on @link through @node, lending its anchor to @node's
+ * entry for @fd? Only such a reader can move with a group (poller.c):
+ * the entry's reference covers its position, wherever the group takes it.
+ */
+bool __eventbuf_reader_at_lent(const struct eventbuf_reader *r,
+			       struct __eventbuf_pollnode *node, int fd,
+			       const struct eventbuf_item *link)
+{
+	return !r->error && r->lender == node && r->lent_fd == fd &&
+	       r->pos == link;
+}
+
+/*
+ * Its group read through @pos (kept alive by the entry @r lends to, or by
+ * an item before it); @fd >= 0: the group parked on @pos, and the entry of
+ * @fd now counts @r among its borrowers.
+ */
+void __eventbuf_reader_group_move(struct eventbuf_reader *r,
+				  struct eventbuf_item *pos, int fd)
+{
+	r->pos = pos;
+	if (fd >= 0)
+		r->lent_fd = fd;
+}
+
+/*
  * Park @r with @node's poller: 0 once parked, -EALREADY when there is
  * something to read, or the error that kept it from parking. A second
  * object of the same poller parking on a link joins the entry the first

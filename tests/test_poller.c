@@ -40,6 +40,23 @@ struct obj {
 
 static struct eventbuf_publisher *pub;
 
+/*
+ * The group runs: every poller the tests make hands its subscriptions out
+ * in groups, and every loop reads the groups (read_groups()) after the
+ * reports, so the same assertions hold for both ways of reading.
+ */
+static bool groups_on;
+static uint64_t grouped;	/* (member, event) pairs read in groups */
+
+static int poller_new(struct eventbuf_poller **pp)
+{
+	int ret = eventbuf_poller_new(pp);
+
+	if (!ret && groups_on)
+		ret = eventbuf_poller_enable_groups(*pp);
+	return ret;
+}
+
 static int setup_ttl(uint32_t ttl_ms)
 {
 	struct eventbuf_publisher_config cfg = { .snapshot_ttl_ms = ttl_ms };
@@ -57,6 +74,12 @@ static int setup(void **state)
 	return setup_ttl(1000);
 }
 
+static int setup_groups(void **state)
+{
+	groups_on = true;
+	return setup(state);
+}
+
 /* No snapshot cache: a cached snapshot keeps the link it led to, and that
  * link its eventfd, for the cache's lifetime. */
 static int setup_nocache(void **state)
@@ -68,6 +91,7 @@ static int setup_nocache(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	groups_on = false;
 	eventbuf_publisher_free(pub);
 	pub = NULL;
 	return expect_nothing_left();
@@ -164,7 +188,48 @@ static void handle(const struct eventbuf_poll_event *pe)
 		o->empty++;
 }
 
-/* eventbuf_poller_ready() once, everything handled; returns the count. */
+/*
+ * Every group @p hands out, each batch seen by each member, as a caller's
+ * loop does; a member with a terminal code seen is skipped (it cannot be
+ * in a group). Returns how many members were handed out.
+ */
+static int read_groups(struct eventbuf_poller *p)
+{
+	const struct eventbuf_event *ev;
+	struct eventbuf_poll_group g;
+	size_t n, batches;
+	int members = 0, ret;
+
+	while ((ret = eventbuf_poller_group(p, &g)) > 0) {
+		assert_true(g.count > 0);
+		members += (int)g.count;
+		for (size_t m = 0; m < g.count; m++) {
+			struct obj *o = g.members[m].data;
+
+			assert_null(g.members[m].reader);
+			assert_ptr_equal(g.members[m].sub, o->s);
+			o->reports++;
+		}
+		for (batches = 0; !eventbuf_poller_group_next(p, &ev, &n);
+		     batches++) {
+			assert_true(n > 0);
+			for (size_t m = 0; m < g.count; m++)
+				see(g.members[m].data, ev, n);
+			grouped += n * g.count;
+		}
+		assert_null(ev);
+		if (!batches)
+			for (size_t m = 0; m < g.count; m++)
+				((struct obj *)g.members[m].data)->empty++;
+	}
+	assert_int_equal(ret, 0);
+	return members;
+}
+
+/*
+ * eventbuf_poller_ready() once, everything handled, then the groups;
+ * returns the count of both.
+ */
 static int ready_once(struct eventbuf_poller *p, size_t max)
 {
 	struct eventbuf_poll_event evs[EVS_MAX];
@@ -172,7 +237,7 @@ static int ready_once(struct eventbuf_poller *p, size_t max)
 
 	for (int i = 0; i < n; i++)
 		handle(&evs[i]);
-	return n;
+	return n < 0 ? n : n + read_groups(p);
 }
 
 /* Collect and handle until the poller has nothing more to report. */
@@ -281,6 +346,7 @@ static void test_poller_fan_out(void **state)
 	int ep[2], base_fds, base_efds, round;
 
 	(void)state;
+	grouped = 0;
 	base_fds = count_fds();
 	base_efds = count_eventfds();
 	assert_int_equal(eventbuf_new(&buf), 0);
@@ -289,7 +355,7 @@ static void test_poller_fan_out(void **state)
 	 * one; each with 1,000 subscriptions (objs[i][0, 1000)) and 1,000
 	 * readers (objs[i][1000, 2000)). */
 	for (int i = 0; i < 2; i++) {
-		assert_int_equal(eventbuf_poller_new(&p[i]), 0);
+		assert_int_equal(poller_new(&p[i]), 0);
 		ep[i] = outer_epoll(p[i], i == 0);
 		objs[i] = calloc(FAN_PER_POLLER, sizeof(*objs[i]));
 		assert_non_null(objs[i]);
@@ -374,6 +440,9 @@ static void test_poller_fan_out(void **state)
 		}
 	}
 	assert_true(round > 10);
+	/* Once parked, subscriptions read every event in groups. */
+	assert_int_equal(grouped, groups_on ? 2 * FAN_PER_POLLER / 2 *
+					      FAN_EVENTS : 0);
 	for (int i = 0; i < 2; i++) {
 		struct eventbuf_poller_stats st = pstats(p[i]);
 
@@ -419,6 +488,26 @@ struct waiter {
  * events until it fails (cancelled: -ECANCELED) or 20 s pass, handling
  * each and adding what its objects read to @seen. Returns the wait's code.
  */
+/* read_groups(), counting the events its members read. */
+static uint64_t group_events(struct eventbuf_poller *p)
+{
+	const struct eventbuf_event *ev;
+	struct eventbuf_poll_group g;
+	uint64_t seen = 0;
+	size_t n;
+
+	while (eventbuf_poller_group(p, &g) > 0) {
+		for (size_t m = 0; m < g.count; m++)
+			((struct obj *)g.members[m].data)->reports++;
+		while (!eventbuf_poller_group_next(p, &ev, &n)) {
+			for (size_t m = 0; m < g.count; m++)
+				see(g.members[m].data, ev, n);
+			seen += n * g.count;
+		}
+	}
+	return seen;
+}
+
 static int poll_loop(struct eventbuf_poller *p, int cancel_fd, int max,
 		     _Atomic uint64_t *seen, uint64_t *waits)
 {
@@ -440,6 +529,8 @@ static int poll_loop(struct eventbuf_poller *p, int cancel_fd, int max,
 			handle(&evs[i]);
 			atomic_fetch_add(seen, o->count - before);
 		}
+		if (groups_on)
+			atomic_fetch_add(seen, group_events(p));
 	}
 }
 
@@ -478,7 +569,7 @@ static void test_poller_wait_thread(void **state)
 
 	(void)state;
 	memset(&w, 0, sizeof(w));
-	assert_int_equal(eventbuf_poller_new(&w.p), 0);
+	assert_int_equal(poller_new(&w.p), 0);
 	w.cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	assert_true(w.cancel_fd >= 0);
 	assert_int_equal(eventbuf_new(&buf), 0);
@@ -602,7 +693,7 @@ static void race(int nkeys)
 	for (int i = 0; i < RACE_LOOPS; i++) {
 		struct race_loop *l = &loops[i];
 
-		assert_int_equal(eventbuf_poller_new(&l->p), 0);
+		assert_int_equal(poller_new(&l->p), 0);
 		l->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		assert_true(l->cancel_fd >= 0);
 		for (int j = 0; j < RACE_SUBS; j++) {
@@ -688,7 +779,7 @@ static void overflow(size_t max)
 	memset(objs, 0, sizeof(objs));
 	assert_int_equal(eventbuf_new(&buf), 0);
 	assert_int_equal(eventbuf_head(buf, &head), 0);
-	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(poller_new(&p), 0);
 	ep = outer_epoll(p, true);
 	for (int i = 0; i < N; i++) {
 		assert_int_equal(eventbuf_reader_new(head, &objs[i].r), 0);
@@ -858,7 +949,7 @@ static void close_from_thread(enum closer_kind kind, int want_ret,
 	int ep[2];
 
 	for (int i = 0; i < 2; i++) {
-		assert_int_equal(eventbuf_poller_new(&p[i]), 0);
+		assert_int_equal(poller_new(&p[i]), 0);
 		ep[i] = outer_epoll(p[i], i == 0);
 	}
 	objs = parked_subs(p, 0);
@@ -905,7 +996,7 @@ static void test_poller_lag_limit(void **state)
 
 	(void)state;
 	for (int i = 0; i < 2; i++) {
-		assert_int_equal(eventbuf_poller_new(&p[i]), 0);
+		assert_int_equal(poller_new(&p[i]), 0);
 		ep[i] = outer_epoll(p[i], i == 1);
 	}
 	objs = parked_subs(p, 32);
@@ -933,8 +1024,8 @@ static void test_poller_detach(void **state)
 	struct eventbuf_poller_stats st;
 
 	(void)state;
-	assert_int_equal(eventbuf_poller_new(&p), 0);
-	assert_int_equal(eventbuf_poller_new(&q), 0);
+	assert_int_equal(poller_new(&p), 0);
+	assert_int_equal(poller_new(&q), 0);
 	assert_int_equal(eventbuf_new(&buf), 0);
 	assert_int_equal(eventbuf_head(buf, &head), 0);
 	assert_int_equal(eventbuf_reader_new(head, &r.r), 0);
@@ -1004,7 +1095,7 @@ static void test_poller_free_detaches(void **state)
 	size_t n;
 
 	(void)state;
-	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(poller_new(&p), 0);
 	assert_int_equal(eventbuf_new(&buf), 0);
 	assert_int_equal(eventbuf_head(buf, &head), 0);
 	assert_int_equal(eventbuf_reader_new(head, &r.r), 0);
@@ -1026,7 +1117,7 @@ static void test_poller_free_detaches(void **state)
 	assert_int_equal(ev->index, SNAP_INDEX + 1);
 	r.next = 1;
 	s.next = SNAP_INDEX + 2;
-	assert_int_equal(eventbuf_poller_new(&q), 0);
+	assert_int_equal(poller_new(&q), 0);
 	r.reports = s.reports = 0;	/* the attach report may find nothing */
 	assert_int_equal(eventbuf_poller_add_reader(q, r.r, &r), 0);
 	assert_int_equal(eventbuf_poller_add_sub(q, s.s, &s), 0);
@@ -1061,8 +1152,8 @@ static void test_poller_refusals(void **state)
 	int fd;
 
 	(void)state;
-	assert_int_equal(eventbuf_poller_new(&p), 0);
-	assert_int_equal(eventbuf_poller_new(&q), 0);
+	assert_int_equal(poller_new(&p), 0);
+	assert_int_equal(poller_new(&q), 0);
 	assert_int_equal(eventbuf_new(&buf), 0);
 	assert_int_equal(eventbuf_head(buf, &head), 0);
 	assert_int_equal(eventbuf_reader_new(head, &r), 0);
@@ -1137,7 +1228,7 @@ static void test_poller_free_while_ready(void **state)
 	int n;
 
 	(void)state;
-	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(poller_new(&p), 0);
 	assert_int_equal(eventbuf_new(&buf), 0);
 	assert_int_equal(eventbuf_head(buf, &head), 0);
 	for (int i = 0; i < 3; i++) {
@@ -1185,7 +1276,7 @@ static void test_poller_recycling(void **state)
 
 	(void)state;
 	memset(objs, 0, sizeof(objs));
-	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(poller_new(&p), 0);
 	ep = outer_epoll(p, true);
 	for (int i = 0; i < RECYCLE_KEYS; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
@@ -1273,7 +1364,7 @@ static void test_poller_exported_not_recycled(void **state)
 
 	/* Churn: many links, recycled descriptors, some with those numbers. */
 	memset(objs, 0, sizeof(objs));
-	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(poller_new(&p), 0);
 	pep = outer_epoll(p, false);
 	for (int i = 0; i < RECYCLE_KEYS; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "k%d", i);
@@ -1328,7 +1419,7 @@ static void relink_start(struct relink *t)
 	const struct eventbuf_item *it;
 
 	memset(t, 0, sizeof(*t));
-	assert_int_equal(eventbuf_poller_new(&t->p), 0);
+	assert_int_equal(poller_new(&t->p), 0);
 	assert_int_equal(eventbuf_new(&t->a), 0);
 	assert_int_equal(eventbuf_new(&t->b), 0);
 	poller_add_head_reader(t->p, t->a, &t->r1);
@@ -1426,7 +1517,7 @@ static void test_poller_unsubscribe_while_kicked(void **state)
 	int got, left = 0;
 
 	(void)state;
-	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(poller_new(&p), 0);
 	for (int i = 0; i < N; i++) {
 		subs[i] = sub_new("k", 0, 0);
 		assert_int_equal(eventbuf_poller_add_sub(p, subs[i],
@@ -1470,6 +1561,218 @@ static void test_poller_unsubscribe_while_kicked(void **state)
 	eventbuf_poller_free(p);
 }
 
+/* ---------------------------------------------------------------------- */
+
+#define GROUP_SUBS 10
+
+static void group_setup(struct eventbuf_poller **p, struct obj *objs, int n,
+			uint64_t lag_limit)
+{
+	assert_int_equal(eventbuf_poller_new(p), 0);
+	assert_int_equal(eventbuf_poller_enable_groups(*p), 0);
+	memset(objs, 0, (size_t)n * sizeof(*objs));
+	for (int i = 0; i < n; i++) {
+		objs[i].s = sub_new("k", 0, lag_limit);
+		objs[i].next = SNAP_INDEX + 1;
+		assert_int_equal(eventbuf_poller_add_sub(*p, objs[i].s,
+							 &objs[i]), 0);
+	}
+	assert_int_equal(ready_once(*p, EVS_MAX), n);	/* park them */
+	assert_int_equal(pstats(*p).parked, (uint64_t)n);
+}
+
+/* Open the group of @p: @count members, all of @objs[0, @n). */
+static void open_group(struct eventbuf_poller *p, struct obj *objs, int n,
+		       int count)
+{
+	struct eventbuf_poll_event evs[4];
+	struct eventbuf_poll_group g;
+
+	assert_int_equal(eventbuf_poller_ready(p, evs, 4), 0);
+	assert_int_equal(eventbuf_poller_group(p, &g), 1);
+	assert_int_equal(g.count, (size_t)count);
+	for (size_t m = 0; m < g.count; m++)
+		assert_true((struct obj *)g.members[m].data >= objs &&
+			    (struct obj *)g.members[m].data < objs + n);
+}
+
+/* The next batch of the open group is @index alone; @objs see it. */
+static void group_batch(struct eventbuf_poller *p, struct obj *objs, int n,
+			uint64_t index, const bool *skip)
+{
+	const struct eventbuf_event *ev;
+	size_t nev;
+
+	assert_int_equal(eventbuf_poller_group_next(p, &ev, &nev), 0);
+	assert_int_equal(nev, 1);
+	assert_int_equal(ev[0].index, index);
+	for (int i = 0; i < n; i++)
+		if (!skip || !skip[i])
+			see(&objs[i], ev, nev);
+}
+
+/*
+ * What a careless loop does with an open group: a member read on its own,
+ * a member unsubscribed, eventbuf_poller_ready() called, the poller freed.
+ * Each member reads every event once, in order: nothing twice, nothing
+ * lost.
+ */
+static void test_poller_group_misuse(void **state)
+{
+	struct obj objs[GROUP_SUBS];
+	bool skip[GROUP_SUBS] = { true, true };	/* read alone; gone */
+	bool gone[GROUP_SUBS] = { false, true };
+	struct eventbuf_poll_event evs[EVS_MAX];
+	const struct eventbuf_event *ev;
+	struct eventbuf_poller *p;
+	size_t nev;
+
+	(void)state;
+	group_setup(&p, objs, GROUP_SUBS, 0);
+	for (uint64_t e = 2; e <= 4; e++)
+		assert_int_equal(publish("k", e), 0);
+	open_group(p, objs, GROUP_SUBS, GROUP_SUBS);
+	group_batch(p, objs, GROUP_SUBS, 2, NULL);
+	/* Member 0 reads on its own: from where the group got to. */
+	assert_int_equal(eventbuf_sub_next_nonblock(objs[0].s, &ev, &nev), 0);
+	assert_int_equal(ev[0].index, 3);
+	see(&objs[0], ev, nev);
+	/* Member 1 goes; the array still names it, the loop skips it. */
+	eventbuf_unsubscribe(objs[1].s);
+	objs[1].s = NULL;
+	group_batch(p, objs, GROUP_SUBS, 3, skip);
+	/* ready() closes the group: the rest are reported one by one and
+	 * read on from 4. */
+	assert_int_equal(eventbuf_poller_ready(p, evs, EVS_MAX),
+			 GROUP_SUBS - 2);
+	for (int i = 0; i < GROUP_SUBS - 2; i++)
+		handle(&evs[i]);
+	assert_int_equal(eventbuf_poller_group_next(p, &ev, &nev), -EAGAIN);
+	assert_null(ev);
+	assert_int_equal(nev, 0);
+	drain(&objs[0]);
+	for (int i = 0; i < GROUP_SUBS; i++)
+		if (i != 1)
+			assert_int_equal(objs[i].next, 5);
+	/* All parked on their own again: the next event is a group of 9. */
+	assert_int_equal(publish("k", 5), 0);
+	open_group(p, objs, GROUP_SUBS, GROUP_SUBS - 1);
+	assert_int_equal(pstats(p).reports, GROUP_SUBS + GROUP_SUBS +
+			 (GROUP_SUBS - 2) + (GROUP_SUBS - 1));
+	group_batch(p, objs, GROUP_SUBS, 5, gone);
+	assert_int_equal(eventbuf_poller_group_next(p, &ev, &nev), -EAGAIN);
+	assert_int_equal(pstats(p).parked, GROUP_SUBS - 1);
+	assert_int_equal(pstats(p).links, 1);
+	/* Freed with a group open: the members read on alone from there. */
+	assert_int_equal(publish("k", 6), 0);
+	open_group(p, objs, GROUP_SUBS, GROUP_SUBS - 1);
+	group_batch(p, objs, GROUP_SUBS, 6, gone);
+	eventbuf_poller_free(p);
+	assert_int_equal(publish("k", 7), 0);
+	for (int i = 0; i < GROUP_SUBS; i++) {
+		if (i == 1)
+			continue;
+		assert_int_equal(eventbuf_sub_next_nonblock(objs[i].s, &ev,
+							    &nev), 0);
+		assert_int_equal(ev[0].index, 7);
+		see(&objs[i], ev, nev);
+		assert_int_equal(eventbuf_sub_next_nonblock(objs[i].s, &ev,
+							    &nev), -EAGAIN);
+		assert_int_equal(objs[i].next, 8);
+		assert_int_equal(objs[i].bad, 0);
+		eventbuf_unsubscribe(objs[i].s);
+	}
+}
+
+/*
+ * Members closed by the publisher while their group is open read the
+ * group's batches to its end, then are reported with the code.
+ */
+static void test_poller_group_close(void **state)
+{
+	struct obj objs[GROUP_SUBS];
+	const struct eventbuf_event *ev;
+	struct eventbuf_poller *p;
+	size_t nev;
+
+	(void)state;
+	group_setup(&p, objs, GROUP_SUBS, 0);
+	for (uint64_t e = 2; e <= 3; e++)
+		assert_int_equal(publish("k", e), 0);
+	open_group(p, objs, GROUP_SUBS, GROUP_SUBS);
+	group_batch(p, objs, GROUP_SUBS, 2, NULL);
+	assert_int_equal(eventbuf_publisher_close_key(pub, "t", "k"),
+			 GROUP_SUBS);
+	group_batch(p, objs, GROUP_SUBS, 3, NULL);
+	assert_int_equal(eventbuf_poller_group_next(p, &ev, &nev), -EAGAIN);
+	assert_int_equal(ready_once(p, EVS_MAX), GROUP_SUBS);
+	for (int i = 0; i < GROUP_SUBS; i++) {
+		assert_int_equal(objs[i].term, -ECONNRESET);
+		assert_int_equal(objs[i].next, 4);
+		assert_int_equal(objs[i].bad, 0);
+		eventbuf_unsubscribe(objs[i].s);
+	}
+	assert_int_equal(pstats(p).links, 0);
+	eventbuf_poller_free(p);
+}
+
+#define LAG_SUBS	200
+#define LAG_LIMIT	16
+#define LAG_EVENTS	1000
+
+/*
+ * Subscriptions with a lag limit that keep up through groups are never
+ * closed: the group tells the lag check how far each member has read.
+ */
+static void test_poller_group_lag_limit(void **state)
+{
+	struct obj *objs = calloc(LAG_SUBS, sizeof(*objs));
+	struct eventbuf_poller *p;
+	uint64_t e = 0;
+
+	(void)state;
+	assert_non_null(objs);
+	grouped = 0;
+	group_setup(&p, objs, LAG_SUBS, LAG_LIMIT);
+	while (e < LAG_EVENTS) {
+		for (int b = 0; b < LAG_LIMIT / 2; b++, e++)
+			assert_int_equal(publish("k", SNAP_INDEX + 1 + e), 0);
+		while (ready_once(p, EVS_MAX) > 0)
+			;
+	}
+	assert_int_equal(grouped, (uint64_t)LAG_SUBS * LAG_EVENTS);
+	assert_objs(objs, LAG_SUBS, SNAP_INDEX + 1 + LAG_EVENTS, LAG_EVENTS);
+	for (int i = 0; i < LAG_SUBS; i++)
+		eventbuf_unsubscribe(objs[i].s);
+	eventbuf_poller_free(p);
+	free(objs);
+}
+
+static void test_poller_group_bad_input(void **state)
+{
+	struct eventbuf_poll_group g;
+	const struct eventbuf_event *ev = (void *)1;
+	struct eventbuf_poller *p;
+	size_t n = 1;
+
+	(void)state;
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(eventbuf_poller_enable_groups(NULL), -EINVAL);
+	assert_int_equal(eventbuf_poller_group(NULL, &g), -EINVAL);
+	assert_int_equal(eventbuf_poller_group(p, NULL), -EINVAL);
+	assert_int_equal(eventbuf_poller_group_next(NULL, &ev, &n), -EINVAL);
+	assert_int_equal(eventbuf_poller_group_next(p, NULL, &n), -EINVAL);
+	assert_int_equal(eventbuf_poller_group_next(p, &ev, NULL), -EINVAL);
+	/* Not enabled, or nothing fired: no group, nothing open. */
+	assert_int_equal(eventbuf_poller_group(p, &g), 0);
+	assert_null(g.members);
+	assert_int_equal(g.count, 0);
+	assert_int_equal(eventbuf_poller_group_next(p, &ev, &n), -EAGAIN);
+	assert_null(ev);
+	assert_int_equal(n, 0);
+	eventbuf_poller_free(p);
+}
+
 static void test_poller_bad_input(void **state)
 {
 	struct eventbuf_poll_event evs[2];
@@ -1486,7 +1789,7 @@ static void test_poller_bad_input(void **state)
 	assert_int_equal(eventbuf_poller_fd(NULL), -EINVAL);
 	assert_int_equal(eventbuf_poller_stats(NULL, &st), -EINVAL);
 	eventbuf_poller_free(NULL);
-	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(poller_new(&p), 0);
 	assert_int_equal(eventbuf_poller_stats(p, NULL), -EINVAL);
 	assert_true(eventbuf_poller_fd(p) >= 0);
 	assert_int_equal(eventbuf_new(&buf), 0);
@@ -1565,6 +1868,21 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poller_reused_number, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_unsubscribe_while_kicked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_bad_input, setup, teardown),
+		/* The same loops, reading subscriptions in groups. */
+		cmocka_unit_test_setup_teardown(test_poller_fan_out, setup_groups, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_wait_thread, setup_groups, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_race_one_key, setup_groups, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_race_many_keys, setup_groups, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_close_key, setup_groups, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_close_tag, setup_groups, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_shutdown, setup_groups, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_lag_limit, setup_groups, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_detach, setup_groups, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_free_detaches, setup_groups, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_group_misuse, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_group_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_group_lag_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_group_bad_input, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("poller", tests, NULL, NULL);

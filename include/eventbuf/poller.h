@@ -92,7 +92,8 @@ struct eventbuf_poll_event {
  * @wakeups:    link wake-ups that reported something.
  * @stale:      descriptor events that reported nothing (an eventfd that
  *              fired for a link nobody here waits on any more).
- * @reports:    objects handed out by eventbuf_poller_ready().
+ * @reports:    objects handed out by eventbuf_poller_ready(), and
+ *              members by eventbuf_poller_group().
  */
 struct eventbuf_poller_stats {
 	uint64_t attached;
@@ -240,7 +241,8 @@ eventbuf_poller_ready(struct eventbuf_poller *poller,
  *
  * Context: the poller's thread; may block (not under an RCU read-side
  * critical section).
- * Return: the number of reports (at least 1); -ETIMEDOUT; -ECANCELED;
+ * Return: the number of reports (at least 1, or 0 when groups are
+ * waiting, see eventbuf_poller_group()); -ETIMEDOUT; -ECANCELED;
  * -EINVAL as eventbuf_poller_ready() or for an invalid @cancel_fd;
  * -EDEADLK (called inside an RCU read-side critical section of the
  * library's flavor).
@@ -249,6 +251,111 @@ EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_poller_wait(struct eventbuf_poller *poller,
 		     struct eventbuf_poll_event *evs, size_t max,
 		     int timeout_ms, int cancel_fd);
+
+/**
+ * DOC: groups - one read for every subscription of a link
+ *
+ * Subscriptions of one key that have read everything wait on the same
+ * link, and what they read next is the same batches. With groups enabled
+ * (eventbuf_poller_enable_groups()), the poller does not report them one
+ * by one when that link fires: eventbuf_poller_group() hands out the
+ * whole set at once, and eventbuf_poller_group_next() each batch once for
+ * all of them. Reading a group costs the library one walk of the new
+ * items and, at its end, one step per member to park it again; what the
+ * caller does per member and event is its own. A service whose hot keys
+ * have thousands of subscribers per loop reads them with no call, lock
+ * or fence per subscription and event.
+ *
+ * The loop, after its descriptor fired (or eventbuf_poller_wait()
+ * returned):
+ *
+ *	n = eventbuf_poller_ready(p, evs, max);  // read each until -EAGAIN
+ *	while (eventbuf_poller_group(p, &g) > 0)
+ *		while (!eventbuf_poller_group_next(p, &events, &nev))
+ *			for (i = 0; i < g.count; i++)
+ *				handle(g.members[i].data, events, nev);
+ *
+ * - A member reads in a group only when it has nothing of its own to
+ *   hand out first; otherwise (a new snapshot frame, a batch its snapshot
+ *   already covered, a close, an end-of-snapshot item or error) it is
+ *   reported by eventbuf_poller_ready() and read on its own. Raw readers
+ *   are always reported one by one.
+ * - The group's events stay valid until the next eventbuf_poller_group(),
+ *   eventbuf_poller_group_next() or eventbuf_poller_ready() call on the
+ *   poller. eventbuf_poller_group_next() returns -EAGAIN at the end of the
+ *   group, with its members parked again.
+ * - The next eventbuf_poller_group() or eventbuf_poller_ready() call
+ *   closes an open group: its members are then reported one by one and
+ *   read on from where the group got to. So does a read of a member of
+ *   its own (eventbuf_sub_next_nonblock()), for that member only.
+ * - A member unsubscribed or detached while its group is open stays named
+ *   in g.members (the array is not changed under the caller): skip it.
+ *   A member closed by the publisher meanwhile reads the group's batches
+ *   to the end, then is reported with its code.
+ * - eventbuf_poller_wait() also returns (with 0) when only groups are
+ *   waiting to be taken. A caller that leaves groups untaken has the
+ *   poller's descriptor fire again at its next eventbuf_poller_ready().
+ */
+
+/**
+ * struct eventbuf_poll_group - the subscriptions of one group
+ * @members: one report per member (@reader NULL, @sub and @data set),
+ *           the poller's array, valid until the group is closed.
+ * @count:   how many.
+ */
+struct eventbuf_poll_group {
+	const struct eventbuf_poll_event *members;
+	size_t count;
+};
+
+/**
+ * eventbuf_poller_enable_groups() - hand out subscriptions in groups
+ * @poller: the poller.
+ *
+ * From now on, subscriptions waiting on a link that fires are handed out
+ * by eventbuf_poller_group() when they can read together (see "groups"
+ * above), instead of being reported by eventbuf_poller_ready(). There is
+ * no way back: a poller's loop is written for one or the other.
+ *
+ * Context: the poller's thread; never blocks.
+ * Return: 0, or -EINVAL when @poller is NULL.
+ */
+EVENTBUF_API int eventbuf_poller_enable_groups(struct eventbuf_poller *poller);
+
+/**
+ * eventbuf_poller_group() - the next group of subscriptions to read
+ * @poller: the poller, with groups enabled.
+ * @group:  filled with the members (or emptied when there is none).
+ *
+ * Closes the group that was open, if any. Call after
+ * eventbuf_poller_ready() (which collects what fired) until it returns 0,
+ * reading each group with eventbuf_poller_group_next().
+ *
+ * Context: the poller's thread; never blocks.
+ * Return: 1 (a group is open), 0 (none waiting), -EINVAL (a NULL
+ * argument).
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_poller_group(struct eventbuf_poller *poller,
+		      struct eventbuf_poll_group *group);
+
+/**
+ * eventbuf_poller_group_next() - the next batch every member reads
+ * @poller: the poller.
+ * @events: receives the batch, valid as the group's events (see above).
+ * @n:      receives its size.
+ *
+ * Each member of the open group has read the batch once this returns 0:
+ * hand it to each of them. At the end the members park again, each
+ * lending its place to the poller's one entry for the new link.
+ *
+ * Context: the poller's thread; never blocks.
+ * Return: 0 (a batch); -EAGAIN (the group is done and closed, or none is
+ * open; *@events NULL); -EINVAL (a NULL argument).
+ */
+EVENTBUF_API EVENTBUF_MUST_CHECK int
+eventbuf_poller_group_next(struct eventbuf_poller *poller,
+			   const struct eventbuf_event **events, size_t *n);
 
 /**
  * eventbuf_poller_stats() - read a poller's counters

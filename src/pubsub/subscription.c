@@ -64,6 +64,64 @@
 
 #include "pubsub.h"
 
+/*
+ * Groups (poller.c): a subscription parked on its key's link with others
+ * may read the next batches with them, handed out once for the whole
+ * group, when it has nothing of its own to hand out first (open, no new
+ * snapshot frame pending, the batch not one its snapshot already
+ * covered) and the batches are plain live ones. Everything the group
+ * reads is on the poller's thread, like the subscription's own reads; the
+ * state, which a closer writes under ->lock on another thread, is read
+ * with READ_ONCE(): a close that lands during a group read is reported
+ * after it, as after a read of its own.
+ */
+static bool sub_batch(const struct eventbuf_item *it,
+		      const struct eventbuf_event **events, size_t *n,
+		      uint64_t *seqp)
+{
+	const struct eventbuf_event *ev = eventbuf_item_events(it);
+	const struct group *g;
+
+	if (!ev || eventbuf_event_is_end_of_snapshot(ev))
+		return false;
+	g = ev->payload;
+	if (!g->seq)
+		return false;
+	*events = &g->rec->events[g->off];
+	*n = g->n;
+	*seqp = g->seq;
+	return true;
+}
+
+static bool sub_may_join(struct __eventbuf_pollnode *node,
+			 const struct eventbuf_item *first)
+{
+	struct eventbuf_subscription *sub = node->owner;
+	const struct eventbuf_event *events;
+	uint64_t seq;
+	size_t n;
+
+	if (READ_ONCE(sub->state) != SUB_OPEN || sub->new_snapshot_pending)
+		return false;
+	if (!first)
+		return true;
+	return sub_batch(first, &events, &n, &seq) &&
+	       eventbuf_item_events(first)->index > sub->skip_through;
+}
+
+static void sub_moved(struct __eventbuf_pollnode *node, uint64_t seq)
+{
+	struct eventbuf_subscription *sub = node->owner;
+
+	WRITE_ONCE(sub->last_seq, seq);
+}
+
+static const struct __eventbuf_group_ops sub_group_ops = {
+	.may_join = sub_may_join,
+	.batch = sub_batch,
+	.moved = sub_moved,
+};
+
 int __eventbuf_sub_alloc(struct eventbuf_publisher *pub,
 			 const struct eventbuf_subscribe_req *req,
 			 struct eventbuf_subscription **subp)
@@ -82,6 +140,7 @@ int __eventbuf_sub_alloc(struct eventbuf_publisher *pub,
 	sub->pn.owner = sub;
 	sub->pn.lock = &sub->lock;
 	sub->pn.is_sub = true;
+	sub->pn.group_ops = &sub_group_ops;
 	sub->pn.fd = -1;
 	atomic_init(&sub->last_seq, 0);
 	atomic_fetch_add_explicit(&pub->refs, 1, memory_order_relaxed);
@@ -148,7 +207,7 @@ static void end_locked(struct eventbuf_subscription *sub, int code)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 
-	sub->state = code;
+	WRITE_ONCE(sub->state, code);	/* read by sub_may_join() */
 	/* A lending reader belongs to the poller's thread, which frees it
 	 * at the next read or at unsubscribe. */
 	if (!__eventbuf_reader_lending(sub->reader)) {
@@ -325,6 +384,9 @@ int eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
 		return -EINVAL;
 	pthread_mutex_lock(&sub->lock);
 	drop_held(sub);
+	/* In an open group: read on from where the group got to. */
+	if (sub->pn.where == NODE_GROUP)
+		__eventbuf_poller_unpark(&sub->pn);
 	if (sub->state != SUB_OPEN) {
 		ret = sub->state;
 		eventbuf_reader_free(sub->reader);	/* a lending one */
