@@ -183,7 +183,7 @@ static long read_groups(struct eventbuf_poller *p, bench_subs_fn fn,
 		served += (long)g.count;
 		while (eventbuf_poller_group_next(p, &evs, &n) == 0)
 			for (size_t m = 0; m < g.count; m++)
-				for (size_t i = 0; i < n; i++)
+				for (size_t i = 0; i < n && g.members[m].sub; i++)
 					fn(loop_ctx, g.members[m].data,
 					   evs[i].index,
 					   (uint64_t)(uintptr_t)evs[i].payload);

@@ -63,23 +63,29 @@ struct eventbuf_item;
 
 /*
  * What a poller needs to know of an attached subscription to read it with
- * others of its link (a group, poller.c); NULL in a raw reader's node.
+ * others of its link (a cohort, poller.c); NULL in a raw reader's node.
  * Called on the poller's thread.
- * @may_join: may @node read @first, the first item after its link, with
- *            the group (open, nothing of its own to hand out first)?
- * @batch:    the events of @item, if it is a plain batch every member reads
- *            as it is (false: each member reads it on its own); @seqp gets
- *            its sequence for the lag check.
- * @moved:    @node's member has read through the batch of sequence @seq.
+ * @may_join:   may @node read @first, the first item after its link, with
+ *              a cohort (open, nothing of its own to hand out first)?
+ * @skip_through: batches at or below this index are not @node's to read.
+ * @lag_limited: does the publisher check how far @node has read?
+ * @batch:      the events of @item, if it is a plain batch above @skip
+ *              that every member reads as it is (false: each member reads
+ *              it on its own); @seqp gets its sequence for the lag check.
+ * @moved:      @node's member has read through the batch of sequence @seq.
  */
 struct __eventbuf_group_ops {
 	bool (*may_join)(struct __eventbuf_pollnode *node,
 			 const struct eventbuf_item *first);
-	bool (*batch)(const struct eventbuf_item *item,
+	uint64_t (*skip_through)(const struct __eventbuf_pollnode *node);
+	bool (*lag_limited)(const struct __eventbuf_pollnode *node);
+	bool (*batch)(const struct eventbuf_item *item, uint64_t skip,
 		      const struct eventbuf_event **events, size_t *n,
 		      uint64_t *seqp);
 	void (*moved)(struct __eventbuf_pollnode *node, uint64_t seq);
 };
+
+struct __eventbuf_cohort;
 
 struct __eventbuf_pollnode {
 	struct eventbuf_poller *poller;		/* NULL: not attached */
@@ -92,12 +98,15 @@ struct __eventbuf_pollnode {
 	int fd;					/* parked under, or -1 */
 	struct eventbuf_reader *lending;	/* lends its anchor here */
 	const struct __eventbuf_group_ops *group_ops;
+	struct __eventbuf_cohort *cohort;	/* NODE_GROUP: its cohort */
+	size_t cidx;				/* ... and place in it */
 	uint8_t where;				/* NODE_* */
 	bool is_sub;
 	bool kicked;
+	bool lagged;				/* on its cohort's lag list */
 };
 
-/* Where a node is: NODE_GROUP, in its poller's open group (poller.c). */
+/* Where a node is: NODE_GROUP, in a cohort of its poller (poller.c). */
 enum { NODE_IDLE, NODE_PARKED, NODE_READY, NODE_GROUP };
 
 __hidden void __eventbuf_poller_unpark(struct __eventbuf_pollnode *node);

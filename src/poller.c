@@ -57,6 +57,7 @@
  * the poller's thread and takes no lock.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -79,18 +80,27 @@ struct reg {
 	uint32_t gen;			/* the registration (fdpool.c) */
 	bool watched;
 	bool fired;			/* queued for a group */
+	struct __eventbuf_cohort *cohort;	/* parked here, or NULL */
 };
 
-/* The open group (see "Groups" above). */
-struct group {
+/*
+ * A cohort (see "Groups" above): subscriptions that read as one. Parked,
+ * it waits in the entry of @fd (whose ->cohort it is) on the link @pos;
+ * open, it is being read from @fd's entry and @pos is the last item read.
+ * @members is what the caller is handed; @nodes the same members' nodes.
+ */
+struct __eventbuf_cohort {
+	int fd;
 	bool open;
-	int fd;				/* the entry its members lend to */
-	struct eventbuf_item *pos;	/* the last item read through */
-	uint64_t seq;			/* its batch's sequence, or 0 */
+	struct eventbuf_item *pos;
+	uint64_t seq;			/* the batch at @pos, 0: none read */
+	uint64_t skip;			/* the members' highest skip_through */
 	const struct __eventbuf_group_ops *ops;
-	struct __eventbuf_pollnode *first;	/* members still attached */
-	struct eventbuf_poll_event *members;	/* as handed out */
+	struct eventbuf_poll_event *members;
+	struct __eventbuf_pollnode **nodes;
 	size_t count, cap;
+	size_t holes;			/* members that left while open */
+	struct __eventbuf_pollnode *lagged;	/* lag-limited members */
 };
 
 struct eventbuf_poller {
@@ -106,8 +116,10 @@ struct eventbuf_poller {
 	bool grouping;
 	int *fired;			/* fds of entries queued for a group */
 	size_t fired_head, fired_len, fired_cap;
-	struct group g;
+	struct __eventbuf_cohort *open;	/* the group being read, or NULL */
 };
+
+static void group_end(struct eventbuf_poller *p);
 
 static void kick(int fd)
 {
@@ -153,6 +165,7 @@ void eventbuf_poller_free(struct eventbuf_poller *poller)
 {
 	if (!poller)
 		return;
+	group_end(poller);
 	while (poller->attached)
 		__eventbuf_poller_detach(poller->attached);
 	pthread_mutex_destroy(&poller->inbox_lock);
@@ -160,7 +173,6 @@ void eventbuf_poller_free(struct eventbuf_poller *poller)
 	close(poller->epfd);
 	free(poller->regs);
 	free(poller->fired);
-	free(poller->g.members);
 	free(poller);
 }
 
@@ -218,70 +230,178 @@ static void make_ready(struct eventbuf_poller *p, struct __eventbuf_pollnode *n)
 		kick(p->kick_fd);
 }
 
-/* ---- group members ------------------------------------------------- */
+/* ---- cohorts --------------------------------------------------------- */
 
-/* @n's reader has read what its group read, and lends to @fd's entry. */
-static void group_sync(const struct group *g, struct __eventbuf_pollnode *n,
-		       int fd)
+static void reg_release(struct eventbuf_poller *p, struct reg *r);
+
+static void cohort_free(struct __eventbuf_cohort *c)
 {
-	__eventbuf_reader_group_move(n->lending, g->pos, fd);
-	if (g->seq)
-		n->group_ops->moved(n, g->seq);
+	free(c->members);
+	free(c->nodes);
+	free(c);
 }
 
-static void group_add(struct eventbuf_poller *p, struct __eventbuf_pollnode *n)
+static int cohort_grow(struct __eventbuf_cohort *c, size_t n)
 {
-	struct group *g = &p->g;
+	size_t cap = c->cap ? c->cap : 16;
+	struct eventbuf_poll_event *m;
+	struct __eventbuf_pollnode **v;
 
+	if (n <= c->cap)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+	m = realloc(c->members, cap * sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	c->members = m;
+	v = realloc(c->nodes, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	c->nodes = v;
+	c->cap = cap;
+	return 0;
+}
+
+/* @n joins @c (room made by cohort_grow()). */
+static void cohort_add(struct __eventbuf_cohort *c,
+		       struct __eventbuf_pollnode *n)
+{
+	uint64_t skip = n->group_ops->skip_through(n);
+
+	c->members[c->count] = (struct eventbuf_poll_event){
+		.sub = n->owner, .data = n->data };
+	c->nodes[c->count] = n;
+	n->cidx = c->count++;
+	n->cohort = c;
 	n->where = NODE_GROUP;
-	n->prev = NULL;
-	n->next = g->first;
-	if (g->first)
-		g->first->prev = n;
-	g->first = n;
-	g->members[g->count].reader = NULL;
-	g->members[g->count].sub = n->owner;
-	g->members[g->count].data = n->data;
-	g->count++;
-}
-
-/* @n leaves the open group (detached, or read on its own). */
-static void group_leave(struct eventbuf_poller *p,
-			struct __eventbuf_pollnode *n)
-{
-	struct group *g = &p->g;
-
-	if (n->prev)
-		n->prev->next = n->next;
-	else
-		g->first = n->next;
-	if (n->next)
-		n->next->prev = n->prev;
-	group_sync(g, n, -1);
-	n->where = NODE_IDLE;
 	n->fd = -1;
+	if (skip > c->skip)
+		c->skip = skip;
+	n->lagged = n->group_ops->lag_limited(n);
+	n->prev = NULL;
+	n->next = NULL;
+	if (n->lagged) {
+		n->next = c->lagged;
+		if (c->lagged)
+			c->lagged->prev = n;
+		c->lagged = n;
+	}
 }
 
 /*
- * Close the open group with its members reported one by one: each reads
+ * @n's reader has read what @c read. Its fields are left as they were
+ * while it is a member (the cohort speaks for it): now they say where it
+ * is, and that it lends to the entry of @c->fd.
+ */
+static void cohort_sync(const struct __eventbuf_cohort *c,
+			struct __eventbuf_pollnode *n)
+{
+	__eventbuf_reader_group_move(n->lending, c->pos, c->fd);
+	if (c->seq)
+		n->group_ops->moved(n, c->seq);
+}
+
+static void lagged_del(struct __eventbuf_cohort *c,
+		       struct __eventbuf_pollnode *n)
+{
+	if (!n->lagged)
+		return;
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		c->lagged = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	n->lagged = false;
+}
+
+/* A parked cohort lost its last member: its entry lets go of it. */
+static void cohort_drop(struct eventbuf_poller *p, struct __eventbuf_cohort *c)
+{
+	struct reg *r = &p->regs[c->fd];
+
+	r->cohort = NULL;
+	cohort_free(c);
+	reg_release(p, r);
+}
+
+/*
+ * @n leaves its cohort (detached, closed, or read on its own), synced. In
+ * an open cohort its entry in the caller's array is cleared, not moved.
+ */
+static void cohort_leave(struct eventbuf_poller *p,
+			 struct __eventbuf_pollnode *n)
+{
+	struct __eventbuf_cohort *c = n->cohort;
+	size_t i = n->cidx;
+
+	cohort_sync(c, n);
+	lagged_del(c, n);
+	n->cohort = NULL;
+	n->where = NODE_IDLE;
+	n->prev = NULL;
+	n->next = NULL;
+	if (c->open) {
+		c->members[i] = (struct eventbuf_poll_event){ 0 };
+		c->nodes[i] = NULL;
+		c->holes++;
+		return;
+	}
+	c->count--;
+	if (i != c->count) {
+		c->members[i] = c->members[c->count];
+		c->nodes[i] = c->nodes[c->count];
+		c->nodes[i]->cidx = i;
+	}
+	p->st.parked--;
+	if (!c->count)
+		cohort_drop(p, c);
+}
+
+/* Close up the entries of members that left while @c was open. */
+static void cohort_compact(struct __eventbuf_cohort *c)
+{
+	size_t to = 0;
+
+	if (!c->holes)
+		return;
+	for (size_t i = 0; i < c->count; i++) {
+		if (!c->nodes[i])
+			continue;
+		c->members[to] = c->members[i];
+		c->nodes[to] = c->nodes[i];
+		c->nodes[to]->cidx = to;
+		to++;
+	}
+	c->count = to;
+	c->holes = 0;
+}
+
+/*
+ * Close the open cohort with its members reported one by one: each reads
  * on its own from where the group got to, and parks by itself.
  */
 static void group_end(struct eventbuf_poller *p)
 {
-	struct group *g = &p->g;
-	struct __eventbuf_pollnode *n, *next;
+	struct __eventbuf_cohort *c = p->open;
 	bool was_empty = !p->ready_first;
 
-	if (!g->open)
+	if (!c)
 		return;
-	for (n = g->first; n; n = next) {
-		next = n->next;
-		group_sync(g, n, -1);
+	p->open = NULL;
+	for (size_t i = 0; i < c->count; i++) {
+		struct __eventbuf_pollnode *n = c->nodes[i];
+
+		if (!n)
+			continue;
+		cohort_sync(c, n);
+		n->cohort = NULL;
+		n->lagged = false;
 		n->fd = -1;
 		ready_push(p, n);
 	}
-	g->first = NULL;
-	g->open = false;
+	cohort_free(c);
 	if (was_empty && p->ready_first)
 		kick(p->kick_fd);
 }
@@ -331,7 +451,7 @@ static void reg_release(struct eventbuf_poller *p, struct reg *r)
 {
 	struct eventbuf_item *link = r->link;
 
-	if (!link || r->waiters || r->borrowers)
+	if (!link || r->waiters || r->borrowers || r->cohort)
 		return;
 	r->link = NULL;
 	r->fired = false;
@@ -436,7 +556,7 @@ void __eventbuf_poller_unpark(struct __eventbuf_pollnode *n)
 		return;
 	}
 	if (n->where == NODE_GROUP) {
-		group_leave(p, n);
+		cohort_leave(p, n);
 		return;
 	}
 	if (n->where != NODE_PARKED)
@@ -655,6 +775,12 @@ static void fired_for_group(struct eventbuf_poller *p, struct reg *r, int fd)
 
 	if (!r->fired && fired_push(p, fd) == 0)
 		r->fired = true;
+	if (!r->fired && r->cohort) {	/* no room to queue it: one by one */
+		p->open = r->cohort;
+		r->cohort = NULL;
+		p->st.parked -= p->open->count;
+		group_end(p);
+	}
 	for (n = r->waiters; n; n = next) {
 		next = n->next;
 		if (r->fired && n->group_ops && n->lending) {
@@ -679,7 +805,8 @@ static void link_fired(struct eventbuf_poller *p, int fd)
 	struct reg *r = (size_t)fd < p->nregs ? &p->regs[fd] : NULL;
 	struct __eventbuf_pollnode *n, *next;
 
-	if (!r || !r->link || !r->waiters || !has_successor(r->link)) {
+	if (!r || !r->link || (!r->waiters && !r->cohort) ||
+	    !has_successor(r->link)) {
 		p->st.stale++;
 		return;
 	}
@@ -698,17 +825,22 @@ static void link_fired(struct eventbuf_poller *p, int fd)
 	reg_release(p, r);	/* kept while its readers borrow it */
 }
 
-static int collect(struct eventbuf_poller *p)
+/*
+ * Take what fired: every descriptor event waiting, after waiting up to
+ * @timeout_ms (< 0: forever) for the first. A signal ends the wait early.
+ */
+static int collect(struct eventbuf_poller *p, int timeout_ms)
 {
 	struct epoll_event evs[EPOLL_BATCH];
 	int n, i;
 
 	do {
-		n = epoll_wait(p->epfd, evs, EPOLL_BATCH, 0);
-		if (n < 0 && errno == EINTR)
+		n = epoll_wait(p->epfd, evs, EPOLL_BATCH, timeout_ms);
+		if (n < 0 && errno == EINTR && !timeout_ms)
 			continue;
 		if (n < 0)
-			return -errno;
+			return errno == EINTR ? 0 : -errno;
+		timeout_ms = 0;
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.u64 == KICK_DATA)
 				take_inbox(p);
@@ -719,11 +851,29 @@ static int collect(struct eventbuf_poller *p)
 	return 0;
 }
 
-int eventbuf_poller_ready(struct eventbuf_poller *poller,
-			  struct eventbuf_poll_event *evs, size_t max)
+/* Fill @evs from the ready list; what does not fit fires again. */
+static int take_reports(struct eventbuf_poller *p,
+			struct eventbuf_poll_event *evs, size_t max)
 {
 	struct __eventbuf_pollnode *n;
 	size_t got = 0;
+
+	while (got < max && (n = p->ready_first)) {
+		ready_del(p, n);
+		evs[got].reader = n->is_sub ? NULL : n->owner;
+		evs[got].sub = n->is_sub ? n->owner : NULL;
+		evs[got].data = n->data;
+		got++;
+	}
+	p->st.reports += got;
+	if (p->ready_first)
+		kick(p->kick_fd);	/* the rest: fire again */
+	return (int)got;
+}
+
+int eventbuf_poller_ready(struct eventbuf_poller *poller,
+			  struct eventbuf_poll_event *evs, size_t max)
+{
 	int ret;
 
 	if (!poller || !evs || !max)
@@ -733,20 +883,22 @@ int eventbuf_poller_ready(struct eventbuf_poller *poller,
 	if (fired_pending(poller))
 		kick(poller->kick_fd);
 	__eventbuf_fd_cache_enable();
-	ret = collect(poller);
-	if (ret)
-		return ret;
-	while (got < max && (n = poller->ready_first)) {
-		ready_del(poller, n);
-		evs[got].reader = n->is_sub ? NULL : n->owner;
-		evs[got].sub = n->is_sub ? n->owner : NULL;
-		evs[got].data = n->data;
-		got++;
-	}
-	poller->st.reports += got;
-	if (poller->ready_first)
-		kick(poller->kick_fd);	/* the rest: fire again */
-	return (int)got;
+	ret = collect(poller, 0);
+	return ret ? ret : take_reports(poller, evs, max);
+}
+
+/* Milliseconds to @deadline (rounded up; < 0: none), for epoll_wait(). */
+static int ms_left(int64_t deadline)
+{
+	int64_t left;
+
+	if (deadline < 0)
+		return -1;
+	left = deadline - __eventbuf_now_ns();
+	if (left <= 0)
+		return 0;
+	left = (left + 999999) / 1000000;
+	return left > INT_MAX ? INT_MAX : (int)left;
 }
 
 int eventbuf_poller_wait(struct eventbuf_poller *poller,
@@ -762,40 +914,38 @@ int eventbuf_poller_wait(struct eventbuf_poller *poller,
 			return ret;
 		if (timeout_ms == 0)
 			return -ETIMEDOUT;
-		ret = __eventbuf_wait(poller->epfd, cancel_fd, deadline);
-		if (ret)
+		if (cancel_fd >= 0) {
+			ret = __eventbuf_wait(poller->epfd, cancel_fd, deadline);
+			if (ret)
+				return ret;
+			continue;
+		}
+		/*
+		 * Nothing else to watch: sleep in epoll_wait() on the set
+		 * itself, and take what woke us in the same call, instead
+		 * of a poll() of the set and a second epoll_wait().
+		 */
+		if (rcu_read_ongoing())
+			return -EDEADLK;
+		timeout_ms = ms_left(deadline);
+		if (timeout_ms == 0)
+			return -ETIMEDOUT;
+		ret = collect(poller, timeout_ms);
+		if (!ret)
+			ret = take_reports(poller, evs, max);
+		if (ret != 0 || fired_pending(poller))
 			return ret;
 	}
 }
 
 /* ---- groups -------------------------------------------------------- */
 
-int eventbuf_poller_enable_groups(struct eventbuf_poller *poller)
-{
-	if (!poller)
-		return -EINVAL;
-	poller->grouping = true;
-	return 0;
-}
 
-static int grow_members(struct group *g, size_t n)
-{
-	struct eventbuf_poll_event *v;
-	size_t cap = g->cap ? g->cap : 64;
-
-	if (n <= g->cap)
-		return 0;
-	while (cap < n)
-		cap *= 2;
-	v = realloc(g->members, cap * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	g->members = v;
-	g->cap = cap;
-	return 0;
-}
-
-/* May @n, waiting in the entry of @fd, read @first with its group? */
+/*
+ * May @n, waiting in the entry of @fd, join a cohort there to read @first?
+ * Only a subscription lending its anchor to that entry: the entry's
+ * reference covers it wherever the cohort goes.
+ */
 static bool may_join(struct __eventbuf_pollnode *n, int fd,
 		     const struct eventbuf_item *link,
 		     const struct eventbuf_item *first)
@@ -805,41 +955,68 @@ static bool may_join(struct __eventbuf_pollnode *n, int fd,
 	       n->group_ops->may_join(n, first);
 }
 
-/* Open a group from the waiters of the entry of @fd; the rest are reported. */
+static size_t count_waiters(const struct reg *r)
+{
+	size_t n = 0;
+
+	for (const struct __eventbuf_pollnode *w = r->waiters; w; w = w->next)
+		n++;
+	return n;
+}
+
+/*
+ * The entry of @fd fired: its cohort (if any) takes in the waiters that
+ * may join it, the rest are reported, and the cohort is opened.
+ */
 static void group_open(struct eventbuf_poller *p, int fd)
 {
 	struct reg *r = &p->regs[fd];
-	struct group *g = &p->g;
+	struct __eventbuf_cohort *c = r->cohort;
+	size_t parked_members = c ? c->count : 0;
 	struct __eventbuf_pollnode *n, *next;
 	struct eventbuf_item *first, *tip;
 	bool was_empty = !p->ready_first, room;
-	size_t waiting = 0;
 
-	for (n = r->waiters; n; n = n->next)
-		waiting++;
-	room = grow_members(g, waiting) == 0;
+	if (!c && r->waiters && (c = calloc(1, sizeof(*c)))) {
+		c->fd = fd;
+		c->pos = r->link;
+	}
+	room = c && cohort_grow(c, c->count + count_waiters(r)) == 0;
 	/* The entry's reference keeps r->link and all after it. */
 	rcu_read_lock();
 	first = __eventbuf_find_next(r->link, &tip);
 	rcu_read_unlock();
-	*g = (struct group){ .open = true, .fd = fd, .pos = r->link,
-			     .members = g->members, .cap = g->cap };
 	for (n = r->waiters; n; n = next) {
 		next = n->next;
 		p->st.parked--;
 		if (room && may_join(n, fd, r->link, first)) {
-			g->ops = n->group_ops;
-			group_add(p, n);
+			c->ops = n->group_ops;
+			cohort_add(c, n);
 		} else {
 			n->fd = -1;
 			ready_push(p, n);
 		}
 	}
 	r->waiters = NULL;
+	r->cohort = NULL;
+	p->st.parked -= parked_members;
+	if (c && c->count) {
+		c->open = true;
+		p->open = c;
+	} else if (c) {
+		cohort_free(c);
+	}
 	reg_release(p, r);	/* kept while the members borrow it */
-	g->open = g->count > 0;
 	if (was_empty && p->ready_first)
 		kick(p->kick_fd);
+}
+
+int eventbuf_poller_enable_groups(struct eventbuf_poller *poller)
+{
+	if (!poller)
+		return -EINVAL;
+	poller->grouping = true;
+	return 0;
 }
 
 int eventbuf_poller_group(struct eventbuf_poller *poller,
@@ -852,10 +1029,10 @@ int eventbuf_poller_group(struct eventbuf_poller *poller,
 	group_end(poller);
 	while ((fd = fired_pop(poller)) >= 0) {
 		group_open(poller, fd);
-		if (poller->g.open) {
-			poller->st.reports += poller->g.count;
-			group->members = poller->g.members;
-			group->count = poller->g.count;
+		if (poller->open) {
+			poller->st.reports += poller->open->count;
+			group->members = poller->open->members;
+			group->count = poller->open->count;
 			return 1;
 		}
 	}
@@ -865,7 +1042,7 @@ int eventbuf_poller_group(struct eventbuf_poller *poller,
 }
 
 /*
- * Arm @link, the group's newest item, and make an entry hold it: 0 with
+ * Arm @link, the cohort's newest item, and make an entry hold it: 0 with
  * *@fdp, -EALREADY when something was published after it, or an error.
  */
 static int group_arm(struct eventbuf_poller *p, struct eventbuf_item *link,
@@ -894,80 +1071,114 @@ static int group_arm(struct eventbuf_poller *p, struct eventbuf_item *link,
 }
 
 /*
- * The group read everything: park its members on its newest item, with
- * their anchors lent to that entry. 0, -EALREADY (read on), or an error
- * (the members were reported one by one).
+ * Move the members of @from into @into, both parked at one entry (two
+ * cohorts that read up to the same link): the smaller one moves.
+ */
+static struct __eventbuf_cohort *cohort_merge(struct __eventbuf_cohort *into,
+					      struct __eventbuf_cohort *from)
+{
+	if (from->count > into->count) {
+		struct __eventbuf_cohort *t = into;
+
+		into = from;
+		from = t;
+	}
+	if (cohort_grow(into, into->count + from->count))
+		return NULL;
+	for (size_t i = 0; i < from->count; i++) {
+		struct __eventbuf_pollnode *n = from->nodes[i];
+
+		/* Both read to the same item: what one says is true of all. */
+		lagged_del(from, n);
+		cohort_add(into, n);
+	}
+	if (from->skip > into->skip)
+		into->skip = from->skip;
+	if (from->seq > into->seq)
+		into->seq = from->seq;
+	cohort_free(from);
+	return into;
+}
+
+/*
+ * The open cohort read everything: park it on its newest item, the
+ * members' anchors lent to that entry. 0, -EALREADY (read on), or an
+ * error (the members were reported one by one).
  */
 static int group_park(struct eventbuf_poller *p)
 {
-	struct group *g = &p->g;
-	struct __eventbuf_pollnode *n, *next;
-	struct reg *r;
-	uint32_t moved = 0;
+	struct __eventbuf_cohort *c = p->open, *merged;
+	struct __eventbuf_pollnode *n;
+	struct reg *r, *old;
 	int fd, ret;
 
-	if (link_of(g->pos) != g->pos)
+	if (link_of(c->pos) != c->pos)
 		ret = -EINVAL;	/* not a writer's item: cannot happen */
 	else
-		ret = group_arm(p, g->pos, &fd);
+		ret = group_arm(p, c->pos, &fd);
 	if (ret == -EALREADY)
 		return ret;
 	if (ret) {
 		group_end(p);
 		return ret;
 	}
+	cohort_compact(c);
 	r = &p->regs[fd];
-	for (n = g->first; n; n = next) {
-		next = n->next;
-		group_sync(g, n, fd);
-		n->fd = fd;
-		n->where = NODE_PARKED;
-		n->prev = NULL;
-		n->next = r->waiters;
-		if (r->waiters)
-			r->waiters->prev = n;
-		r->waiters = n;
-		moved++;
-	}
-	p->st.parked += moved;
-	r->borrowers += moved;
-	r = &p->regs[g->fd];
-	if (r->borrowers < moved)
+	old = &p->regs[c->fd];
+	if (old->borrowers < c->count)
 		abort();	/* members we never counted */
-	r->borrowers -= moved;
-	g->first = NULL;
-	g->open = false;
-	reg_release(p, r);
+	old->borrowers -= (uint32_t)c->count;
+	r->borrowers += (uint32_t)c->count;
+	p->st.parked += c->count;
+	for (n = c->lagged; n; n = n->next)
+		n->group_ops->moved(n, c->seq);
+	c->open = false;
+	c->fd = fd;
+	p->open = NULL;
+	if (r->cohort) {
+		merged = cohort_merge(r->cohort, c);
+		if (!merged) {	/* no room: this one waits beside it */
+			reg_release(p, old);
+			p->open = c;
+			c->open = true;
+			p->st.parked -= c->count;
+			group_end(p);
+			return -ENOMEM;
+		}
+		c = merged;
+	}
+	r->cohort = c;
+	reg_release(p, old);
 	return 0;
 }
 
 int eventbuf_poller_group_next(struct eventbuf_poller *poller,
 			       const struct eventbuf_event **events, size_t *n)
 {
-	struct group *g = poller ? &poller->g : NULL;
+	struct __eventbuf_cohort *c;
 	struct eventbuf_item *found, *tip = NULL;
 	uint64_t seq;
 
-	if (!g || !events || !n)
+	if (!poller || !events || !n)
 		return -EINVAL;
-	while (g->open) {
-		if (!g->first) {	/* every member left */
+	while ((c = poller->open)) {
+		if (c->holes == c->count) {	/* every member left */
 			group_end(poller);
 			break;
 		}
 		rcu_read_lock();
-		found = __eventbuf_find_next(g->pos, &tip);
+		found = __eventbuf_find_next(c->pos, &tip);
 		rcu_read_unlock();
-		if (found && g->ops->batch(found, events, n, &seq)) {
-			g->pos = found;
-			g->seq = seq;
+		if (found && c->ops->batch(found, c->skip, events, n, &seq)) {
+			c->pos = found;
+			c->seq = seq;
 			return 0;
 		}
 		if (found) {	/* for each member to read on its own */
 			group_end(poller);
 			break;
 		}
-		g->pos = tip;
+		c->pos = tip;
 		if (group_park(poller) != -EALREADY)
 			break;
 	}

@@ -75,14 +75,14 @@
  * with READ_ONCE(): a close that lands during a group read is reported
  * after it, as after a read of its own.
  */
-static bool sub_batch(const struct eventbuf_item *it,
+static bool sub_batch(const struct eventbuf_item *it, uint64_t skip,
 		      const struct eventbuf_event **events, size_t *n,
 		      uint64_t *seqp)
 {
 	const struct eventbuf_event *ev = eventbuf_item_events(it);
 	const struct group *g;
 
-	if (!ev || eventbuf_event_is_end_of_snapshot(ev))
+	if (!ev || eventbuf_event_is_end_of_snapshot(ev) || ev->index <= skip)
 		return false;
 	g = ev->payload;
 	if (!g->seq)
@@ -103,10 +103,22 @@ static bool sub_may_join(struct __eventbuf_pollnode *node,
 
 	if (READ_ONCE(sub->state) != SUB_OPEN || sub->new_snapshot_pending)
 		return false;
-	if (!first)
-		return true;
-	return sub_batch(first, &events, &n, &seq) &&
-	       eventbuf_item_events(first)->index > sub->skip_through;
+	return !first ||
+	       sub_batch(first, sub->skip_through, &events, &n, &seq);
+}
+
+static uint64_t sub_skip_through(const struct __eventbuf_pollnode *node)
+{
+	const struct eventbuf_subscription *sub = node->owner;
+
+	return sub->skip_through;
+}
+
+static bool sub_lag_limited(const struct __eventbuf_pollnode *node)
+{
+	const struct eventbuf_subscription *sub = node->owner;
+
+	return sub->lag_limit != 0;
 }
 
 static void sub_moved(struct __eventbuf_pollnode *node, uint64_t seq)
@@ -118,6 +130,8 @@ static void sub_moved(struct __eventbuf_pollnode *node, uint64_t seq)
 
 static const struct __eventbuf_group_ops sub_group_ops = {
 	.may_join = sub_may_join,
+	.skip_through = sub_skip_through,
+	.lag_limited = sub_lag_limited,
 	.batch = sub_batch,
 	.moved = sub_moved,
 };
