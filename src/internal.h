@@ -425,8 +425,9 @@ __hidden void __eventbuf_reader_take_back(struct eventbuf_reader *reader);
 __hidden bool __eventbuf_reader_at_lent(const struct eventbuf_reader *reader,
 					struct __eventbuf_pollnode *node,
 					int fd, const struct eventbuf_item *link);
-__hidden void __eventbuf_reader_group_move(struct eventbuf_reader *reader,
-					   struct eventbuf_item *pos, int fd);
+__hidden void __eventbuf_reader_group_join(struct eventbuf_reader *reader);
+__hidden void __eventbuf_reader_group_own(struct eventbuf_reader *reader,
+					  struct eventbuf_item *pos);
 
 /* stats.c: counters kept off the append path (see stats.c). */
 struct eventbuf_counters {

@@ -66,60 +66,12 @@
 
 #include <eventbuf/poller.h>
 
-#include "internal.h"
+#include "poller_internal.h"
 #include "wake.h"
 
 #define KICK_DATA UINT64_MAX
 #define EPOLL_BATCH 64
 
-struct reg {
-	struct eventbuf_item *link;	/* a counted reference, or NULL */
-	struct __eventbuf_pollnode *waiters;
-	uint32_t borrowers;		/* readers whose anchor it holds */
-	uint64_t epoch;			/* fd epoch and generation of */
-	uint32_t gen;			/* the registration (fdpool.c) */
-	bool watched;
-	bool fired;			/* queued for a group */
-	struct __eventbuf_cohort *cohort;	/* parked here, or NULL */
-};
-
-/*
- * A cohort (see "Groups" above): subscriptions that read as one. Parked,
- * it waits in the entry of @fd (whose ->cohort it is) on the link @pos;
- * open, it is being read from @fd's entry and @pos is the last item read.
- * @members is what the caller is handed; @nodes the same members' nodes.
- */
-struct __eventbuf_cohort {
-	int fd;
-	bool open;
-	struct eventbuf_item *pos;
-	uint64_t seq;			/* the batch at @pos, 0: none read */
-	uint64_t skip;			/* the members' highest skip_through */
-	const struct __eventbuf_group_ops *ops;
-	struct eventbuf_poll_event *members;
-	struct __eventbuf_pollnode **nodes;
-	size_t count, cap;
-	size_t holes;			/* members that left while open */
-	struct __eventbuf_pollnode *lagged;	/* lag-limited members */
-};
-
-struct eventbuf_poller {
-	int epfd;
-	int kick_fd;
-	struct reg *regs;
-	size_t nregs;
-	struct __eventbuf_pollnode *ready_first, *ready_last;
-	struct __eventbuf_pollnode *attached;
-	pthread_mutex_t inbox_lock;
-	struct __eventbuf_pollnode *inbox;
-	struct eventbuf_poller_stats st;
-	bool grouping;
-	int *fired;			/* fds of entries queued for a group */
-	size_t fired_head, fired_len, fired_cap;
-	struct __eventbuf_cohort *open;	/* the group being read, or NULL */
-};
-
-static void group_end(struct eventbuf_poller *p);
 
 static void kick(int fd)
 {
@@ -127,6 +79,12 @@ static void kick(int fd)
 
 	while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
 		;
+}
+
+/* Make ->epfd readable (again): ready() has something to say. */
+void __eventbuf_pl_kick(struct eventbuf_poller *p)
+{
+	kick(p->kick_fd);
 }
 
 int eventbuf_poller_new(struct eventbuf_poller **pollerp)
@@ -165,14 +123,14 @@ void eventbuf_poller_free(struct eventbuf_poller *poller)
 {
 	if (!poller)
 		return;
-	group_end(poller);
+	__eventbuf_group_end(poller);
 	while (poller->attached)
 		__eventbuf_poller_detach(poller->attached);
 	pthread_mutex_destroy(&poller->inbox_lock);
 	close(poller->kick_fd);
 	close(poller->epfd);
 	free(poller->regs);
-	free(poller->fired);
+	__eventbuf_groups_free(poller);
 	free(poller);
 }
 
@@ -192,7 +150,7 @@ int eventbuf_poller_stats(const struct eventbuf_poller *poller,
 
 /* ---- the ready list ------------------------------------------------ */
 
-static void ready_push(struct eventbuf_poller *p, struct __eventbuf_pollnode *n)
+void __eventbuf_pl_ready_push(struct eventbuf_poller *p, struct __eventbuf_pollnode *n)
 {
 	n->where = NODE_READY;
 	n->next = NULL;
@@ -225,184 +183,8 @@ static void make_ready(struct eventbuf_poller *p, struct __eventbuf_pollnode *n)
 	if (n->where == NODE_READY)
 		return;
 	__eventbuf_poller_unpark(n);
-	ready_push(p, n);
+	__eventbuf_pl_ready_push(p, n);
 	if (was_empty)
-		kick(p->kick_fd);
-}
-
-/* ---- cohorts --------------------------------------------------------- */
-
-static void reg_release(struct eventbuf_poller *p, struct reg *r);
-
-static void cohort_free(struct __eventbuf_cohort *c)
-{
-	free(c->members);
-	free(c->nodes);
-	free(c);
-}
-
-static int cohort_grow(struct __eventbuf_cohort *c, size_t n)
-{
-	size_t cap = c->cap ? c->cap : 16;
-	struct eventbuf_poll_event *m;
-	struct __eventbuf_pollnode **v;
-
-	if (n <= c->cap)
-		return 0;
-	while (cap < n)
-		cap *= 2;
-	m = realloc(c->members, cap * sizeof(*m));
-	if (!m)
-		return -ENOMEM;
-	c->members = m;
-	v = realloc(c->nodes, cap * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	c->nodes = v;
-	c->cap = cap;
-	return 0;
-}
-
-/* @n joins @c (room made by cohort_grow()). */
-static void cohort_add(struct __eventbuf_cohort *c,
-		       struct __eventbuf_pollnode *n)
-{
-	uint64_t skip = n->group_ops->skip_through(n);
-
-	c->members[c->count] = (struct eventbuf_poll_event){
-		.sub = n->owner, .data = n->data };
-	c->nodes[c->count] = n;
-	n->cidx = c->count++;
-	n->cohort = c;
-	n->where = NODE_GROUP;
-	n->fd = -1;
-	if (skip > c->skip)
-		c->skip = skip;
-	n->lagged = n->group_ops->lag_limited(n);
-	n->prev = NULL;
-	n->next = NULL;
-	if (n->lagged) {
-		n->next = c->lagged;
-		if (c->lagged)
-			c->lagged->prev = n;
-		c->lagged = n;
-	}
-}
-
-/*
- * @n's reader has read what @c read. Its fields are left as they were
- * while it is a member (the cohort speaks for it): now they say where it
- * is, and that it lends to the entry of @c->fd.
- */
-static void cohort_sync(const struct __eventbuf_cohort *c,
-			struct __eventbuf_pollnode *n)
-{
-	__eventbuf_reader_group_move(n->lending, c->pos, c->fd);
-	if (c->seq)
-		n->group_ops->moved(n, c->seq);
-}
-
-static void lagged_del(struct __eventbuf_cohort *c,
-		       struct __eventbuf_pollnode *n)
-{
-	if (!n->lagged)
-		return;
-	if (n->prev)
-		n->prev->next = n->next;
-	else
-		c->lagged = n->next;
-	if (n->next)
-		n->next->prev = n->prev;
-	n->lagged = false;
-}
-
-/* A parked cohort lost its last member: its entry lets go of it. */
-static void cohort_drop(struct eventbuf_poller *p, struct __eventbuf_cohort *c)
-{
-	struct reg *r = &p->regs[c->fd];
-
-	r->cohort = NULL;
-	cohort_free(c);
-	reg_release(p, r);
-}
-
-/*
- * @n leaves its cohort (detached, closed, or read on its own), synced. In
- * an open cohort its entry in the caller's array is cleared, not moved.
- */
-static void cohort_leave(struct eventbuf_poller *p,
-			 struct __eventbuf_pollnode *n)
-{
-	struct __eventbuf_cohort *c = n->cohort;
-	size_t i = n->cidx;
-
-	cohort_sync(c, n);
-	lagged_del(c, n);
-	n->cohort = NULL;
-	n->where = NODE_IDLE;
-	n->prev = NULL;
-	n->next = NULL;
-	if (c->open) {
-		c->members[i] = (struct eventbuf_poll_event){ 0 };
-		c->nodes[i] = NULL;
-		c->holes++;
-		return;
-	}
-	c->count--;
-	if (i != c->count) {
-		c->members[i] = c->members[c->count];
-		c->nodes[i] = c->nodes[c->count];
-		c->nodes[i]->cidx = i;
-	}
-	p->st.parked--;
-	if (!c->count)
-		cohort_drop(p, c);
-}
-
-/* Close up the entries of members that left while @c was open. */
-static void cohort_compact(struct __eventbuf_cohort *c)
-{
-	size_t to = 0;
-
-	if (!c->holes)
-		return;
-	for (size_t i = 0; i < c->count; i++) {
-		if (!c->nodes[i])
-			continue;
-		c->members[to] = c->members[i];
-		c->nodes[to] = c->nodes[i];
-		c->nodes[to]->cidx = to;
-		to++;
-	}
-	c->count = to;
-	c->holes = 0;
-}
-
-/*
- * Close the open cohort with its members reported one by one: each reads
- * on its own from where the group got to, and parks by itself.
- */
-static void group_end(struct eventbuf_poller *p)
-{
-	struct __eventbuf_cohort *c = p->open;
-	bool was_empty = !p->ready_first;
-
-	if (!c)
-		return;
-	p->open = NULL;
-	for (size_t i = 0; i < c->count; i++) {
-		struct __eventbuf_pollnode *n = c->nodes[i];
-
-		if (!n)
-			continue;
-		cohort_sync(c, n);
-		n->cohort = NULL;
-		n->lagged = false;
-		n->fd = -1;
-		ready_push(p, n);
-	}
-	cohort_free(c);
-	if (was_empty && p->ready_first)
 		kick(p->kick_fd);
 }
 
@@ -446,8 +228,9 @@ static int watch(struct eventbuf_poller *p, struct reg *r, int fd)
 	return 0;
 }
 
-/* Let go of @r's link once nobody waits or borrows (it stays watched). */
-static void reg_release(struct eventbuf_poller *p, struct reg *r)
+/* Let go of @r's link once nobody waits, borrows or parks a cohort there
+ * (it stays watched). */
+void __eventbuf_pl_reg_release(struct eventbuf_poller *p, struct reg *r)
 {
 	struct eventbuf_item *link = r->link;
 
@@ -494,11 +277,11 @@ void __eventbuf_poller_unborrow(struct __eventbuf_pollnode *n, int fd)
 	if (!r->borrowers)
 		abort();	/* a borrow we never counted */
 	r->borrowers--;
-	reg_release(p, r);
+	__eventbuf_pl_reg_release(p, r);
 }
 
 /* Make the entry of @fd hold @link (one counted reference) and watch @fd. */
-static int reg_claim(struct eventbuf_poller *p, struct eventbuf_item *link,
+int __eventbuf_pl_reg_claim(struct eventbuf_poller *p, struct eventbuf_item *link,
 		     int fd)
 {
 	struct reg *r;
@@ -531,7 +314,7 @@ int __eventbuf_poller_park(struct __eventbuf_pollnode *n,
 	if (n->where == NODE_PARKED && n->fd == fd && p->regs[fd].link == link)
 		return 0;
 	__eventbuf_poller_unpark(n);
-	ret = reg_claim(p, link, fd);
+	ret = __eventbuf_pl_reg_claim(p, link, fd);
 	if (ret)
 		return ret;
 	r = &p->regs[fd];
@@ -555,8 +338,8 @@ void __eventbuf_poller_unpark(struct __eventbuf_pollnode *n)
 		ready_del(p, n);
 		return;
 	}
-	if (n->where == NODE_GROUP) {
-		cohort_leave(p, n);
+	if (n->where == NODE_GROUP) {	/* callers hold n->lock */
+		__eventbuf_cohort_leave(p, n, true);
 		return;
 	}
 	if (n->where != NODE_PARKED)
@@ -571,7 +354,7 @@ void __eventbuf_poller_unpark(struct __eventbuf_pollnode *n)
 	n->where = NODE_IDLE;
 	n->fd = -1;
 	p->st.parked--;
-	reg_release(p, r);
+	__eventbuf_pl_reg_release(p, r);
 }
 
 /* A failed park: report @n again so that its read is retried. */
@@ -715,88 +498,13 @@ static void take_inbox(struct eventbuf_poller *p)
 	pthread_mutex_unlock(&p->inbox_lock);
 	for (; n; n = next) {
 		next = n->kick_next;
+		if (n->where == NODE_GROUP)
+			__eventbuf_cohort_leave(p, n, false);
 		if (n->where != NODE_READY) {
 			__eventbuf_poller_unpark(n);
-			ready_push(p, n);
+			__eventbuf_pl_ready_push(p, n);
 		}
 	}
-}
-
-static bool has_successor(const struct eventbuf_item *link)
-{
-	/* Acquire: pairs with the writer's rcu_assign_pointer() (W1). */
-	return smp_load_acquire(&link->next) != NULL;
-}
-
-static int fired_push(struct eventbuf_poller *p, int fd)
-{
-	if (p->fired_len == p->fired_cap) {
-		size_t cap = p->fired_cap ? 2 * p->fired_cap : 64;
-		int *v = realloc(p->fired, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		p->fired = v;
-		p->fired_cap = cap;
-	}
-	p->fired[p->fired_len++] = fd;
-	return 0;
-}
-
-/* The next entry queued for a group, or -1. */
-static int fired_pop(struct eventbuf_poller *p)
-{
-	while (p->fired_head < p->fired_len) {
-		int fd = p->fired[p->fired_head++];
-
-		/* Not fired any more: its waiters left, its link was let go. */
-		if (p->regs[fd].fired) {
-			p->regs[fd].fired = false;
-			return fd;
-		}
-	}
-	p->fired_head = p->fired_len = 0;
-	return -1;
-}
-
-static bool fired_pending(const struct eventbuf_poller *p)
-{
-	return p->fired_head < p->fired_len;
-}
-
-/*
- * Grouping, @r fired: waiters that may read with others (subscriptions
- * lending their anchor here) stay in @r, queued for eventbuf_poller_group();
- * the rest are reported now, as without groups.
- */
-static void fired_for_group(struct eventbuf_poller *p, struct reg *r, int fd)
-{
-	struct __eventbuf_pollnode *n, *next, *keep = NULL;
-
-	if (!r->fired && fired_push(p, fd) == 0)
-		r->fired = true;
-	if (!r->fired && r->cohort) {	/* no room to queue it: one by one */
-		p->open = r->cohort;
-		r->cohort = NULL;
-		p->st.parked -= p->open->count;
-		group_end(p);
-	}
-	for (n = r->waiters; n; n = next) {
-		next = n->next;
-		if (r->fired && n->group_ops && n->lending) {
-			n->prev = NULL;
-			n->next = keep;
-			if (keep)
-				keep->prev = n;
-			keep = n;
-			continue;
-		}
-		p->st.parked--;
-		ready_push(p, n);
-		n->fd = -1;
-	}
-	r->waiters = keep;
-	reg_release(p, r);
 }
 
 /* @fd fired: its waiters may read, if their link has a successor. */
@@ -812,17 +520,17 @@ static void link_fired(struct eventbuf_poller *p, int fd)
 	}
 	p->st.wakeups++;
 	if (p->grouping) {
-		fired_for_group(p, r, fd);
+		__eventbuf_cohort_fired(p, r, fd);
 		return;
 	}
 	for (n = r->waiters; n; n = next) {
 		next = n->next;
 		p->st.parked--;
-		ready_push(p, n);
+		__eventbuf_pl_ready_push(p, n);
 		n->fd = -1;
 	}
 	r->waiters = NULL;
-	reg_release(p, r);	/* kept while its readers borrow it */
+	__eventbuf_pl_reg_release(p, r);	/* kept while its readers borrow it */
 }
 
 /*
@@ -878,13 +586,16 @@ int eventbuf_poller_ready(struct eventbuf_poller *poller,
 
 	if (!poller || !evs || !max)
 		return -EINVAL;
-	group_end(poller);
+	__eventbuf_group_end(poller);
 	/* Groups left untaken since the last call: fire again for them. */
-	if (fired_pending(poller))
+	if (__eventbuf_groups_untaken(poller))
 		kick(poller->kick_fd);
 	__eventbuf_fd_cache_enable();
 	ret = collect(poller, 0);
-	return ret ? ret : take_reports(poller, evs, max);
+	if (ret)
+		return ret;
+	__eventbuf_groups_new_pass(poller);
+	return take_reports(poller, evs, max);
 }
 
 /* Milliseconds to @deadline (rounded up; < 0: none), for epoll_wait(). */
@@ -910,7 +621,7 @@ int eventbuf_poller_wait(struct eventbuf_poller *poller,
 
 	for (;;) {
 		ret = eventbuf_poller_ready(poller, evs, max);
-		if (ret != 0 || fired_pending(poller))
+		if (ret != 0 || __eventbuf_groups_pending(poller))
 			return ret;
 		if (timeout_ms == 0)
 			return -ETIMEDOUT;
@@ -933,256 +644,7 @@ int eventbuf_poller_wait(struct eventbuf_poller *poller,
 		ret = collect(poller, timeout_ms);
 		if (!ret)
 			ret = take_reports(poller, evs, max);
-		if (ret != 0 || fired_pending(poller))
+		if (ret != 0 || __eventbuf_groups_pending(poller))
 			return ret;
 	}
-}
-
-/* ---- groups -------------------------------------------------------- */
-
-
-/*
- * May @n, waiting in the entry of @fd, join a cohort there to read @first?
- * Only a subscription lending its anchor to that entry: the entry's
- * reference covers it wherever the cohort goes.
- */
-static bool may_join(struct __eventbuf_pollnode *n, int fd,
-		     const struct eventbuf_item *link,
-		     const struct eventbuf_item *first)
-{
-	return n->lending &&
-	       __eventbuf_reader_at_lent(n->lending, n, fd, link) &&
-	       n->group_ops->may_join(n, first);
-}
-
-static size_t count_waiters(const struct reg *r)
-{
-	size_t n = 0;
-
-	for (const struct __eventbuf_pollnode *w = r->waiters; w; w = w->next)
-		n++;
-	return n;
-}
-
-/*
- * The entry of @fd fired: its cohort (if any) takes in the waiters that
- * may join it, the rest are reported, and the cohort is opened.
- */
-static void group_open(struct eventbuf_poller *p, int fd)
-{
-	struct reg *r = &p->regs[fd];
-	struct __eventbuf_cohort *c = r->cohort;
-	size_t parked_members = c ? c->count : 0;
-	struct __eventbuf_pollnode *n, *next;
-	struct eventbuf_item *first, *tip;
-	bool was_empty = !p->ready_first, room;
-
-	if (!c && r->waiters && (c = calloc(1, sizeof(*c)))) {
-		c->fd = fd;
-		c->pos = r->link;
-	}
-	room = c && cohort_grow(c, c->count + count_waiters(r)) == 0;
-	/* The entry's reference keeps r->link and all after it. */
-	rcu_read_lock();
-	first = __eventbuf_find_next(r->link, &tip);
-	rcu_read_unlock();
-	for (n = r->waiters; n; n = next) {
-		next = n->next;
-		p->st.parked--;
-		if (room && may_join(n, fd, r->link, first)) {
-			c->ops = n->group_ops;
-			cohort_add(c, n);
-		} else {
-			n->fd = -1;
-			ready_push(p, n);
-		}
-	}
-	r->waiters = NULL;
-	r->cohort = NULL;
-	p->st.parked -= parked_members;
-	if (c && c->count) {
-		c->open = true;
-		p->open = c;
-	} else if (c) {
-		cohort_free(c);
-	}
-	reg_release(p, r);	/* kept while the members borrow it */
-	if (was_empty && p->ready_first)
-		kick(p->kick_fd);
-}
-
-int eventbuf_poller_enable_groups(struct eventbuf_poller *poller)
-{
-	if (!poller)
-		return -EINVAL;
-	poller->grouping = true;
-	return 0;
-}
-
-int eventbuf_poller_group(struct eventbuf_poller *poller,
-			  struct eventbuf_poll_group *group)
-{
-	int fd;
-
-	if (!poller || !group)
-		return -EINVAL;
-	group_end(poller);
-	while ((fd = fired_pop(poller)) >= 0) {
-		group_open(poller, fd);
-		if (poller->open) {
-			poller->st.reports += poller->open->count;
-			group->members = poller->open->members;
-			group->count = poller->open->count;
-			return 1;
-		}
-	}
-	group->members = NULL;
-	group->count = 0;
-	return 0;
-}
-
-/*
- * Arm @link, the cohort's newest item, and make an entry hold it: 0 with
- * *@fdp, -EALREADY when something was published after it, or an error.
- */
-static int group_arm(struct eventbuf_poller *p, struct eventbuf_item *link,
-		     int *fdp)
-{
-	/* Acquire: pairs with the installer's CAS (wait.c, R1). */
-	int fd = st_fd(smp_load_acquire(&link->state));
-	int ret;
-
-	if (fd >= 0 && (size_t)fd < p->nregs && p->regs[fd].link == link) {
-		*fdp = fd;	/* armed by a waiter here, not fired */
-		return 0;
-	}
-	/* As a reader parking on its own (reader.c): while it is armed, a
-	 * reference on the link itself keeps its eventfd. */
-	ret = __eventbuf_item_ref(link);
-	if (ret)
-		return ret;
-	ret = __eventbuf_prepare_wait(link, &fd, false);
-	if (!ret)
-		ret = reg_claim(p, link, fd);
-	__eventbuf_put_deferred(link);
-	if (!ret)
-		*fdp = fd;
-	return ret;
-}
-
-/*
- * Move the members of @from into @into, both parked at one entry (two
- * cohorts that read up to the same link): the smaller one moves.
- */
-static struct __eventbuf_cohort *cohort_merge(struct __eventbuf_cohort *into,
-					      struct __eventbuf_cohort *from)
-{
-	if (from->count > into->count) {
-		struct __eventbuf_cohort *t = into;
-
-		into = from;
-		from = t;
-	}
-	if (cohort_grow(into, into->count + from->count))
-		return NULL;
-	for (size_t i = 0; i < from->count; i++) {
-		struct __eventbuf_pollnode *n = from->nodes[i];
-
-		/* Both read to the same item: what one says is true of all. */
-		lagged_del(from, n);
-		cohort_add(into, n);
-	}
-	if (from->skip > into->skip)
-		into->skip = from->skip;
-	if (from->seq > into->seq)
-		into->seq = from->seq;
-	cohort_free(from);
-	return into;
-}
-
-/*
- * The open cohort read everything: park it on its newest item, the
- * members' anchors lent to that entry. 0, -EALREADY (read on), or an
- * error (the members were reported one by one).
- */
-static int group_park(struct eventbuf_poller *p)
-{
-	struct __eventbuf_cohort *c = p->open, *merged;
-	struct __eventbuf_pollnode *n;
-	struct reg *r, *old;
-	int fd, ret;
-
-	if (link_of(c->pos) != c->pos)
-		ret = -EINVAL;	/* not a writer's item: cannot happen */
-	else
-		ret = group_arm(p, c->pos, &fd);
-	if (ret == -EALREADY)
-		return ret;
-	if (ret) {
-		group_end(p);
-		return ret;
-	}
-	cohort_compact(c);
-	r = &p->regs[fd];
-	old = &p->regs[c->fd];
-	if (old->borrowers < c->count)
-		abort();	/* members we never counted */
-	old->borrowers -= (uint32_t)c->count;
-	r->borrowers += (uint32_t)c->count;
-	p->st.parked += c->count;
-	for (n = c->lagged; n; n = n->next)
-		n->group_ops->moved(n, c->seq);
-	c->open = false;
-	c->fd = fd;
-	p->open = NULL;
-	if (r->cohort) {
-		merged = cohort_merge(r->cohort, c);
-		if (!merged) {	/* no room: this one waits beside it */
-			reg_release(p, old);
-			p->open = c;
-			c->open = true;
-			p->st.parked -= c->count;
-			group_end(p);
-			return -ENOMEM;
-		}
-		c = merged;
-	}
-	r->cohort = c;
-	reg_release(p, old);
-	return 0;
-}
-
-int eventbuf_poller_group_next(struct eventbuf_poller *poller,
-			       const struct eventbuf_event **events, size_t *n)
-{
-	struct __eventbuf_cohort *c;
-	struct eventbuf_item *found, *tip = NULL;
-	uint64_t seq;
-
-	if (!poller || !events || !n)
-		return -EINVAL;
-	while ((c = poller->open)) {
-		if (c->holes == c->count) {	/* every member left */
-			group_end(poller);
-			break;
-		}
-		rcu_read_lock();
-		found = __eventbuf_find_next(c->pos, &tip);
-		rcu_read_unlock();
-		if (found && c->ops->batch(found, c->skip, events, n, &seq)) {
-			c->pos = found;
-			c->seq = seq;
-			return 0;
-		}
-		if (found) {	/* for each member to read on its own */
-			group_end(poller);
-			break;
-		}
-		c->pos = tip;
-		if (group_park(poller) != -EALREADY)
-			break;
-	}
-	*events = NULL;
-	*n = 0;
-	return -EAGAIN;
 }

@@ -194,16 +194,32 @@ bool __eventbuf_reader_at_lent(const struct eventbuf_reader *r,
 }
 
 /*
- * Its group read through @pos (kept alive by the entry @r lends to, or by
- * an item before it); @fd >= 0: the group parked on @pos, and the entry of
- * @fd now counts @r among its borrowers.
+ * @r joins a cohort (poller.c, cohort.c): the cohort's own reference
+ * covers its position from now on, and the entry it lent to forgets it
+ * (the caller uncounts it). @lender stays set: a closer on another thread
+ * still leaves @r to the poller's thread.
  */
-void __eventbuf_reader_group_move(struct eventbuf_reader *r,
-				  struct eventbuf_item *pos, int fd)
+void __eventbuf_reader_group_join(struct eventbuf_reader *r)
 {
+	r->lent_fd = -1;
+}
+
+/*
+ * @r leaves its cohort having read through @pos, which the cohort's
+ * reference keeps alive: take a reference of our own there. Under the
+ * subscription's lock, which a closer checks @lender under.
+ */
+void __eventbuf_reader_group_own(struct eventbuf_reader *r,
+				 struct eventbuf_item *pos)
+{
+	/* 2^29 references on one item: nothing to fall back on here. */
+	if (__eventbuf_item_ref(pos))
+		abort();
 	r->pos = pos;
-	if (fd >= 0)
-		r->lent_fd = fd;
+	r->anchor = pos;
+	r->lender = NULL;
+	r->armed = NULL;
+	r->since_move = 0;
 }
 
 /*

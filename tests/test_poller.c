@@ -1628,6 +1628,7 @@ static void test_poller_group_misuse(void **state)
 	struct obj objs[GROUP_SUBS];
 	bool skip[GROUP_SUBS] = { true, true };	/* read alone; gone */
 	bool gone[GROUP_SUBS] = { false, true };
+	struct eventbuf_poll_group g;
 	struct eventbuf_poll_event evs[EVS_MAX];
 	const struct eventbuf_event *ev;
 	struct eventbuf_poller *p;
@@ -1668,6 +1669,9 @@ static void test_poller_group_misuse(void **state)
 	group_batch(p, objs, GROUP_SUBS, 5, gone);
 	assert_int_equal(eventbuf_poller_group_next(p, &ev, &nev), -EAGAIN);
 	assert_int_equal(pstats(p).parked, GROUP_SUBS - 1);
+	/* Read to the tip, not yet armed: no entry until the pass ends. */
+	assert_int_equal(pstats(p).links, 0);
+	assert_int_equal(eventbuf_poller_group(p, &g), 0);
 	assert_int_equal(pstats(p).links, 1);
 	/* Freed with a group open: the members read on alone from there. */
 	assert_int_equal(publish("k", 6), 0);

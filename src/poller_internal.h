@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#ifndef _EVENTBUF_POLLER_INTERNAL_H
+#define _EVENTBUF_POLLER_INTERNAL_H
+
+/*
+ * What poller.c (registrations, reports, the descriptor) and cohort.c
+ * (groups) share. Everything here belongs to the poller's thread, except
+ * the inbox (under ->inbox_lock).
+ */
+#include <eventbuf/poller.h>
+
+#include "internal.h"
+
+/* regs[fd]: what this poller knows of the eventfd numbered fd. */
+struct reg {
+	struct eventbuf_item *link;	/* a counted reference, or NULL */
+	struct __eventbuf_pollnode *waiters;
+	uint32_t borrowers;		/* readers whose anchor it holds */
+	uint64_t epoch;			/* fd epoch and generation of */
+	uint32_t gen;			/* the registration (fdpool.c) */
+	bool watched;
+	bool fired;			/* queued for a group */
+	struct __eventbuf_cohort *cohort;	/* armed here, or NULL */
+};
+
+enum cohort_state {
+	COHORT_OPEN,	/* being read: p->open */
+	COHORT_IDLE,	/* read to its link, not armed: on p->idle */
+	COHORT_ARMED,	/* its link armed: regs[fd].cohort */
+};
+
+/*
+ * A cohort (cohort.c): subscriptions that read as one. @ref is a counted
+ * reference on @pos, the last item the cohort read (its link, once it has
+ * read everything), which covers every member's position. @members is
+ * what the caller is handed, @nodes the same members' nodes.
+ */
+struct __eventbuf_cohort {
+	enum cohort_state state;
+	int fd;				/* COHORT_ARMED: its entry */
+	struct eventbuf_item *ref;
+	struct eventbuf_item *pos;
+	uint64_t seq;			/* the batch at @pos, 0: none read */
+	uint64_t skip;			/* the members' highest skip_through */
+	const struct __eventbuf_group_ops *ops;
+	struct eventbuf_poll_event *members;
+	struct __eventbuf_pollnode **nodes;
+	size_t count, cap;
+	size_t holes;			/* members that left while open */
+	struct __eventbuf_pollnode *lagged;	/* lag-limited members */
+	struct __eventbuf_cohort *inext, *iprev;	/* on p->idle */
+};
+
+struct eventbuf_poller {
+	int epfd;
+	int kick_fd;
+	struct reg *regs;
+	size_t nregs;
+	struct __eventbuf_pollnode *ready_first, *ready_last;
+	struct __eventbuf_pollnode *attached;
+	pthread_mutex_t inbox_lock;
+	struct __eventbuf_pollnode *inbox;
+	struct eventbuf_poller_stats st;
+	/* groups (cohort.c) */
+	bool grouping;
+	int *fired;			/* fds of entries queued for a group */
+	size_t fired_head, fired_len, fired_cap;
+	struct __eventbuf_cohort *open;	/* the group being read, or NULL */
+	struct __eventbuf_cohort *idle;	/* read to their links, not armed */
+	struct __eventbuf_cohort *scan;	/* the next idle one to look at */
+	bool pass_open;			/* groups handed out, not yet 0 */
+	bool yielded;			/* this pass gave the CPU away */
+};
+
+static inline bool has_successor(const struct eventbuf_item *link)
+{
+	/* Acquire: pairs with the writer's rcu_assign_pointer() (W1). */
+	return smp_load_acquire(&link->next) != NULL;
+}
+
+/* poller.c */
+__hidden void __eventbuf_pl_kick(struct eventbuf_poller *p);
+__hidden void __eventbuf_pl_ready_push(struct eventbuf_poller *p,
+				       struct __eventbuf_pollnode *n);
+__hidden void __eventbuf_pl_reg_release(struct eventbuf_poller *p,
+					struct reg *r);
+__hidden int __eventbuf_pl_reg_claim(struct eventbuf_poller *p,
+				     struct eventbuf_item *link, int fd);
+
+/* cohort.c */
+__hidden void __eventbuf_cohort_fired(struct eventbuf_poller *p,
+				      struct reg *r, int fd);
+__hidden void __eventbuf_cohort_leave(struct eventbuf_poller *p,
+				      struct __eventbuf_pollnode *n,
+				      bool locked);
+__hidden void __eventbuf_group_end(struct eventbuf_poller *p);
+__hidden bool __eventbuf_groups_pending(const struct eventbuf_poller *p);
+__hidden bool __eventbuf_groups_untaken(const struct eventbuf_poller *p);
+__hidden void __eventbuf_groups_new_pass(struct eventbuf_poller *p);
+__hidden void __eventbuf_groups_free(struct eventbuf_poller *p);
+
+#endif /* _EVENTBUF_POLLER_INTERNAL_H */
