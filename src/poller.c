@@ -53,6 +53,17 @@
  * poller writes ->kick_fd so that ->epfd is readable again (an
  * edge-triggered caller gets a new edge).
  *
+ * Groups (eventbuf_poller_enable_groups(), cohort.c). An entry may also
+ * hold an armed cohort (->cohort): subscriptions that read as one and hold
+ * no loan of their own. When a grouping poller's entry fires, its cohort
+ * and the waiters that may join one stay in the entry, which is queued
+ * (->fired) for eventbuf_poller_group(); other waiters are reported as
+ * usual. cohort.c has the rest.
+ *
+ * Waiting. eventbuf_poller_wait() with no cancel descriptor sleeps in
+ * epoll_wait() on ->epfd and handles what woke it in the same call; with
+ * one, it polls both descriptors and then collects as ready() does.
+ *
  * Everything else (->regs, the lists, the nodes' list fields) belongs to
  * the poller's thread and takes no lock.
  */

@@ -730,6 +730,7 @@ static void pstate_free(struct pstate *p)
 /* ------------------------------------------------------------------ */
 
 static struct eventbuf_poller *poller;
+static bool grouping;		/* the poller hands out cohorts */
 
 static void poller_forget(struct bstate *b, struct pstate *p)
 {
@@ -754,8 +755,62 @@ static bool sub_has_more(struct pstate *p, int i)
 			     p->keys[s->key].nhist);
 }
 
+/* A batch a group handed to member @j: the next live batch of its key. */
+static void group_batch_seen(struct pstate *p, int j,
+			     const struct eventbuf_event *ev, size_t n)
+{
+	struct msub *s = &p->subs[j];
+	struct mkey *k = &p->keys[s->key];
+	size_t h = next_live(k, s->seen);
+
+	CHECK(!s->closed && s->expect == EXPECT_LIVE);
+	CHECK(h < k->nhist && n == k->hist_n[h]);
+	for (size_t e = 0; e < n; e++)
+		CHECK(ev[e].index == k->hist[h] &&
+		      !strcmp(ev[e].key, keys[s->key]) &&
+		      !strcmp(ev[e].payload, "live"));
+	s->seen = k->hist[h];
+}
+
+/* Every group: each member an attached subscription, once; each batch
+ * the next of every member still in the group; at the end they are dry. */
+static void poller_groups(struct pstate *p)
+{
+	const struct eventbuf_event *ev;
+	struct eventbuf_poll_group g;
+	bool in[NSUBS];
+	size_t n;
+	int ret;
+
+	op_name = "poller_group";
+	while ((ret = eventbuf_poller_group(poller, &g)) > 0) {
+		memset(in, 0, sizeof(in));
+		CHECK(g.count > 0 && g.count <= NSUBS);
+		for (size_t m = 0; m < g.count; m++) {
+			int j = (int)((uintptr_t)g.members[m].data - 1 - NREADERS);
+
+			CHECK(!g.members[m].reader);
+			CHECK(j >= 0 && j < NSUBS && !in[j]);
+			CHECK(p->subs[j].sub == g.members[m].sub);
+			CHECK(p->subs[j].polled);
+			in[j] = true;
+			p->subs[j].dry = false;
+		}
+		while ((ret = eventbuf_poller_group_next(poller, &ev, &n)) == 0)
+			for (int j = 0; j < NSUBS; j++)
+				if (in[j])
+					group_batch_seen(p, j, ev, n);
+		CHECK(ret == -EAGAIN && !ev && !n);
+		for (int j = 0; j < NSUBS; j++)
+			if (in[j])
+				p->subs[j].dry = true;
+	}
+	CHECK(ret == 0);
+}
+
 /* Collect every report: each names an attached object, with its data,
- * once; every dry object with something to read is among them. */
+ * once; every dry object with something to read is among them, or (with
+ * groups) read in a group. */
 static void poller_ready(struct bstate *b, struct pstate *p, size_t max)
 {
 	struct eventbuf_poll_event evs[NREADERS + NSUBS];
@@ -787,6 +842,8 @@ static void poller_ready(struct bstate *b, struct pstate *p, size_t max)
 			}
 		}
 	} while (n > 0);
+	if (grouping)
+		poller_groups(p);
 	for (int i = 0; i < NREADERS; i++)
 		CHECK(!b->readers[i].dry || !reader_has_more(b, i));
 	for (int i = 0; i < NSUBS; i++)
@@ -805,6 +862,9 @@ static void op_poller(struct bstate *b, struct pstate *p, uint8_t arg)
 	if (!poller) {
 		op_name = "poller_new";
 		CHECK(eventbuf_poller_new(&poller) == 0);
+		grouping = arg & 2;
+		if (grouping)
+			CHECK(eventbuf_poller_enable_groups(poller) == 0);
 		return;
 	}
 	switch ((arg >> 1) % 8) {

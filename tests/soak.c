@@ -405,6 +405,22 @@ static void loop_sub_new(struct eventbuf_poller *p, struct loop_obj *o,
 	o->attached = !ret;
 }
 
+/* Events read by subscription @o: its key's sequence, in order. */
+static void loop_seen(struct loop_obj *o, const struct eventbuf_event *ev,
+		      size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t seq = (uint64_t)(uintptr_t)ev[i].payload;
+
+		if (o->live && o->want && seq != o->want)
+			FAIL("loop %s: seq %" PRIu64 " after %" PRIu64 "\n",
+			     keys[o->key], seq, o->want - 1);
+		o->want = seq + 1;
+		if (o->live)
+			atomic_fetch_add(&poller_reads, 1);
+	}
+}
+
 /* Read @o until -EAGAIN or the end; false once it ended (closed). */
 static bool loop_drain(struct loop_obj *o)
 {
@@ -445,17 +461,49 @@ static bool loop_drain(struct loop_obj *o)
 			o->live = true;
 			continue;
 		}
-		for (size_t i = 0; i < n; i++) {
-			uint64_t seq = (uint64_t)(uintptr_t)ev[i].payload;
+		loop_seen(o, ev, n);
+	}
+}
 
-			if (o->live && o->want && seq != o->want)
-				FAIL("loop %s: seq %" PRIu64 " after %" PRIu64 "\n",
-				     keys[o->key], seq, o->want - 1);
-			o->want = seq + 1;
-			if (o->live)
-				atomic_fetch_add(&poller_reads, 1);
+/*
+ * The groups of a poller with groups enabled: each batch handed to each
+ * member still in its group, checked like a read of its own; now and then
+ * a member is unsubscribed in the middle of its group (its entry must
+ * read NULL from then on) and a new subscription takes its place.
+ */
+static void loop_groups(struct eventbuf_poller *p, unsigned int *seed)
+{
+	const struct eventbuf_event *ev;
+	struct eventbuf_poll_group g;
+	size_t n;
+	int ret;
+
+	while ((ret = eventbuf_poller_group(p, &g)) > 0) {
+		while (!eventbuf_poller_group_next(p, &ev, &n)) {
+			for (size_t m = 0; m < g.count; m++) {
+				struct loop_obj *o = g.members[m].data;
+
+				if (!g.members[m].sub)
+					continue;
+				if (g.members[m].sub != o->sub || !o->live)
+					FAIL("poller: a group member not ours\n");
+				loop_seen(o, ev, n);
+			}
+			if (rand_r(seed) % 64 == 0) {
+				size_t m = (size_t)rand_r(seed) % g.count;
+				struct loop_obj *o = g.members[m].data;
+
+				if (!g.members[m].sub)
+					continue;
+				eventbuf_unsubscribe(o->sub);
+				if (g.members[m].sub || g.members[m].data)
+					FAIL("poller: a member left, still named\n");
+				loop_sub_new(p, o, seed);
+			}
 		}
 	}
+	if (ret)
+		FAIL("poller_group: %d\n", ret);
 }
 
 static void loop_round(unsigned int *seed)
@@ -464,6 +512,7 @@ static void loop_round(unsigned int *seed)
 	struct eventbuf_poll_event evs[8];
 	struct eventbuf_poller *p;
 	int64_t end = now_ms() + 50 + rand_r(seed) % 500;
+	bool groups = rand_r(seed) % 2;
 	int ret;
 
 	memset(objs, 0, sizeof(objs));
@@ -472,6 +521,8 @@ static void loop_round(unsigned int *seed)
 		FAIL("poller_new: %d\n", ret);
 		return;
 	}
+	if (groups && eventbuf_poller_enable_groups(p))
+		FAIL("poller_enable_groups\n");
 	for (int i = 0; i < LOOP_SUBS; i++)
 		loop_sub_new(p, &objs[i], seed);
 	for (int i = LOOP_SUBS; i < LOOP_SUBS + LOOP_READERS; i++) {
@@ -511,6 +562,8 @@ static void loop_round(unsigned int *seed)
 				loop_sub_new(p, o, seed);
 			}
 		}
+		if (groups)
+			loop_groups(p, seed);
 		/* Now and then, detach one and attach it again. */
 		o = &objs[rand_r(seed) % (LOOP_SUBS + LOOP_READERS)];
 		if (rand_r(seed) % 8 == 0 && o->attached) {

@@ -257,14 +257,14 @@ eventbuf_poller_wait(struct eventbuf_poller *poller,
  *
  * Subscriptions of one key that have read everything wait on the same
  * link, and what they read next is the same batches. With groups enabled
- * (eventbuf_poller_enable_groups()), the poller does not report them one
- * by one when that link fires: eventbuf_poller_group() hands out the
- * whole set at once, and eventbuf_poller_group_next() each batch once for
- * all of them. Reading a group costs the library one walk of the new
- * items and, at its end, one step per member to park it again; what the
- * caller does per member and event is its own. A service whose hot keys
- * have thousands of subscribers per loop reads them with no call, lock
- * or fence per subscription and event.
+ * (eventbuf_poller_enable_groups()), the poller keeps such subscriptions
+ * together in *cohorts*, and hands a cohort out whole:
+ * eventbuf_poller_group() gives its members, eventbuf_poller_group_next()
+ * each new batch once for all of them. Reading a cohort costs the library
+ * a walk of the new items and a few pointer moves, whatever its size; what
+ * the caller does per member and event is its own. A service whose hot
+ * keys have thousands of subscribers per loop reads them with no call,
+ * lock or fence per subscription and event.
  *
  * The loop, after its descriptor fired (or eventbuf_poller_wait()
  * returned):
@@ -273,35 +273,47 @@ eventbuf_poller_wait(struct eventbuf_poller *poller,
  *	while (eventbuf_poller_group(p, &g) > 0)
  *		while (!eventbuf_poller_group_next(p, &events, &nev))
  *			for (i = 0; i < g.count; i++)
- *				handle(g.members[i].data, events, nev);
+ *				if (g.members[i].sub)
+ *					handle(g.members[i].data, events, nev);
  *
- * - A member reads in a group only when it has nothing of its own to
- *   hand out first; otherwise (a new snapshot frame, a batch its snapshot
- *   already covered, a close, an end-of-snapshot item or error) it is
- *   reported by eventbuf_poller_ready() and read on its own. Raw readers
- *   are always reported one by one.
+ * - Call eventbuf_poller_group() until it returns 0 before the loop waits
+ *   again: a cohort that has read everything is armed (its link's eventfd
+ *   installed, as for any waiter) only then, so that while the loop falls
+ *   behind the writer makes no system call for it. A cohort that already
+ *   has something new when the poller would arm it makes the poller's
+ *   descriptor fire, so the next wait returns at once. Before arming, the
+ *   call yields the CPU once (sched_yield()) so that a writer sharing the
+ *   core publishes more first; it never sleeps.
+ * - A subscription reads in a cohort only when it has nothing of its own
+ *   to hand out first; otherwise (a new snapshot frame, a batch its
+ *   snapshot already covered, a close, an end-of-snapshot item or an
+ *   error) it is reported by eventbuf_poller_ready() and read on its own.
+ *   Raw readers are always reported one by one.
  * - The group's events stay valid until the next eventbuf_poller_group(),
  *   eventbuf_poller_group_next() or eventbuf_poller_ready() call on the
  *   poller. eventbuf_poller_group_next() returns -EAGAIN at the end of the
- *   group, with its members parked again.
- * - The next eventbuf_poller_group() or eventbuf_poller_ready() call
- *   closes an open group: its members are then reported one by one and
- *   read on from where the group got to. So does a read of a member of
- *   its own (eventbuf_sub_next_nonblock()), for that member only.
- * - A member unsubscribed or detached while its group is open stays named
- *   in g.members (the array is not changed under the caller): skip it.
- *   A member closed by the publisher meanwhile reads the group's batches
- *   to the end, then is reported with its code.
- * - eventbuf_poller_wait() also returns (with 0) when only groups are
- *   waiting to be taken. A caller that leaves groups untaken has the
- *   poller's descriptor fire again at its next eventbuf_poller_ready().
+ *   group, when its members have read everything.
+ * - A member that leaves while its group is open (unsubscribed, detached,
+ *   closed by the publisher and collected, or read on its own with
+ *   eventbuf_sub_next_nonblock()) has its entry in g.members cleared
+ *   (@sub and @data NULL): skip those. A subscription read on its own
+ *   reads on from where its group got to.
+ * - A call to eventbuf_poller_group() or eventbuf_poller_ready() while a
+ *   group is open breaks it up: its members are reported one by one and
+ *   read on from where the group got to. A member closed by the publisher
+ *   while its group is open reads the group's batches to the end, then is
+ *   reported with its code.
+ * - eventbuf_poller_wait() also returns (with 0) when cohorts are waiting
+ *   to be looked at. A caller that leaves groups untaken has the poller's
+ *   descriptor fire again at its next eventbuf_poller_ready().
  */
 
 /**
  * struct eventbuf_poll_group - the subscriptions of one group
- * @members: one report per member (@reader NULL, @sub and @data set),
- *           the poller's array, valid until the group is closed.
- * @count:   how many.
+ * @members: one report per member (@reader NULL, @sub and @data set, or
+ *           both NULL once the member left), the poller's array, valid
+ *           until the group is closed.
+ * @count:   how many entries.
  */
 struct eventbuf_poll_group {
 	const struct eventbuf_poll_event *members;
@@ -327,11 +339,12 @@ EVENTBUF_API int eventbuf_poller_enable_groups(struct eventbuf_poller *poller);
  * @poller: the poller, with groups enabled.
  * @group:  filled with the members (or emptied when there is none).
  *
- * Closes the group that was open, if any. Call after
+ * Breaks up the group that was open, if any (see above). Call after
  * eventbuf_poller_ready() (which collects what fired) until it returns 0,
- * reading each group with eventbuf_poller_group_next().
+ * reading each group with eventbuf_poller_group_next(); the call that
+ * returns 0 arms the cohorts that read everything.
  *
- * Context: the poller's thread; never blocks.
+ * Context: the poller's thread; never sleeps (may yield the CPU once).
  * Return: 1 (a group is open), 0 (none waiting), -EINVAL (a NULL
  * argument).
  */
@@ -346,8 +359,8 @@ eventbuf_poller_group(struct eventbuf_poller *poller,
  * @n:      receives its size.
  *
  * Each member of the open group has read the batch once this returns 0:
- * hand it to each of them. At the end the members park again, each
- * lending its place to the poller's one entry for the new link.
+ * hand it to each member whose entry is not cleared. At the end the
+ * cohort waits for eventbuf_poller_group() to look at it again or arm it.
  *
  * Context: the poller's thread; never blocks.
  * Return: 0 (a batch); -EAGAIN (the group is done and closed, or none is
