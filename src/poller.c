@@ -381,6 +381,8 @@ int __eventbuf_poller_attach(struct eventbuf_poller *p,
 {
 	if (n->poller)
 		return -EBUSY;
+	/* Before a closer can see the poller (under n->lock) and kick. */
+	n->kicked = false;
 	if (n->lock)
 		pthread_mutex_lock(n->lock);
 	n->poller = p;
@@ -388,7 +390,6 @@ int __eventbuf_poller_attach(struct eventbuf_poller *p,
 		pthread_mutex_unlock(n->lock);
 	n->fd = -1;
 	n->where = NODE_IDLE;
-	n->kicked = false;
 	n->aprev = NULL;
 	n->anext = p->attached;
 	if (p->attached)
