@@ -56,10 +56,14 @@
  * eventfd writes; on an idle core the call returns at once. The same
  * trick as the blocking reader's (reader.c); measured in docs/pollers.md.
  *
- * The reference moves forward when a cohort goes idle (a reference on the
- * new ->pos is taken before the old one is put), so an idle cohort pins
- * nothing it has read. Two cohorts armed at one link merge: the smaller
- * one's members move.
+ * The reference follows ->pos batch by batch (a reference on the new item
+ * is taken before the old one is put): the link a cohort fired from lets
+ * its eventfd go back to the pool at once, for the next link to take (a
+ * cohort that kept it until the end of its read made two loops over 1,000
+ * keys close and create descriptors all the time, each a new epoll
+ * registration, and a p99 latency of a millisecond; docs/pollers.md), and
+ * an idle cohort pins nothing it has read. Two cohorts armed at one link
+ * merge: the smaller one's members move.
  *
  * Lag limits. The publisher's lag check reads each subscription's last
  * sequence (publisher.c). Members that have a lag limit sit on ->lagged
@@ -582,6 +586,18 @@ static void arm_idle(struct eventbuf_poller *p)
 		__eventbuf_pl_kick(p);
 }
 
+/* Move @c's reference forward to @to (taken before the old one goes). */
+static int move_ref(struct __eventbuf_cohort *c, struct eventbuf_item *to)
+{
+	int ret = __eventbuf_item_ref(to);
+
+	if (ret)
+		return ret;
+	__eventbuf_put_deferred(c->ref);
+	c->ref = to;
+	return 0;
+}
+
 /*
  * The open cohort read everything: it goes idle at its newest item, the
  * reference moved there. 0, or an error (it was broken up).
@@ -591,13 +607,9 @@ static int go_idle(struct eventbuf_poller *p)
 	struct __eventbuf_cohort *c = p->open;
 	struct __eventbuf_pollnode *n;
 
-	if (c->ref != c->pos) {
-		if (__eventbuf_item_ref(c->pos)) {
-			__eventbuf_group_end(p);
-			return -EOVERFLOW;
-		}
-		__eventbuf_put_deferred(c->ref);
-		c->ref = c->pos;
+	if (c->ref != c->pos && move_ref(c, c->pos)) {
+		__eventbuf_group_end(p);
+		return -EOVERFLOW;
 	}
 	p->open = NULL;
 	cohort_compact(c);
@@ -675,11 +687,16 @@ int eventbuf_poller_group_next(struct eventbuf_poller *poller,
 	found = __eventbuf_find_next(c->pos, &tip);
 	rcu_read_unlock();
 	if (found && c->ops->batch(found, c->skip, events, n, &seq)) {
+		/* The reference follows: the link it fired from lets its
+		 * eventfd go back to the pool now, for the next link. */
+		if (move_ref(c, found))
+			goto broken;
 		c->pos = found;
 		c->seq = seq;
 		return 0;
 	}
 	if (found) {	/* for each member to read on its own */
+broken:
 		__eventbuf_group_end(poller);
 	} else {
 		c->pos = tip;
