@@ -56,13 +56,16 @@
  * eventfd writes; on an idle core the call returns at once. The same
  * trick as the blocking reader's (reader.c); measured in docs/pollers.md.
  *
- * The reference follows ->pos batch by batch (a reference on the new item
- * is taken before the old one is put): the link a cohort fired from lets
- * its eventfd go back to the pool at once, for the next link to take (a
- * cohort that kept it until the end of its read made two loops over 1,000
- * keys close and create descriptors all the time, each a new epoll
- * registration, and a p99 latency of a millisecond; docs/pollers.md), and
- * an idle cohort pins nothing it has read. Two cohorts armed at one link
+ * The reference moves to ->pos when the pass ends (a reference on ->pos
+ * is taken before the old one is put), right before the cohort is armed:
+ * the link it fired from lets its eventfd go to this thread's cache
+ * (fdpool.c) and arming takes it straight back, a descriptor the poller
+ * already watches. Moving it earlier (per batch, or when the cohort goes
+ * idle) released a pass's descriptors before it armed any: with two loops
+ * over 1,000 keys the cache and the pool overflowed, descriptors were
+ * closed and created all the time, each a new epoll registration, and the
+ * p99 latency reached a millisecond (docs/pollers.md). So a cohort pins
+ * what it read for one pass at most. Two cohorts armed at one link
  * merge: the smaller one's members move.
  *
  * Lag limits. The publisher's lag check reads each subscription's last
@@ -479,6 +482,18 @@ static int hand_out(struct eventbuf_poller *p, struct __eventbuf_cohort *c,
 	return 1;
 }
 
+/* Move @c's reference forward to @to (taken before the old one goes). */
+static int move_ref(struct __eventbuf_cohort *c, struct eventbuf_item *to)
+{
+	int ret = __eventbuf_item_ref(to);
+
+	if (ret)
+		return ret;
+	__eventbuf_put_deferred(c->ref);
+	c->ref = to;
+	return 0;
+}
+
 /* ---- arming -------------------------------------------------------- */
 
 /*
@@ -541,9 +556,19 @@ static int cohort_arm(struct eventbuf_poller *p, struct __eventbuf_cohort *c)
 	struct reg *r;
 	int fd = -1, ret;
 
-	if (link_of(c->pos) != c->pos)
-		ret = -EINVAL;	/* not a writer's item: cannot happen */
+	/*
+	 * The reference moves to ->pos first: the link the cohort fired
+	 * from lets its eventfd go (to this thread's cache), and arming
+	 * ->pos right after takes it back, a descriptor this poller
+	 * already watches.
+	 */
+	if (c->ref != c->pos)
+		ret = move_ref(c, c->pos);
 	else
+		ret = 0;
+	if (!ret && link_of(c->pos) != c->pos)
+		ret = -EINVAL;	/* not a writer's item: cannot happen */
+	else if (!ret)
 		ret = arm_link(p, c->pos, &fd);
 	if (ret == -EALREADY)
 		return ret;
@@ -586,18 +611,6 @@ static void arm_idle(struct eventbuf_poller *p)
 		__eventbuf_pl_kick(p);
 }
 
-/* Move @c's reference forward to @to (taken before the old one goes). */
-static int move_ref(struct __eventbuf_cohort *c, struct eventbuf_item *to)
-{
-	int ret = __eventbuf_item_ref(to);
-
-	if (ret)
-		return ret;
-	__eventbuf_put_deferred(c->ref);
-	c->ref = to;
-	return 0;
-}
-
 /*
  * The open cohort read everything: it goes idle at its newest item, the
  * reference moved there. 0, or an error (it was broken up).
@@ -607,10 +620,6 @@ static int go_idle(struct eventbuf_poller *p)
 	struct __eventbuf_cohort *c = p->open;
 	struct __eventbuf_pollnode *n;
 
-	if (c->ref != c->pos && move_ref(c, c->pos)) {
-		__eventbuf_group_end(p);
-		return -EOVERFLOW;
-	}
 	p->open = NULL;
 	cohort_compact(c);
 	for (n = c->lagged; n; n = n->next)
@@ -687,16 +696,11 @@ int eventbuf_poller_group_next(struct eventbuf_poller *poller,
 	found = __eventbuf_find_next(c->pos, &tip);
 	rcu_read_unlock();
 	if (found && c->ops->batch(found, c->skip, events, n, &seq)) {
-		/* The reference follows: the link it fired from lets its
-		 * eventfd go back to the pool now, for the next link. */
-		if (move_ref(c, found))
-			goto broken;
 		c->pos = found;
 		c->seq = seq;
 		return 0;
 	}
 	if (found) {	/* for each member to read on its own */
-broken:
 		__eventbuf_group_end(poller);
 	} else {
 		c->pos = tip;
