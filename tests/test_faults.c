@@ -16,7 +16,8 @@
  * attached reader or subscription parking (its poller's registration
  * array grows with realloc(), the link's eventfd is made, the poller's
  * epoll_ctl()): the read says why, the object is reported again, and
- * its next read parks it.
+ * its next read parks it. A cohort read and armed with each site failing
+ * in turn: its members are reported one by one, and nothing is lost.
  */
 #include <errno.h>
 #include <poll.h>
@@ -923,6 +924,166 @@ static void test_faults_poller_park(void **state)
 	fail_eventfds = false;
 }
 
+/* ---------------------------------------------------------------------- */
+
+#define GROUP_SUBS 4
+#define FIRST_LIVE 6	/* snap_handler's snapshot is index 5 */
+
+/* A subscription of the group tests and the live events it read. */
+struct gsub {
+	struct eventbuf_subscription *sub;
+	uint64_t next;		/* next live index expected */
+	uint64_t bad;
+};
+
+static void gsub_see(struct gsub *g, const struct eventbuf_event *ev,
+		     size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (eventbuf_event_is_end_of_snapshot(&ev[i]) ||
+		    eventbuf_event_is_new_snapshot(&ev[i]) ||
+		    ev[i].index < FIRST_LIVE)
+			continue;
+		if (ev[i].index != g->next)
+			g->bad++;
+		g->next = ev[i].index + 1;
+	}
+}
+
+/* Read a reported one until -EAGAIN; a retryable code reports it again. */
+static void gsub_drain(struct gsub *g)
+{
+	const struct eventbuf_event *ev;
+	size_t n;
+	int ret;
+
+	while ((ret = eventbuf_sub_next_nonblock(g->sub, &ev, &n)) == 0)
+		gsub_see(g, ev, n);
+	assert_true(ret == -EAGAIN || ret == -ENOMEM || ret == -EMFILE ||
+		    ret == -EOVERFLOW);
+}
+
+/* The reports @n of @evs, then every group, as a loop does. */
+static void group_round(struct eventbuf_poller *p,
+			const struct eventbuf_poll_event *evs, int n)
+{
+	const struct eventbuf_event *ev;
+	struct eventbuf_poll_group g;
+	size_t nev;
+
+	for (int i = 0; i < n; i++)
+		gsub_drain(evs[i].data);
+	while (eventbuf_poller_group(p, &g) > 0)
+		while (!eventbuf_poller_group_next(p, &ev, &nev))
+			for (size_t m = 0; m < g.count; m++)
+				if (g.members[m].sub)
+					gsub_see(g.members[m].data, ev, nev);
+}
+
+static bool gsubs_at(const struct gsub *gs, uint64_t next)
+{
+	for (int i = 0; i < GROUP_SUBS; i++)
+		if (gs[i].next != next)
+			return false;
+	return true;
+}
+
+/* Wait and read until every subscription read up to @next (2 s at most). */
+static void group_catch_up(struct eventbuf_poller *p, struct gsub *gs,
+			   uint64_t next)
+{
+	struct eventbuf_poll_event evs[8];
+	int64_t deadline = now_ms() + 2000;
+
+	while (!gsubs_at(gs, next) && now_ms() < deadline) {
+		int n = eventbuf_poller_wait(p, evs, 8, 20, -1);
+
+		if (n == -ETIMEDOUT)
+			continue;
+		assert_true(n >= 0);
+		group_round(p, evs, n);
+	}
+	for (int i = 0; i < GROUP_SUBS; i++) {
+		assert_int_equal(gs[i].bad, 0);
+		assert_int_equal(gs[i].next, next);
+	}
+}
+
+static void gpublish(struct eventbuf_publisher *pub, uint64_t index)
+{
+	struct eventbuf_event ev = { .index = index, .topic = "t", .key = "g" };
+
+	assert_int_equal(eventbuf_publish(pub, &ev, 1, NULL, NULL), 0);
+}
+
+/*
+ * A cohort of four subscriptions whose link fires with every site on the
+ * way failing in turn, the eventfd pool emptied so that arming its next
+ * link needs a new eventfd: the queue of fired entries (realloc), the
+ * reference the cohort moves to its new link, the eventfd, the poller's
+ * registration array and epoll_ctl(). Whatever fails, the members are
+ * reported one by one and read on: every event is read once, in order,
+ * and the next one wakes them. Returns the number of sites.
+ */
+static int group_faults(struct eventbuf_publisher *pub)
+{
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = "g" };
+	struct eventbuf_poll_event evs[8];
+	struct gsub gs[GROUP_SUBS];
+	uint64_t index = FIRST_LIVE;
+	int sites;
+
+	for (sites = 0;; sites++) {
+		struct eventbuf_poller *p;
+		bool fired;
+		int n;
+
+		assert_int_equal(eventbuf_poller_new(&p), 0);
+		assert_int_equal(eventbuf_poller_enable_groups(p), 0);
+		for (int i = 0; i < GROUP_SUBS; i++) {
+			assert_int_equal(eventbuf_subscribe(pub, &req, &gs[i].sub), 0);
+			gs[i].next = index;
+			gs[i].bad = 0;
+			assert_int_equal(eventbuf_poller_add_sub(p, gs[i].sub,
+								 &gs[i]), 0);
+		}
+		/* Parked one by one, then read once as a cohort. */
+		group_catch_up(p, gs, index);
+		gpublish(pub, index++);
+		group_catch_up(p, gs, index);
+		gpublish(pub, index++);
+		eventbuf_barrier();	/* the next link needs a new eventfd */
+		fail_from(sites);
+		n = eventbuf_poller_ready(p, evs, 8);
+		assert_true(n >= 0);
+		group_round(p, evs, n);
+		fired = disarm();
+		group_catch_up(p, gs, index);
+		gpublish(pub, index++);
+		group_catch_up(p, gs, index);
+		for (int i = 0; i < GROUP_SUBS; i++)
+			eventbuf_unsubscribe(gs[i].sub);
+		eventbuf_poller_free(p);
+		if (!fired)
+			return sites;
+	}
+}
+
+static void test_faults_poller_group(void **state)
+{
+	struct eventbuf_publisher *pub = pub_new(0);
+	int sites;
+
+	(void)state;
+	fail_eventfds = true;
+	sites = group_faults(pub);
+	printf("# cohort read and armed: %d sites failed in turn\n", sites);
+	/* realloc() of the fired queue, the reference, eventfd(), epoll_ctl() */
+	assert_true(sites >= 4);
+	pub_free(pub, 0);
+	fail_eventfds = false;
+}
+
 /*
  * The splice's first step takes a reference on the key buffer's head. A
  * handler that appends nothing and arms the fault makes exactly that
@@ -993,6 +1154,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_faults_subscribe_emfile, teardown),
 		cmocka_unit_test_teardown(test_faults_poller_new, teardown),
 		cmocka_unit_test_teardown(test_faults_poller_park, teardown),
+		cmocka_unit_test_teardown(test_faults_poller_group, teardown),
 	};
 
 	return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
