@@ -348,14 +348,34 @@ static int fired_pop(struct eventbuf_poller *p)
 }
 
 /*
+ * May @n, waiting in the entry of @fd, join a cohort there to read @first?
+ * Only a subscription lending its anchor to that entry, at its link.
+ */
+static bool may_join(struct __eventbuf_pollnode *n, int fd,
+		     const struct eventbuf_item *link,
+		     const struct eventbuf_item *first)
+{
+	return n->lending &&
+	       __eventbuf_reader_at_lent(n->lending, n, fd, link) &&
+	       n->group_ops->may_join(n, first);
+}
+
+/*
  * Grouping, @r fired: its cohort and the waiters that may join one
- * (subscriptions lending their anchor here) stay in @r, queued for
- * eventbuf_poller_group(); the rest are reported now.
+ * (subscriptions lending their anchor here, with nothing of their own to
+ * read first) stay in @r, queued for eventbuf_poller_group(); the rest are
+ * reported by the ready() call that collects this. group_open() checks
+ * the waiters again: one read on its own in between is reported then.
  */
 void __eventbuf_cohort_fired(struct eventbuf_poller *p, struct reg *r, int fd)
 {
 	struct __eventbuf_pollnode *n, *next, *keep = NULL;
+	struct eventbuf_item *first, *tip;
 
+	/* The entry's reference keeps r->link and all after it. */
+	rcu_read_lock();
+	first = __eventbuf_find_next(r->link, &tip);
+	rcu_read_unlock();
 	if (!r->fired && fired_push(p, fd) == 0)
 		r->fired = true;
 	if (!r->fired && r->cohort) {	/* no room to queue it */
@@ -367,7 +387,8 @@ void __eventbuf_cohort_fired(struct eventbuf_poller *p, struct reg *r, int fd)
 	}
 	for (n = r->waiters; n; n = next) {
 		next = n->next;
-		if (r->fired && n->group_ops && n->lending) {
+		/* The others are reported by the ready() that collects this. */
+		if (r->fired && n->group_ops && may_join(n, fd, r->link, first)) {
 			n->prev = NULL;
 			n->next = keep;
 			if (keep)
@@ -384,19 +405,6 @@ void __eventbuf_cohort_fired(struct eventbuf_poller *p, struct reg *r, int fd)
 }
 
 /* ---- opening ------------------------------------------------------- */
-
-/*
- * May @n, waiting in the entry of @fd, join a cohort there to read @first?
- * Only a subscription lending its anchor to that entry, at its link.
- */
-static bool may_join(struct __eventbuf_pollnode *n, int fd,
-		     const struct eventbuf_item *link,
-		     const struct eventbuf_item *first)
-{
-	return n->lending &&
-	       __eventbuf_reader_at_lent(n->lending, n, fd, link) &&
-	       n->group_ops->may_join(n, first);
-}
 
 static size_t count_waiters(const struct reg *r)
 {

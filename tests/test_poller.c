@@ -1649,15 +1649,14 @@ static void test_poller_group_misuse(void **state)
 	objs[1].s = NULL;
 	group_batch(p, objs, GROUP_SUBS, 3, skip);
 	/* ready() closes the group: the rest are reported one by one and
-	 * read on from 4. */
+	 * read on from 4; so is member 0, which left by reading. */
 	assert_int_equal(eventbuf_poller_ready(p, evs, EVS_MAX),
-			 GROUP_SUBS - 2);
-	for (int i = 0; i < GROUP_SUBS - 2; i++)
+			 GROUP_SUBS - 1);
+	for (int i = 0; i < GROUP_SUBS - 1; i++)
 		handle(&evs[i]);
 	assert_int_equal(eventbuf_poller_group_next(p, &ev, &nev), -EAGAIN);
 	assert_null(ev);
 	assert_int_equal(nev, 0);
-	drain(&objs[0]);
 	for (int i = 0; i < GROUP_SUBS; i++)
 		if (i != 1)
 			assert_int_equal(objs[i].next, 5);
@@ -1665,7 +1664,7 @@ static void test_poller_group_misuse(void **state)
 	assert_int_equal(publish("k", 5), 0);
 	open_group(p, objs, GROUP_SUBS, GROUP_SUBS - 1);
 	assert_int_equal(pstats(p).reports, GROUP_SUBS + GROUP_SUBS +
-			 (GROUP_SUBS - 2) + (GROUP_SUBS - 1));
+			 (GROUP_SUBS - 1) + (GROUP_SUBS - 1));
 	group_batch(p, objs, GROUP_SUBS, 5, gone);
 	assert_int_equal(eventbuf_poller_group_next(p, &ev, &nev), -EAGAIN);
 	assert_int_equal(pstats(p).parked, GROUP_SUBS - 1);

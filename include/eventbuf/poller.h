@@ -296,8 +296,10 @@ eventbuf_poller_wait(struct eventbuf_poller *poller,
  * - A member that leaves while its group is open (unsubscribed, detached,
  *   closed by the publisher and collected, or read on its own with
  *   eventbuf_sub_next_nonblock()) has its entry in g.members cleared
- *   (@sub and @data NULL): skip those. A subscription read on its own
- *   reads on from where its group got to.
+ *   (@sub and @data NULL): skip those. A cohort's subscription read on
+ *   its own (in a group or between groups) leaves its cohort, reads on
+ *   from where the cohort got to, and is reported by the next
+ *   eventbuf_poller_ready() unless that read parked it (-EAGAIN).
  * - A call to eventbuf_poller_group() or eventbuf_poller_ready() while a
  *   group is open breaks it up: its members are reported one by one and
  *   read on from where the group got to. A member closed by the publisher

@@ -398,9 +398,15 @@ int eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
 		return -EINVAL;
 	pthread_mutex_lock(&sub->lock);
 	drop_held(sub);
-	/* In an open group: read on from where the group got to. */
-	if (sub->pn.where == NODE_GROUP)
+	/*
+	 * In a cohort: leave it, reading on from where it got to, and be
+	 * reported again, so that a caller who stops before -EAGAIN (which
+	 * would park it) still hears of it.
+	 */
+	if (sub->pn.where == NODE_GROUP) {
 		__eventbuf_poller_unpark(&sub->pn);
+		__eventbuf_poller_retry(&sub->pn);
+	}
 	if (sub->state != SUB_OPEN) {
 		ret = sub->state;
 		eventbuf_reader_free(sub->reader);	/* a lending one */
