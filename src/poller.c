@@ -161,7 +161,8 @@ int eventbuf_poller_stats(const struct eventbuf_poller *poller,
 
 /* ---- the ready list ------------------------------------------------ */
 
-void __eventbuf_pl_ready_push(struct eventbuf_poller *p, struct __eventbuf_pollnode *n)
+void __eventbuf_pl_ready_push(struct eventbuf_poller *p,
+			      struct __eventbuf_pollnode *n)
 {
 	n->where = NODE_READY;
 	n->next = NULL;
@@ -292,8 +293,8 @@ void __eventbuf_poller_unborrow(struct __eventbuf_pollnode *n, int fd)
 }
 
 /* Make the entry of @fd hold @link (one counted reference) and watch @fd. */
-int __eventbuf_pl_reg_claim(struct eventbuf_poller *p, struct eventbuf_item *link,
-		     int fd)
+int __eventbuf_pl_reg_claim(struct eventbuf_poller *p,
+			    struct eventbuf_item *link, int fd)
 {
 	struct reg *r;
 	int ret;
