@@ -150,12 +150,8 @@ static void cohort_add(struct __eventbuf_cohort *c,
 	n->lagged = n->group_ops->lag_limited(n);
 	n->prev = NULL;
 	n->next = NULL;
-	if (n->lagged) {
-		n->next = c->lagged;
-		if (c->lagged)
-			c->lagged->prev = n;
-		c->lagged = n;
-	}
+	if (n->lagged)
+		node_push(&c->lagged, n);
 }
 
 static void lagged_del(struct __eventbuf_cohort *c,
@@ -163,12 +159,7 @@ static void lagged_del(struct __eventbuf_cohort *c,
 {
 	if (!n->lagged)
 		return;
-	if (n->prev)
-		n->prev->next = n->next;
-	else
-		c->lagged = n->next;
-	if (n->next)
-		n->next->prev = n->prev;
+	node_unlink(&c->lagged, n);
 	n->lagged = false;
 }
 
@@ -389,11 +380,7 @@ void __eventbuf_cohort_fired(struct eventbuf_poller *p, struct reg *r, int fd)
 		next = n->next;
 		/* The others are reported by the ready() that collects this. */
 		if (r->fired && n->group_ops && may_join(n, fd, r->link, first)) {
-			n->prev = NULL;
-			n->next = keep;
-			if (keep)
-				keep->prev = n;
-			keep = n;
+			node_push(&keep, n);
 			continue;
 		}
 		p->st.parked--;
@@ -570,13 +557,10 @@ static int cohort_arm(struct eventbuf_poller *p, struct __eventbuf_cohort *c)
 	 * ->pos right after takes it back, a descriptor this poller
 	 * already watches.
 	 */
-	if (c->ref != c->pos)
-		ret = move_ref(c, c->pos);
-	else
-		ret = 0;
+	ret = c->ref != c->pos ? move_ref(c, c->pos) : 0;
 	if (!ret && link_of(c->pos) != c->pos)
 		ret = -EINVAL;	/* not a writer's item: cannot happen */
-	else if (!ret)
+	if (!ret)
 		ret = arm_link(p, c->pos, &fd);
 	if (ret == -EALREADY)
 		return ret;
@@ -620,10 +604,10 @@ static void arm_idle(struct eventbuf_poller *p)
 }
 
 /*
- * The open cohort read everything: it goes idle at its newest item, the
- * reference moved there. 0, or an error (it was broken up).
+ * The open cohort read everything: it goes idle at its newest item (its
+ * reference follows when it is armed, see the top of this file).
  */
-static int go_idle(struct eventbuf_poller *p)
+static void go_idle(struct eventbuf_poller *p)
 {
 	struct __eventbuf_cohort *c = p->open;
 	struct __eventbuf_pollnode *n;
@@ -634,7 +618,6 @@ static int go_idle(struct eventbuf_poller *p)
 		n->group_ops->moved(n, c->seq);
 	p->st.parked += c->count;
 	idle_push(p, c);
-	return 0;
 }
 
 /* ---- the calls ----------------------------------------------------- */
@@ -712,7 +695,7 @@ int eventbuf_poller_group_next(struct eventbuf_poller *poller,
 		__eventbuf_group_end(poller);
 	} else {
 		c->pos = tip;
-		(void)go_idle(poller);	/* or broken up: reported */
+		go_idle(poller);
 	}
 	return -EAGAIN;
 }

@@ -332,11 +332,7 @@ int __eventbuf_poller_park(struct __eventbuf_pollnode *n,
 	r = &p->regs[fd];
 	n->fd = fd;
 	n->where = NODE_PARKED;
-	n->prev = NULL;
-	n->next = r->waiters;
-	if (r->waiters)
-		r->waiters->prev = n;
-	r->waiters = n;
+	node_push(&r->waiters, n);
 	p->st.parked++;
 	return 0;
 }
@@ -357,12 +353,7 @@ void __eventbuf_poller_unpark(struct __eventbuf_pollnode *n)
 	if (n->where != NODE_PARKED)
 		return;
 	r = &p->regs[n->fd];
-	if (n->prev)
-		n->prev->next = n->next;
-	else
-		r->waiters = n->next;
-	if (n->next)
-		n->next->prev = n->prev;
+	node_unlink(&r->waiters, n);
 	n->where = NODE_IDLE;
 	n->fd = -1;
 	p->st.parked--;

@@ -72,6 +72,31 @@ struct eventbuf_poller {
 	bool yielded;			/* this pass gave the CPU away */
 };
 
+/*
+ * Lists of nodes that know their first node only (an entry's waiters, a
+ * cohort's lag-limited members), linked through ->prev and ->next.
+ */
+static inline void node_push(struct __eventbuf_pollnode **headp,
+			     struct __eventbuf_pollnode *n)
+{
+	n->prev = NULL;
+	n->next = *headp;
+	if (*headp)
+		(*headp)->prev = n;
+	*headp = n;
+}
+
+static inline void node_unlink(struct __eventbuf_pollnode **headp,
+			       struct __eventbuf_pollnode *n)
+{
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		*headp = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+}
+
 static inline bool has_successor(const struct eventbuf_item *link)
 {
 	/* Acquire: pairs with the writer's rcu_assign_pointer() (W1). */
