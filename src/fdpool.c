@@ -48,6 +48,37 @@
  * the word that the releasing compare-and-swap sees); its eventfd is
  * closed as before.
  *
+ * Kept descriptors. A reader that hands its link's descriptor to its
+ * caller (eventbuf_reader_wait_fd()) and is the only one that ever took it
+ * from the link keeps it when it moves on, for its next link: the caller's
+ * epoll set then watches the same open file, and a delivery costs one
+ * read() to reset it instead of a close(), an eventfd() and an epoll_ctl().
+ * The installer marks the link ST_PRIVATE in the compare-and-swap that
+ * installs the descriptor; anyone else who takes the descriptor from the
+ * link - another reader, a poller, eventbuf_item_wait_fd() - clears the
+ * bit, before it can drop the reference it holds on the link. The reader's
+ * own put then decides, in the compare-and-swap that drops its reference,
+ * whether it is the releasing step (no reference left, ST_SIGNALED: the
+ * writer is done writing) and whether the bit is still set
+ * (__eventbuf_put_keep_fd(), reclaim.c). If both, nobody else ever had the
+ * descriptor, nobody can take it from the link any more (ST_CLOSED), and
+ * the writer will not write it again: it is the reader's, reset as a
+ * release would (__eventbuf_fd_keep()), and carries no old wake-up into
+ * the next link, by the argument above. A wake-up already queued in the
+ * caller's set is a look that finds nothing, which the reader API's
+ * callers already expect. Otherwise the descriptor is released as above,
+ * and closed, since it is exported.
+ *
+ * A reader woken on the writer's CPU runs before the writer's
+ * compare-and-swap sets ST_SIGNALED, so the reader's put also keeps the
+ * descriptor when a read of it finds the writer's write (its only one);
+ * the writer's compare-and-swap then finds ST_CLOSED set and releases
+ * nothing. tests/model/keep.pml checks both ways of keeping against a
+ * writer anywhere in W3..W5 and a second holder whose epoll set outlives
+ * its hold, and catches a holder that does not clear ST_PRIVATE, a keep
+ * that does not wait for the write, a writer that releases a kept
+ * descriptor, and a keep without the reset.
+ *
  * Generations. A poller remembers which descriptors its epoll set
  * watches; once a descriptor is closed, the kernel drops it from every
  * set, and its number may come back as a new eventfd that no set watches.
@@ -266,23 +297,76 @@ void __eventbuf_fd_pool_put(int fd)
 		fd_close(fd);
 }
 
+/*
+ * Read a signalled descriptor back to zero. EAGAIN cannot happen (the
+ * writer wrote it before it set ST_SIGNALED) but would mean zero anyway.
+ */
+static bool fd_reset(int fd)
+{
+	uint64_t count;
+
+	return read(fd, &count, sizeof(count)) >= 0 || errno == EAGAIN;
+}
+
 void __eventbuf_fd_release(uint64_t w)
 {
 	int fd = st_fd(w);
-	uint64_t count;
 
 	if ((w & ST_EXPORTED) || !born_here(fd)) {
 		fd_close(fd);
 		return;
 	}
-	/* Reset a signalled one; EAGAIN cannot happen (the writer wrote it
-	 * before it set ST_SIGNALED) but would mean zero anyway. */
-	if ((w & ST_SIGNALED) &&
-	    read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN) {
+	if ((w & ST_SIGNALED) && !fd_reset(fd)) {
 		fd_close(fd);
 		return;
 	}
 	__eventbuf_fd_pool_put(fd);
+}
+
+/*
+ * The releasing step of a link whose eventfd its reader keeps (ST_PRIVATE,
+ * see "Kept descriptors" above): reset it, unless @reset (the reader read
+ * it already), and return it; or, when the reset failed, close it and
+ * return -1. Whether it may be reused after a fork is checked when it is
+ * installed again (__eventbuf_fd_reuse_kept()).
+ */
+int __eventbuf_fd_keep(uint64_t w, bool reset)
+{
+	int fd = st_fd(w);
+
+	if (!reset && !fd_reset(fd)) {
+		fd_close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Read @fd back to zero: true if it had been written, false if it had
+ * not (or cannot be read, which the caller treats alike).
+ */
+bool __eventbuf_fd_consume(int fd)
+{
+	uint64_t count;
+
+	return read(fd, &count, sizeof(count)) == (ssize_t)sizeof(count);
+}
+
+/* A kept descriptor about to be installed: -1 (closed) if open at a fork. */
+int __eventbuf_fd_reuse_kept(int fd)
+{
+	if (fd >= 0 && !born_here(fd)) {
+		fd_close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* A kept descriptor its reader no longer wants. */
+void __eventbuf_fd_drop_kept(int fd)
+{
+	if (fd >= 0)
+		fd_close(fd);
 }
 
 void __eventbuf_fd_pool_drain(void)

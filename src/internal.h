@@ -83,7 +83,11 @@ enum {
  *  bit  1      ST_PINNED: a buffer's pin (reclaim.c). Keeps the item, not
  *              its eventfd: the pin never waits.
  *  bits 2..31  reference count, in units of ST_REF.
- *  bits 32..60 the link's eventfd + 1 (0: none yet).
+ *  bits 32..59 the link's eventfd + 1 (0: none yet).
+ *  bit 60      ST_PRIVATE: the eventfd was installed for a reader that
+ *              hands it to its caller (eventbuf_reader_wait_fd()) and
+ *              nobody else has taken it from the link since: that reader
+ *              may keep it for its next link (wait.c).
  *  bit 61      ST_EXPORTED: the eventfd was handed to the caller
  *              (eventbuf_item_wait_fd(), eventbuf_reader_wait_fd(), a
  *              subscription's own epoll set), who may keep it registered
@@ -101,7 +105,8 @@ enum {
 #define ST_REF_MASK	0xfffffffcull
 #define ST_REF_LIMIT	(1ull << 29)
 #define ST_FD_SHIFT	32
-#define ST_FD_MASK	(0x1fffffffull << ST_FD_SHIFT)
+#define ST_FD_MASK	(0x0fffffffull << ST_FD_SHIFT)
+#define ST_PRIVATE	(1ull << 60)
 #define ST_EXPORTED	(1ull << 61)
 #define ST_SIGNALED	(1ull << 62)
 #define ST_CLOSED	(1ull << 63)
@@ -384,11 +389,16 @@ __eventbuf_find_next(const struct eventbuf_item *from, struct eventbuf_item **ti
 
 /* reclaim.c */
 __hidden void __eventbuf_put_deferred(struct eventbuf_item *item);
+__hidden void __eventbuf_put_keep_fd(struct eventbuf_item *item, int *keptp);
 __hidden void __eventbuf_pin(struct eventbuf_item *item);
 __hidden void __eventbuf_unpin(struct eventbuf_item *item);
 
 /* fdpool.c */
 __hidden void __eventbuf_fd_release(uint64_t w);
+__hidden int __eventbuf_fd_keep(uint64_t w, bool reset);
+__hidden bool __eventbuf_fd_consume(int fd);
+__hidden int __eventbuf_fd_reuse_kept(int fd);
+__hidden void __eventbuf_fd_drop_kept(int fd);
 __hidden int __eventbuf_fd_pool_get(void);
 __hidden void __eventbuf_fd_pool_put(int fd);
 __hidden void __eventbuf_fd_pool_drain(void);

@@ -205,7 +205,7 @@ int eventbuf_item_next(struct eventbuf_item *item, int timeout_ms,
 			ret = __eventbuf_no_wait(cancel_fd);
 			break;
 		}
-		ret = __eventbuf_prepare_wait(link_of(parked), &fd, false);
+		ret = __eventbuf_prepare_wait(link_of(parked), &fd, 0, NULL);
 		if (ret == -EALREADY)
 			continue;
 		if (ret)
@@ -281,5 +281,6 @@ int eventbuf_item_wait_fd(struct eventbuf_item *item, int *fdp)
 	*fdp = -1;
 	if (item_is_error(item))
 		return -EALREADY;
-	return __eventbuf_prepare_wait(link_of(item), fdp, true);
+	return __eventbuf_prepare_wait(link_of(item), fdp, WAIT_EXPORTED,
+				       NULL);
 }

@@ -70,6 +70,7 @@ struct eventbuf_reader {
 	struct eventbuf_item *pos;
 	struct eventbuf_item *error;
 	struct eventbuf_item *armed;	/* link of the last fd handed out */
+	int kept_fd;			/* that fd, kept for the next link */
 	unsigned int since_move;
 	struct __eventbuf_pollnode pn;	/* its poller's, when attached */
 	struct __eventbuf_pollnode *lender;	/* holds the anchor, or NULL */
@@ -102,6 +103,7 @@ int eventbuf_reader_new(struct eventbuf_item *start,
 	r->pos = start;
 	r->pn.owner = r;
 	r->pn.fd = -1;
+	r->kept_fd = -1;
 	counter_add(&__eventbuf_counters.readers, 1);
 	*readerp = r;
 	return 0;
@@ -116,16 +118,23 @@ void eventbuf_reader_free(struct eventbuf_reader *reader)
 	else
 		__eventbuf_put_deferred(reader->anchor);
 	reader->lender = NULL;
+	__eventbuf_fd_drop_kept(reader->kept_fd);
 	__eventbuf_poller_detach(&reader->pn);
 	counter_sub(&__eventbuf_counters.readers, 1);
 	free(reader);
 }
 
-/* Move the reference to @pos (taken before the old one is dropped). */
-static int move_anchor(struct eventbuf_reader *r)
+/*
+ * Move the reference to @pos (taken before the old one is dropped). @keep:
+ * the caller hands descriptors out, and keeps the armed link's one if it
+ * may (see "Kept descriptors" in fdpool.c).
+ */
+static int move_anchor_keep(struct eventbuf_reader *r, bool keep)
 {
 	struct eventbuf_item *old = r->anchor;
 	int ret;
+
+	keep = keep && old && r->armed == old && r->kept_fd < 0;
 
 	r->since_move = 0;
 	if (old == r->pos && !r->lender)
@@ -139,10 +148,17 @@ static int move_anchor(struct eventbuf_reader *r)
 	if (r->lender) {	/* the entry kept @pos: ours now */
 		__eventbuf_poller_unborrow(r->lender, r->lent_fd);
 		r->lender = NULL;
+	} else if (keep) {
+		__eventbuf_put_keep_fd(old, &r->kept_fd);
 	} else {
 		__eventbuf_put_deferred(old);
 	}
 	return 0;
+}
+
+static int move_anchor(struct eventbuf_reader *r)
+{
+	return move_anchor_keep(r, false);
 }
 
 /*
@@ -237,6 +253,11 @@ int __eventbuf_reader_park_polled(struct eventbuf_reader *r,
 
 	if (r->error)
 		return -EALREADY;
+	/* Parked through the poller from now on: nobody watches it. */
+	if (r->kept_fd >= 0) {
+		__eventbuf_fd_drop_kept(r->kept_fd);
+		r->kept_fd = -1;
+	}
 	rcu_read_lock();
 	found = __eventbuf_find_next(r->pos, &tip);
 	rcu_read_unlock();
@@ -247,7 +268,7 @@ int __eventbuf_reader_park_polled(struct eventbuf_reader *r,
 	if (tip != link) {	/* a follower: keep an anchor of our own */
 		ret = move_anchor(r);
 		if (!ret)
-			ret = __eventbuf_prepare_wait(link, &fd, false);
+			ret = __eventbuf_prepare_wait(link, &fd, 0, NULL);
 		return ret ? ret : __eventbuf_poller_park(node, link, fd);
 	}
 	fd = __eventbuf_poller_joinable(node, link);
@@ -263,7 +284,7 @@ int __eventbuf_reader_park_polled(struct eventbuf_reader *r,
 		ret = __eventbuf_item_ref(link);
 		if (ret)
 			return ret;
-		ret = __eventbuf_prepare_wait(link, &fd, false);
+		ret = __eventbuf_prepare_wait(link, &fd, 0, NULL);
 		if (!ret)
 			ret = __eventbuf_poller_park(node, link, fd);
 		__eventbuf_put_deferred(link);
@@ -303,12 +324,14 @@ static int read_one(struct eventbuf_reader *reader,
 /*
  * Move the anchor to the newest item and arm its link: 0 with *@linkp and
  * *@fdp set, -EALREADY (something to read), or an error. @exported: the
- * caller hands *@fdp out (fdpool.c).
+ * caller hands *@fdp out (fdpool.c); then 1 instead of 0 says that *@fdp
+ * is the descriptor handed out last time, kept for this link.
  */
 int __eventbuf_reader_park(struct eventbuf_reader *reader,
 			   struct eventbuf_item **linkp, int *fdp, bool exported)
 {
-	struct eventbuf_item *found, *tip = NULL;
+	struct eventbuf_item *found, *tip = NULL, *link;
+	unsigned int flags = exported ? WAIT_EXPORTED : 0;
 	int ret;
 
 	if (reader->error)
@@ -319,14 +342,20 @@ int __eventbuf_reader_park(struct eventbuf_reader *reader,
 	if (found)
 		return -EALREADY;
 	reader->pos = tip;
-	ret = move_anchor(reader);
+	ret = move_anchor_keep(reader, exported);
 	if (ret)
 		return ret;
-	ret = __eventbuf_prepare_wait(link_of(tip), fdp, exported);
-	if (ret)
+	link = link_of(tip);
+	if (exported && reader->armed == link)
+		flags |= WAIT_AGAIN;
+	/* Only a link of our own: we hold no reference on a follower's. */
+	ret = __eventbuf_prepare_wait(link, fdp, flags,
+				      exported && link == tip ?
+				      &reader->kept_fd : NULL);
+	if (ret < 0)
 		return ret;
-	*linkp = link_of(tip);
-	return 0;
+	*linkp = link;
+	return ret;
 }
 
 /*
@@ -374,17 +403,18 @@ int eventbuf_reader_wait_fd(struct eventbuf_reader *reader, int *fdp)
 	if (reader->pn.poller)
 		return -EISCONN;
 	ret = __eventbuf_reader_park(reader, &link, fdp, true);
-	if (ret)
+	if (ret < 0)
 		return ret;
 	/*
 	 * @armed survives only while the anchor has not moved, so the same
 	 * link means the same open file; a new link may reuse the number of
-	 * a descriptor closed meanwhile, so only the link tells them apart.
+	 * a descriptor closed meanwhile, so only the link tells them apart -
+	 * or the park, when it installed the descriptor we kept.
 	 */
 	if (reader->armed == link)
 		return 0;
 	reader->armed = link;
-	return 1;
+	return ret ? 0 : 1;
 }
 
 int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,

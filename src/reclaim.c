@@ -87,8 +87,15 @@ static void close_owned(uint64_t w)
  * with the link (->signal_done, see wait.c), or we own the item - deciding
  * it in the same compare-and-swap, so that nobody touches the item after
  * the step that released it.
+ *
+ * A reader that may keep the link's eventfd passes @keptp (else NULL):
+ * when this put releases it and the link is still ST_PRIVATE, *@keptp gets
+ * it, reset (fdpool.c, "Kept descriptors"). @written: the reader saw the
+ * writer's write before ST_SIGNALED (and read it back to zero), so the
+ * writer is done with the descriptor too.
  */
-static struct eventbuf_item *unref(struct eventbuf_item *item)
+static struct eventbuf_item *unref_keep(struct eventbuf_item *item,
+					int *keptp, bool written)
 {
 	uint64_t old = READ_ONCE(item->state);	/* the CAS below checks it */
 	/* Acquire: pairs with W5's smp_store_release() in __eventbuf_signal(). */
@@ -99,15 +106,25 @@ static struct eventbuf_item *unref(struct eventbuf_item *item)
 		new = old - ST_REF;
 		if (st_refs(new) == 0 && st_fd(new) >= 0 &&
 		    !(new & ST_CLOSED) &&
-		    ((new & ST_SIGNALED) || done || st_owned(new)))
+		    ((new & ST_SIGNALED) || done || written || st_owned(new)))
 			new |= ST_CLOSED;
 		/* Release: our accesses to the chain happen before whoever
 		 * frees it; acquire: theirs before ours if we free it. */
 	} while (!atomic_compare_exchange_weak_explicit(&item->state, &old,
 			new, memory_order_acq_rel, memory_order_relaxed));
-	if ((new & ST_CLOSED) && !(old & ST_CLOSED))
-		__eventbuf_fd_release(new);
+	if ((new & ST_CLOSED) && !(old & ST_CLOSED)) {
+		if (keptp && (new & ST_PRIVATE) &&
+		    ((new & ST_SIGNALED) || written))
+			*keptp = __eventbuf_fd_keep(new, written);
+		else
+			__eventbuf_fd_release(new);
+	}
 	return st_owned(new) ? item : NULL;
+}
+
+static struct eventbuf_item *unref(struct eventbuf_item *item)
+{
+	return unref_keep(item, NULL, false);
 }
 
 /*
@@ -283,12 +300,11 @@ static void drain_run(struct rcu_head *head)
 	rcu_callback_exit();
 }
 
-void __eventbuf_put_deferred(struct eventbuf_item *item)
+/* @item is ours (st_owned()): reclaim it after a grace period. */
+static void queue_owned(struct eventbuf_item *item)
 {
 	bool post;
 
-	if (!unref(item))
-		return;
 	/* We own @item: its state word is ours to reuse as a list link. */
 	__eventbuf_item_mark(item, ITEM_DEBUG_QUEUED);
 	pthread_mutex_lock(&drain_lock);
@@ -298,6 +314,37 @@ void __eventbuf_put_deferred(struct eventbuf_item *item)
 	pthread_mutex_unlock(&drain_lock);
 	if (post)
 		call_rcu(&drain_head, drain_run);
+}
+
+void __eventbuf_put_deferred(struct eventbuf_item *item)
+{
+	if (unref(item))
+		queue_owned(item);
+}
+
+/*
+ * __eventbuf_put_deferred() of a link whose eventfd the caller handed out
+ * and may keep: *@keptp (-1 on entry) gets it when this put releases it
+ * and nobody else ever took it (fdpool.c, "Kept descriptors").
+ *
+ * A reader woken on the writer's CPU runs before the writer has set
+ * ST_SIGNALED (it preempts the writer inside write()), so on its own
+ * that bit would almost never let it keep its descriptor. When the link
+ * is private to us, unsignalled and ours alone, we read the descriptor:
+ * a count shows that the writer's write (W4) is done - the only write it
+ * makes - and the same read resets it. The writer's own compare-and-swap
+ * then finds ST_CLOSED and releases nothing (wait.c).
+ */
+void __eventbuf_put_keep_fd(struct eventbuf_item *item, int *keptp)
+{
+	uint64_t w = READ_ONCE(item->state);	/* rechecked by the CAS */
+	bool written = false;
+
+	if ((w & (ST_PRIVATE | ST_SIGNALED | ST_CLOSED)) == ST_PRIVATE &&
+	    st_refs(w) == 1 && st_fd(w) >= 0)
+		written = __eventbuf_fd_consume(st_fd(w));
+	if (unref_keep(item, keptp, written))
+		queue_owned(item);
 }
 
 static bool drain_idle(void)

@@ -70,49 +70,84 @@ static bool published(const struct eventbuf_item *link)
 	return smp_load_acquire(&link->next) != NULL;
 }
 
-/* A reset eventfd: a recycled one (fdpool.c), else a new one. */
-static int create_fd(void)
+/*
+ * A reset eventfd: the one the caller kept (*@keptp, which it gives up:
+ * *@kept tells whether that is the one returned), a recycled one
+ * (fdpool.c), else a new one.
+ */
+static int create_fd(int *keptp, bool *kept)
 {
-	int fd = __eventbuf_fd_pool_get();
+	int fd = keptp ? __eventbuf_fd_reuse_kept(*keptp) : -1;
 
+	if (keptp)
+		*keptp = -1;
+	*kept = fd >= 0;
+	if (fd < 0)
+		fd = __eventbuf_fd_pool_get();
 	return fd >= 0 ? fd : __eventbuf_fd_new();
 }
 
 /*
+ * An eventfd from create_fd() that @link did not take. A kept one goes
+ * back to the caller while its caller's caller still watches it as the
+ * last descriptor handed out (@still_last: the call hands out none), and
+ * is closed when the call hands out another, so that no epoll set is left
+ * watching a descriptor nobody will write.
+ */
+static void uncreate_fd(int fd, bool kept, int *keptp, bool still_last)
+{
+	if (!kept)
+		__eventbuf_fd_pool_put(fd);
+	else if (still_last)
+		*keptp = fd;
+	else
+		__eventbuf_fd_drop_kept(fd);
+}
+
+enum installed { JOINED, INSTALLED, INSTALLED_KEPT };
+
+/*
  * R1: make sure @link has an eventfd; return it, -EALREADY or -errno.
+ * @set: what the installing compare-and-swap sets besides the descriptor
+ * (ST_EXPORTED, ST_PRIVATE); @keptp: the caller's kept descriptor or NULL
+ * (create_fd()); *@how tells whether we installed it, and which.
  *
  * An eventfd installed just after the writer's W3 is never signalled and
  * only closed with its item, so the window matters: the writer publishing
  * during our eventfd() call is the common case, hence the second look at
  * ->next right before the compare-and-swap.
  */
-static int install_fd(struct eventbuf_item *link)
+static int install_fd(struct eventbuf_item *link, uint64_t set, int *keptp,
+		      enum installed *how)
 {
 	/* Acquire: pairs with another installer's CAS below. */
 	uint64_t w = smp_load_acquire(&link->state);
+	bool kept;
 	int fd;
 
+	*how = JOINED;
 	if (w & ST_CLOSED)
 		return -EALREADY;	/* closed => signalled => published */
 	if (st_fd(w) >= 0)
 		return st_fd(w);
-	fd = create_fd();
+	fd = create_fd(keptp, &kept);
 	if (fd < 0)
 		return fd;
 	if (published(link)) {
-		__eventbuf_fd_pool_put(fd);	/* second look */
+		uncreate_fd(fd, kept, keptp, true);	/* second look */
 		return -EALREADY;
 	}
 	/* R1. Release: the eventfd exists before its number is seen; pairs
 	 * with the acquire loads of ->state (W3, other waiters, pollers). */
 	do {
-		if (st_fd(w) >= 0) {
-			__eventbuf_fd_pool_put(fd);	/* another waiter won */
+		if (st_fd(w) >= 0) {	/* another waiter won */
+			uncreate_fd(fd, kept, keptp, w & ST_CLOSED);
 			return (w & ST_CLOSED) ? -EALREADY : st_fd(w);
 		}
 	} while (!atomic_compare_exchange_weak_explicit(&link->state, &w,
-			st_with_fd(w, fd), memory_order_acq_rel,
+			st_with_fd(w, fd) | set, memory_order_acq_rel,
 			memory_order_acquire));
+	*how = kept ? INSTALLED_KEPT : INSTALLED;
 	return fd;
 }
 
@@ -144,15 +179,39 @@ static void drop_orphan(struct eventbuf_item *link)
 	__eventbuf_fd_release(w);	/* never written: no reset needed */
 }
 
-int __eventbuf_prepare_wait(struct eventbuf_item *link, int *fdp, bool exported)
+/*
+ * We took @link's descriptor from the waiter that installed it. Before the
+ * caller's reference can go, so that the releasing compare-and-swap sees
+ * it (same word, later in its modification order; fdpool.c): mark it
+ * exported if we hand it out, and no longer private, unless we are the
+ * reader it is private to, arming the same link again.
+ */
+static void share_fd(struct eventbuf_item *link, unsigned int flags)
 {
+	uint64_t w = READ_ONCE(link->state);
+
+	if ((flags & WAIT_EXPORTED) && !(w & ST_EXPORTED))
+		atomic_fetch_or_explicit(&link->state, ST_EXPORTED,
+					 memory_order_relaxed);
+	if ((w & ST_PRIVATE) && !(flags & WAIT_AGAIN))
+		atomic_fetch_and_explicit(&link->state, ~ST_PRIVATE,
+					  memory_order_relaxed);
+}
+
+int __eventbuf_prepare_wait(struct eventbuf_item *link, int *fdp,
+			    unsigned int flags, int *keptp)
+{
+	uint64_t set = (flags & WAIT_EXPORTED) ? ST_EXPORTED : 0;
+	enum installed how;
 	int fd;
 
 	/* Cheap early out: most readers that come to park find the writer
 	 * has already moved on, and need neither an eventfd nor a fence. */
 	if (published(link))
 		return -EALREADY;
-	fd = install_fd(link);
+	if (keptp)
+		set |= ST_PRIVATE;
+	fd = install_fd(link, set, keptp, &how);
 	if (fd < 0)
 		return fd;
 	/* R2: pairs with W2's smp_mb() in __eventbuf_signal() (wake.h). */
@@ -161,13 +220,17 @@ int __eventbuf_prepare_wait(struct eventbuf_item *link, int *fdp, bool exported)
 		drop_orphan(link);
 		return -EALREADY;
 	}
-	/* Before the caller's reference can go: the releasing CAS sees it
-	 * (same word, later in its modification order; fdpool.c). */
-	if (exported && !(READ_ONCE(link->state) & ST_EXPORTED))
-		atomic_fetch_or_explicit(&link->state, ST_EXPORTED,
-					 memory_order_relaxed);
+	if (how == JOINED) {
+		share_fd(link, flags);
+		/* We hand out another waiter's descriptor: the caller's set
+		 * must not go on watching the one we kept (uncreate_fd()). */
+		if (keptp && *keptp >= 0) {
+			__eventbuf_fd_drop_kept(*keptp);
+			*keptp = -1;
+		}
+	}
 	*fdp = fd;
-	return 0;
+	return how == INSTALLED_KEPT;
 }
 
 /*
@@ -184,7 +247,9 @@ void __eventbuf_signal_waiters(struct eventbuf_item *link, uint64_t old)
 	while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
 		;
 	/*
-	 * Set SIGNALED; close now if nobody holds the link any more.
+	 * Set SIGNALED; close now if nobody holds the link any more, unless
+	 * the reader it was private to saw our write and kept it
+	 * (ST_CLOSED already; __eventbuf_put_keep_fd()).
 	 * Acquire: the last holder's put (release) happened before, so did its
 	 * use of the descriptor (epoll_ctl, poll).
 	 */
@@ -194,7 +259,7 @@ void __eventbuf_signal_waiters(struct eventbuf_item *link, uint64_t old)
 			new |= ST_CLOSED;
 	} while (!atomic_compare_exchange_weak_explicit(&link->state, &old,
 			new, memory_order_acq_rel, memory_order_acquire));
-	if (new & ST_CLOSED)
+	if ((new & ST_CLOSED) && !(old & ST_CLOSED))
 		__eventbuf_fd_release(new);
 }
 

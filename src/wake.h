@@ -10,10 +10,19 @@
  */
 #include "internal.h"
 
-/* The reader's half, R1 to R3: 0 and *fdp to wait on, -EALREADY when
- * the next item is published already, or -errno. */
+/* The caller hands the descriptor out (ST_EXPORTED). */
+#define WAIT_EXPORTED	0x1
+/* The caller is the reader that armed this link last time (ST_PRIVATE). */
+#define WAIT_AGAIN	0x2
+
+/*
+ * The reader's half, R1 to R3: 0 and *fdp to wait on, -EALREADY when the
+ * next item is published already, or -errno. @keptp: NULL, or a reader's
+ * kept descriptor (-1: none), which it may install and then gives up (see
+ * "Kept descriptors" in fdpool.c); 1 instead of 0 says *fdp is that one.
+ */
 __hidden int __eventbuf_prepare_wait(struct eventbuf_item *link, int *fdp,
-			    bool exported);
+				     unsigned int flags, int *keptp);
 
 /* The writer's W4, out of line: write the eventfd of @link's state @old. */
 __hidden void __eventbuf_signal_waiters(struct eventbuf_item *link,

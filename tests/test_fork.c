@@ -411,6 +411,68 @@ static void test_fork_pooled_eventfds_not_shared(void **state)
 	eventbuf_drop(buf);
 }
 
+/* Linux's eventfd-id of @fd, or 0. */
+static uint64_t eventfd_id(int fd)
+{
+	char path[64], line[128];
+	uint64_t id = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "eventfd-id: %" SCNu64, &id) == 1)
+			break;
+	fclose(f);
+	return id;
+}
+
+/*
+ * A reader keeps its descriptor from link to link, but not across a fork:
+ * the child shares the file, so the parent's next link gets a new one.
+ */
+static void test_fork_kept_eventfd_not_reused(void **state)
+{
+	const struct eventbuf_item *it;
+	struct eventbuf_reader *r;
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+	int fd, again, keep_open;
+	uint64_t id;
+	pid_t pid;
+
+	(void)state;
+	skip_under_tsan();
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r), 0);
+	eventbuf_item_put(head);
+	assert_int_equal(eventbuf_reader_wait_fd(r, &fd), 1);
+	assert_int_equal(append_batch(buf, 1, 1, NULL), 0);
+	assert_int_equal(eventbuf_reader_next_nonblock(r, &it), 0);
+	assert_int_equal(eventbuf_reader_wait_fd(r, &again), 0);
+	assert_int_equal(again, fd);	/* kept */
+	id = eventfd_id(fd);
+	assert_true(id != 0);
+	/* Keep the file open here, so that its id stays taken. */
+	assert_true((keep_open = dup(fd)) >= 0);
+	assert_int_equal(append_batch(buf, 2, 1, NULL), 0);
+	assert_int_equal(eventbuf_reader_next_nonblock(r, &it), 0);
+	child_pipe_open();
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		child_end(0);
+	assert_int_equal(reap(pid), 0);
+	assert_int_equal(eventbuf_reader_wait_fd(r, &fd), 1);
+	assert_true(eventfd_id(fd) != id);
+	eventbuf_reader_free(r);
+	eventbuf_drop(buf);
+	close(keep_open);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -418,6 +480,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_fork_exec_child_reclaims, teardown_nothing_left),
 		cmocka_unit_test_teardown(test_fork_repeated, teardown_nothing_left),
 		cmocka_unit_test_teardown(test_fork_pooled_eventfds_not_shared,
+					  teardown_nothing_left),
+		cmocka_unit_test_teardown(test_fork_kept_eventfd_not_reused,
 					  teardown_nothing_left),
 	};
 

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -145,7 +146,9 @@ static void test_reader_wait_fd_moves_with_reader(void **state)
 	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
 	assert_int_equal(eventbuf_reader_wait_fd(r, &fd2), -EALREADY);
 	assert_int_equal(eventbuf_reader_next_nonblock(r, &it), 0);
-	assert_int_equal(eventbuf_reader_wait_fd(r, &fd2), 1);
+	/* Nobody else had the old link's descriptor: the reader keeps it. */
+	assert_int_equal(eventbuf_reader_wait_fd(r, &fd2), 0);
+	assert_int_equal(fd2, fd1);
 	/* Parked on the new tip: the old link is signalled and let go. */
 	eventbuf_barrier();
 	{
@@ -159,6 +162,127 @@ static void test_reader_wait_fd_moves_with_reader(void **state)
 	assert_int_equal(eventbuf_reader_wait_fd(r, &fd1), 0);
 	assert_int_equal(fd1, fd2);
 	eventbuf_reader_free(r);
+}
+
+/*
+ * A reader alone on its links keeps its descriptor from link to link:
+ * registered once in an edge-triggered epoll set, it reports every append,
+ * and no wake-up outlives the append it announced.
+ */
+static void test_reader_kept_fd_wakes_epoll(void **state)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET }, got;
+	struct buf_fixture *f = *state;
+	const struct eventbuf_item *it;
+	struct eventbuf_reader *r;
+	struct eventbuf_stats st;
+	int ep = epoll_create1(EPOLL_CLOEXEC), fd, first;
+
+	assert_true(ep >= 0);
+	assert_int_equal(eventbuf_reader_new(f->start, &r), 0);
+	eventbuf_item_put(f->start);	/* the reader is the only holder */
+	f->start = NULL;
+	assert_int_equal(eventbuf_reader_wait_fd(r, &first), 1);
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, first, &ev), 0);
+	for (uint64_t i = 0; i < 100; i++) {
+		assert_int_equal(epoll_wait(ep, &got, 1, 0), 0);
+		assert_int_equal(append_batch(f->buf, i, 1, &f->log), 0);
+		assert_int_equal(epoll_wait(ep, &got, 1, 10000), 1);
+		assert_int_equal(eventbuf_reader_next_nonblock(r, &it), 0);
+		assert_int_equal(eventbuf_item_events(it)[0].index, i);
+		assert_int_equal(eventbuf_reader_next_nonblock(r, &it), -EAGAIN);
+		assert_int_equal(eventbuf_reader_wait_fd(r, &fd), 0);
+		assert_int_equal(fd, first);
+	}
+	eventbuf_barrier();
+	eventbuf_stats(&st);
+	assert_int_equal(st.open_eventfds, 1);
+	assert_int_equal(count_eventfds(), 1);
+	/* Its last link's descriptor goes with the link, once the buffer
+	 * lets go of it. */
+	eventbuf_reader_free(r);
+	eventbuf_drop(f->buf);
+	f->buf = NULL;
+	eventbuf_barrier();
+	assert_int_equal(count_eventfds(), 0);
+	close(ep);
+}
+
+/*
+ * A descriptor somebody else took from the link too - a second reader,
+ * eventbuf_item_wait_fd() - may be watched elsewhere: it is closed when
+ * the link is done, and each reader gets a new one (return 1).
+ */
+static void test_reader_shared_fd_not_kept(void **state)
+{
+	struct buf_fixture *f = *state;
+	const struct eventbuf_item *it;
+	struct eventbuf_reader *a, *b;
+	struct eventbuf_item *tip;
+	int fa, fb, fi;
+
+	assert_int_equal(eventbuf_reader_new(f->start, &a), 0);
+	assert_int_equal(eventbuf_reader_new(f->start, &b), 0);
+	eventbuf_item_put(f->start);
+	f->start = NULL;
+	assert_int_equal(eventbuf_reader_wait_fd(a, &fa), 1);
+	assert_int_equal(eventbuf_reader_wait_fd(b, &fb), 1);
+	assert_int_equal(fa, fb);
+	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
+	assert_int_equal(eventbuf_reader_next_nonblock(a, &it), 0);
+	assert_int_equal(eventbuf_reader_next_nonblock(b, &it), 0);
+	assert_int_equal(eventbuf_reader_wait_fd(a, &fa), 1);
+	assert_int_equal(eventbuf_reader_wait_fd(b, &fb), 1);
+	assert_int_equal(fa, fb);
+	eventbuf_barrier();
+	assert_int_equal(count_eventfds(), 1);
+	eventbuf_reader_free(b);
+	/* A alone, but the item API took its link's descriptor as well. */
+	assert_int_equal(eventbuf_head(f->buf, &tip), 0);
+	assert_int_equal(eventbuf_item_wait_fd(tip, &fi), 0);
+	assert_int_equal(fi, fa);
+	assert_int_equal(append_batch(f->buf, 2, 1, &f->log), 0);
+	eventbuf_item_put(tip);
+	assert_int_equal(eventbuf_reader_next_nonblock(a, &it), 0);
+	assert_int_equal(eventbuf_reader_wait_fd(a, &fa), 1);
+	eventbuf_barrier();
+	assert_int_equal(count_eventfds(), 1);
+	eventbuf_reader_free(a);
+}
+
+/*
+ * A reader with a kept descriptor that finds its next link armed by
+ * another reader waits on that one (1) and closes its own, which its
+ * caller's set would otherwise go on watching.
+ */
+static void test_reader_kept_fd_dropped_on_join(void **state)
+{
+	struct buf_fixture *f = *state;
+	const struct eventbuf_item *it;
+	struct eventbuf_reader *a, *b;
+	struct eventbuf_item *head;
+	int fa, fb, fd;
+
+	assert_int_equal(eventbuf_reader_new(f->start, &a), 0);
+	eventbuf_item_put(f->start);
+	f->start = NULL;
+	assert_int_equal(eventbuf_reader_wait_fd(a, &fa), 1);
+	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
+	assert_int_equal(eventbuf_reader_next_nonblock(a, &it), 0);
+	assert_int_equal(eventbuf_reader_wait_fd(a, &fd), 0);
+	assert_int_equal(fd, fa);
+	assert_int_equal(eventbuf_head(f->buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &b), 0);
+	eventbuf_item_put(head);
+	assert_int_equal(append_batch(f->buf, 2, 1, &f->log), 0);
+	assert_int_equal(eventbuf_reader_next_nonblock(a, &it), 0);
+	assert_int_equal(eventbuf_reader_next_nonblock(b, &it), 0);
+	assert_int_equal(eventbuf_reader_wait_fd(b, &fb), 1);
+	assert_int_equal(eventbuf_reader_wait_fd(a, &fd), 1);
+	assert_int_equal(fd, fb);
+	assert_int_equal(count_eventfds(), 1);
+	eventbuf_reader_free(a);
+	eventbuf_reader_free(b);
 }
 
 /*
@@ -223,6 +347,9 @@ int main(int argc, char **argv)
 		buf_fixture_head_test(test_reader_bad_cancel_fd),
 		buf_fixture_head_test(test_reader_closed_wait_fd_aborts),
 		buf_fixture_head_test(test_reader_wait_fd_moves_with_reader),
+		buf_fixture_head_test(test_reader_kept_fd_wakes_epoll),
+		buf_fixture_head_test(test_reader_shared_fd_not_kept),
+		buf_fixture_head_test(test_reader_kept_fd_dropped_on_join),
 		buf_fixture_head_test(test_reader_releases_what_it_read),
 		buf_fixture_head_test(test_reader_starts_after_its_item),
 	};

@@ -57,8 +57,10 @@ extern "C" {
  * eventbuf_barrier() closes the pool's and its caller's), unless it was
  * handed to the caller by eventbuf_item_wait_fd() or
  * eventbuf_reader_wait_fd(): those are closed, as the caller may have left
- * them in an epoll set. Pollers (<eventbuf/poller.h>) rely on the reuse to
- * park without a system call.
+ * them in an epoll set - unless the reader they were handed to was the
+ * only one to take them, which then keeps its descriptor for its next link
+ * (one per reader, closed by eventbuf_reader_free()). Pollers
+ * (<eventbuf/poller.h>) rely on the reuse to park without a system call.
  *
  * Errors. Actions return 0 or a negative errno. A next call (of an item,
  * a reader or a subscription) returns either one of the library's own codes
@@ -553,20 +555,28 @@ eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
  * @fdp:    receives the eventfd that becomes readable when the next item is
  *          published (and then stays readable). Never read or close it.
  *
- * Moves the reader's reference to the item it waits after. The descriptor
- * changes as the reader moves, and a new one may reuse the number of one
- * the library closed, so the return value says when to add it to epoll:
- * register it with EPOLLIN | EPOLLET when this returns 1. A descriptor the
- * reader has moved past never fires again under EPOLLET and leaves the
- * epoll set by itself when the library closes it. Readers waiting on the
- * same link share one descriptor: give each reader its own epoll instance,
- * or dup() it.
+ * Moves the reader's reference to the item it waits after. The return
+ * value says when to add the descriptor to epoll: register it with
+ * EPOLLIN | EPOLLET when this returns 1. A reader that alone took its
+ * link's descriptor keeps it when it moves on: the next call returns the
+ * same descriptor, reset, with 0, so a reader polled on its own costs no
+ * epoll_ctl() per batch. Otherwise the descriptor changes as the reader
+ * moves, and a new one may reuse the number of one the library closed,
+ * hence 1. A descriptor the reader has moved past and does not keep never
+ * fires again under EPOLLET, and leaves the epoll set by itself when the
+ * library closes it; a kept one may carry a wake-up from its last link
+ * that is already queued in the set: treat a wake-up as "look", and call
+ * this again when the look finds nothing. Readers waiting on the same
+ * link share one descriptor: give each reader its own epoll instance, or
+ * dup() it. eventbuf_reader_free() closes a kept descriptor, and so does
+ * the first park through a poller.
  *
  * Context: the reader's thread; never blocks.
  * Return:
  * * 1         - wait on *@fdp, a descriptor this reader has not returned
  *               before: add it to the epoll set.
- * * 0         - wait on *@fdp, the same descriptor as the previous call.
+ * * 0         - wait on *@fdp, the same descriptor as the previous call
+ *               that returned one: it is in the set already.
  * * -EALREADY - something is already there; call a next function.
  * * -EINVAL, -EMFILE, -ENFILE, -ENOMEM - as eventbuf_item_wait_fd().
  * * -EOVERFLOW - the item to wait after has too many references.
