@@ -180,18 +180,20 @@ static inline size_t __eventbuf_item_size(const struct eventbuf_item *item)
 struct eventbuf_pool;
 
 struct eventbuf {
+	/* What an append touches, on one cache line (eventbuf_new()). */
 	struct eventbuf_item *head;
 	struct eventbuf_item *last_own;
-	int ended;
 	struct eventbuf_pool *pool;
-	struct eventbuf_item *pin;
-	struct eventbuf_item *pin_prev;
-	bool pin_final;
-	_Atomic bool pin_busy;
-	_Atomic bool dropped;
-	_Atomic uint32_t users;
 	_Atomic uint64_t appended_items;
 	_Atomic uint64_t appended_bytes;
+	int ended;
+	_Atomic bool pin_busy;
+	/* The pin chain's and the owner's. */
+	bool pin_final;
+	_Atomic bool dropped;
+	_Atomic uint32_t users;
+	struct eventbuf_item *pin;
+	struct eventbuf_item *pin_prev;
 	struct rcu_head pin_rcu;
 	struct eventbuf *stats_prev, *stats_next;
 	_Atomic int writer;
@@ -299,6 +301,10 @@ __eventbuf_item_init(struct eventbuf_item *item, uint8_t kind, size_t n,
 	__builtin_memset(&item->u, 0, sizeof(item->u));
 	return item;
 }
+
+/* What objects the writer touches on every append are aligned to. */
+#define CACHE_LINE	64
+#define round_up(n, a)	(((n) + (a) - 1) / (a) * (a))
 
 /* slab.c: items are carved from SLAB_SIZE-aligned slabs of this size. */
 #define SLAB_SIZE (64 * 1024)
