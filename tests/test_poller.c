@@ -1327,8 +1327,10 @@ static void test_poller_recycling(void **state)
 /*
  * A descriptor handed to the caller (eventbuf_reader_wait_fd(),
  * eventbuf_item_wait_fd()) may sit in the caller's epoll set for ever: it
- * is closed when its link is done, never handed to another link, so that
- * set never fires again while pollers churn through recycled descriptors.
+ * is closed when its link is done (or kept for the next link of the one
+ * reader it was handed to, and closed when that reader is freed), never
+ * pooled, so that set never fires again while pollers churn through
+ * recycled descriptors.
  */
 static void test_poller_exported_not_recycled(void **state)
 {
