@@ -201,22 +201,46 @@ struct resolve_scratch {
 	uint32_t *rank;			/* [n], a group's place in keys[] */
 	uint32_t *slots;		/* [nslots], 1 + an event of the key */
 	size_t nslots;
+	void *heap;			/* what to free(), or NULL */
 };
 
-static int scratch_alloc(struct resolve_scratch *sc, size_t n)
+/*
+ * Most publish calls carry a few events (a service publishes each change
+ * as it happens): their scratch and destinations live on the stack, and
+ * the call allocates only its record. The two allocations and frees that
+ * this saves were a quarter of a one-event publish's instructions
+ * (docs/pollers.md).
+ */
+#define PUBLISH_STACK	8
+#define STACK_SLOTS	16	/* scratch_alloc()'s nslots for n <= 8 */
+
+_Static_assert(STACK_SLOTS >= 2 * PUBLISH_STACK, "slots for n <= 8 events");
+
+struct resolve_stack {
+	struct resolved_event ev[3 * PUBLISH_STACK];
+	uint32_t idx[PUBLISH_STACK + STACK_SLOTS];
+};
+
+static int scratch_alloc(struct resolve_scratch *sc, size_t n,
+			 struct resolve_stack *stack)
 {
 	char *p;
 
 	for (sc->nslots = 4; sc->nslots < 2 * n; sc->nslots *= 2)
 		;
-	p = malloc(3 * n * sizeof(struct resolved_event) +
-		   (n + sc->nslots) * sizeof(uint32_t));
-	if (!p)
-		return -ENOMEM;
+	sc->heap = NULL;
+	if (n <= PUBLISH_STACK) {
+		p = (char *)stack->ev;
+	} else {
+		p = sc->heap = malloc(3 * n * sizeof(struct resolved_event) +
+				      (n + sc->nslots) * sizeof(uint32_t));
+		if (!p)
+			return -ENOMEM;
+	}
 	sc->out = (struct resolved_event *)p;
 	sc->in = sc->out + n;
 	sc->keys = sc->in + n;
-	sc->rank = (uint32_t *)(sc->keys + n);
+	sc->rank = sc->heap ? (uint32_t *)(sc->keys + n) : stack->idx;
 	sc->slots = sc->rank + n;
 	memset(sc->slots, 0, sc->nslots * sizeof(uint32_t));
 	return 0;
@@ -419,8 +443,9 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 		     const struct eventbuf_event *events, size_t n,
 		     eventbuf_release_fn release, void *arg)
 {
+	struct group_dest to_stack[2 * PUBLISH_STACK], *to = to_stack;
 	struct resolve_scratch sc = { 0 };
-	struct group_dest *to = NULL;
+	struct resolve_stack stack;
 	struct resolved_event *s;
 	struct record *rec;
 	size_t ngroups;
@@ -431,8 +456,9 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 	if (in_callback())
 		return -EDEADLK;
 	pub_check(pub, __func__);
-	s = scratch_alloc(&sc, n) ? NULL : sc.out;	/* the block, for free() */
-	to = malloc(2 * n * sizeof(*to));
+	s = scratch_alloc(&sc, n, &stack) ? NULL : sc.out;
+	if (n > PUBLISH_STACK)
+		to = malloc(2 * n * sizeof(*to));
 	rec = __eventbuf_record_new(n, 2 * n, release, arg);
 	if (!s || !to || !rec) {
 		ret = -ENOMEM;
@@ -460,8 +486,9 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 	/* Drop the call's own reference: with no buffer, this releases. */
 	__eventbuf_record_put(rec);
 out:
-	free(s);
-	free(to);
+	free(sc.heap);
+	if (to != to_stack)
+		free(to);
 	return ret;
 }
 
