@@ -95,12 +95,9 @@ int eventbuf_new(struct eventbuf **bufp)
 		return -EINVAL;
 	if (__eventbuf_fork_init())
 		return -ENOMEM;
-	/* Aligned, so that an append's fields share one cache line: the
-	 * wake-up latency of a writer that was idle counts its misses. */
-	buf = aligned_alloc(CACHE_LINE, round_up(sizeof(*buf), CACHE_LINE));
+	buf = calloc(1, sizeof(*buf));
 	if (!buf)
 		return -ENOMEM;
-	memset(buf, 0, sizeof(*buf));
 	buf->pool = __eventbuf_pool_new();
 	sentinel = __eventbuf_item_alloc(KIND_BATCH, 0, 0);
 	if (!buf->pool || !sentinel) {

@@ -51,7 +51,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -120,13 +119,10 @@ static struct eventbuf_slab *slab_of(const void *item)
 
 struct eventbuf_pool *__eventbuf_pool_new(void)
 {
-	/* The writer's fields on one cache line, as the buffer's. */
-	struct eventbuf_pool *pool =
-		aligned_alloc(CACHE_LINE, round_up(sizeof(*pool), CACHE_LINE));
+	struct eventbuf_pool *pool = calloc(1, sizeof(*pool));
 
 	if (!pool)
 		return NULL;
-	memset(pool, 0, sizeof(*pool));
 	atomic_init(&pool->refs, 1);	/* the buffer */
 	pthread_mutex_init(&pool->lock, NULL);
 	pool->warmup = __eventbuf_slab_warmup;

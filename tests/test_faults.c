@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * Injected faults. The binary is linked with --wrap for malloc, calloc,
- * aligned_alloc, realloc, mmap, epoll_create1 and epoll_ctl: every
- * allocation (and epoll call) the library makes from the test thread goes
- * through should_fail(), which can make every one from the Nth on fail
- * (so that a fallback - a slab, then malloc() - cannot hide the fault).
- * Each operation is run with N = 0, 1, 2, ... until it succeeds without a
- * fault firing, so every site on its path is hit: append, splice, follow-after, readers, subscribe (fresh,
+ * mmap, epoll_create1 and epoll_ctl: every allocation (and epoll call) the
+ * library makes from the test thread goes through should_fail(), which
+ * can make every one from the Nth on fail (so that a fallback - a slab,
+ * then malloc() - cannot hide the fault). Each operation is run with N =
+ * 0, 1, 2, ... until it succeeds without a fault firing, so every site on
+ * its path is hit: append, splice, follow-after, readers, subscribe (fresh,
  * from the cache, up to date, stale: the snapshot handler's appends
  * included), publish, and a subscription parking on a new link. After
  * each failure the objects must be as they were: nothing published,
@@ -51,8 +51,6 @@ int __real_eventfd(unsigned int initval, int flags);
 int __wrap_eventfd(unsigned int initval, int flags);
 void *__real_realloc(void *ptr, size_t size);
 void *__wrap_realloc(void *ptr, size_t size);
-void *__real_aligned_alloc(size_t align, size_t size);
-void *__wrap_aligned_alloc(size_t align, size_t size);
 int __real___eventbuf_item_ref(struct eventbuf_item *item);
 int __wrap___eventbuf_item_ref(struct eventbuf_item *item);
 
@@ -117,15 +115,6 @@ int __wrap_eventfd(unsigned int initval, int flags)
 		return -1;
 	}
 	return __real_eventfd(initval, flags);
-}
-
-void *__wrap_aligned_alloc(size_t align, size_t size)
-{
-	if (should_fail()) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	return __real_aligned_alloc(align, size);
 }
 
 void *__wrap_realloc(void *ptr, size_t size)
