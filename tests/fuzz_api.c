@@ -38,6 +38,7 @@
  * callback runs on liburcu's call_rcu thread, which must not fail a test).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -146,6 +147,7 @@ struct bstate {
 		struct eventbuf_reader *r;
 		size_t pos;	/* the item it read last (or started at) */
 		int parked_fd;	/* -1 unless parked with a descriptor */
+		int last_fd;	/* what wait_fd() handed out last, or -1 */
 		bool polled;	/* attached to the poller */
 		bool dry;	/* polled, read to -EAGAIN, not reported since */
 	} readers[NREADERS];
@@ -325,6 +327,7 @@ static void op_reader(struct bstate *b, uint8_t arg)
 		eventbuf_reader_free(b->readers[i].r);
 		b->readers[i].r = NULL;
 		b->readers[i].parked_fd = -1;
+		b->readers[i].last_fd = -1;
 		b->readers[i].polled = b->readers[i].dry = false;
 		return;
 	}
@@ -336,6 +339,7 @@ static void op_reader(struct bstate *b, uint8_t arg)
 	eventbuf_item_put(head);
 	b->readers[i].pos = b->nitems - 1;
 	b->readers[i].parked_fd = -1;
+	b->readers[i].last_fd = -1;
 }
 
 static void op_read(struct bstate *b, uint8_t arg)
@@ -376,6 +380,12 @@ static void op_park(struct bstate *b, uint8_t arg)
 		return;		/* an empty item after it: read on */
 	CHECK(ret == 0 || ret == 1);
 	CHECK(fd >= 0);
+	/* 0: the descriptor handed out last, still open (kept or same
+	 * link), which the caller's epoll set watches already. */
+	if (ret == 0)
+		CHECK(fd == b->readers[i].last_fd &&
+		      fcntl(fd, F_GETFD) >= 0);
+	b->readers[i].last_fd = fd;
 	b->readers[i].parked_fd = fd;
 }
 
@@ -438,8 +448,10 @@ static void bstate_init(struct bstate *b)
 	CHECK(eventbuf_new(&b->writer) == 0);
 	b->nitems = 1;
 	b->next_index = 1;
-	for (int i = 0; i < NREADERS; i++)
+	for (int i = 0; i < NREADERS; i++) {
 		b->readers[i].parked_fd = -1;
+		b->readers[i].last_fd = -1;
+	}
 }
 
 static void bstate_free(struct bstate *b)
