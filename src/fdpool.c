@@ -71,9 +71,11 @@
  *
  * A reader woken on the writer's CPU runs before the writer's
  * compare-and-swap sets ST_SIGNALED, so the reader's put also keeps the
- * descriptor when a read of it finds the writer's write (its only one);
- * the writer's compare-and-swap then finds ST_CLOSED set and releases
- * nothing. tests/model/keep.pml checks both ways of keeping against a
+ * descriptor when a read of it finds the writer's write (its only one)
+ * and the state word is still the one it decided on (reclaim.c,
+ * keep_written(); otherwise the read is written back); the writer's
+ * compare-and-swap then finds ST_CLOSED set and releases nothing.
+ * tests/model/keep.pml checks both ways of keeping against a
  * writer anywhere in W3..W5 and a second holder whose epoll set outlives
  * its hold, and catches a holder that does not clear ST_PRIVATE, a keep
  * that does not wait for the write, a writer that releases a kept
@@ -324,17 +326,17 @@ void __eventbuf_fd_release(uint64_t w)
 }
 
 /*
- * The releasing step of a link whose eventfd its reader keeps (ST_PRIVATE,
- * see "Kept descriptors" above): reset it, unless @reset (the reader read
- * it already), and return it; or, when the reset failed, close it and
- * return -1. Whether it may be reused after a fork is checked when it is
- * installed again (__eventbuf_fd_reuse_kept()).
+ * The releasing step of a signalled link whose eventfd its reader keeps
+ * (ST_PRIVATE, see "Kept descriptors" above): reset it and return it, or,
+ * when the reset failed, close it and return -1. Whether it may be reused
+ * after a fork is checked when it is installed again
+ * (__eventbuf_fd_reuse_kept()).
  */
-int __eventbuf_fd_keep(uint64_t w, bool reset)
+int __eventbuf_fd_keep(uint64_t w)
 {
 	int fd = st_fd(w);
 
-	if (!reset && !fd_reset(fd)) {
+	if (!fd_reset(fd)) {
 		fd_close(fd);
 		return -1;
 	}
@@ -350,6 +352,15 @@ bool __eventbuf_fd_consume(int fd)
 	uint64_t count;
 
 	return read(fd, &count, sizeof(count)) == (ssize_t)sizeof(count);
+}
+
+/* Undo __eventbuf_fd_consume(): @fd readable again, as its link wants. */
+void __eventbuf_fd_restore(int fd)
+{
+	static const uint64_t one = 1;
+
+	while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
 }
 
 /* A kept descriptor about to be installed: -1 (closed) if open at a fork. */

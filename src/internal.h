@@ -402,8 +402,9 @@ __hidden void __eventbuf_unpin(struct eventbuf_item *item);
 
 /* fdpool.c */
 __hidden void __eventbuf_fd_release(uint64_t w);
-__hidden int __eventbuf_fd_keep(uint64_t w, bool reset);
+__hidden int __eventbuf_fd_keep(uint64_t w);
 __hidden bool __eventbuf_fd_consume(int fd);
+__hidden void __eventbuf_fd_restore(int fd);
 __hidden int __eventbuf_fd_reuse_kept(int fd);
 __hidden void __eventbuf_fd_drop_kept(int fd);
 __hidden int __eventbuf_fd_pool_get(void);

@@ -89,13 +89,11 @@ static void close_owned(uint64_t w)
  * the step that released it.
  *
  * A reader that may keep the link's eventfd passes @keptp (else NULL):
- * when this put releases it and the link is still ST_PRIVATE, *@keptp gets
- * it, reset (fdpool.c, "Kept descriptors"). @written: the reader saw the
- * writer's write before ST_SIGNALED (and read it back to zero), so the
- * writer is done with the descriptor too.
+ * when this put releases it and the link is still ST_PRIVATE and
+ * signalled, *@keptp gets it, reset (fdpool.c, "Kept descriptors").
  */
 static struct eventbuf_item *unref_keep(struct eventbuf_item *item,
-					int *keptp, bool written)
+					int *keptp)
 {
 	uint64_t old = READ_ONCE(item->state);	/* the CAS below checks it */
 	/* Acquire: pairs with W5's smp_store_release() in __eventbuf_signal(). */
@@ -106,16 +104,16 @@ static struct eventbuf_item *unref_keep(struct eventbuf_item *item,
 		new = old - ST_REF;
 		if (st_refs(new) == 0 && st_fd(new) >= 0 &&
 		    !(new & ST_CLOSED) &&
-		    ((new & ST_SIGNALED) || done || written || st_owned(new)))
+		    ((new & ST_SIGNALED) || done || st_owned(new)))
 			new |= ST_CLOSED;
 		/* Release: our accesses to the chain happen before whoever
 		 * frees it; acquire: theirs before ours if we free it. */
 	} while (!atomic_compare_exchange_weak_explicit(&item->state, &old,
 			new, memory_order_acq_rel, memory_order_relaxed));
 	if ((new & ST_CLOSED) && !(old & ST_CLOSED)) {
-		if (keptp && (new & ST_PRIVATE) &&
-		    ((new & ST_SIGNALED) || written))
-			*keptp = __eventbuf_fd_keep(new, written);
+		if (keptp && (new & (ST_PRIVATE | ST_SIGNALED)) ==
+			     (ST_PRIVATE | ST_SIGNALED))
+			*keptp = __eventbuf_fd_keep(new);
 		else
 			__eventbuf_fd_release(new);
 	}
@@ -124,7 +122,7 @@ static struct eventbuf_item *unref_keep(struct eventbuf_item *item,
 
 static struct eventbuf_item *unref(struct eventbuf_item *item)
 {
-	return unref_keep(item, NULL, false);
+	return unref_keep(item, NULL);
 }
 
 /*
@@ -323,27 +321,50 @@ void __eventbuf_put_deferred(struct eventbuf_item *item)
 }
 
 /*
+ * The last put of a private link whose writer has written its eventfd but
+ * not yet set ST_SIGNALED: a reader woken on the writer's CPU runs before
+ * the writer's compare-and-swap (it preempts the writer inside write()),
+ * so on ST_SIGNALED alone it would almost never keep its descriptor.
+ * Reading the descriptor shows whether the write (the writer's only one)
+ * is done, and resets it. Then the put closes the link's eventfd for us
+ * only from the very state @w we decided on - ours the only reference,
+ * still private, unsignalled: anyone who took a reference or the
+ * descriptor since may be waiting on it, so on any change we write back
+ * what we read and put as usual. The writer's compare-and-swap finds
+ * ST_CLOSED and releases nothing (wait.c). True if *@keptp got it.
+ */
+static bool keep_written(struct eventbuf_item *item, uint64_t w, int *keptp)
+{
+	uint64_t new = (w - ST_REF) | ST_CLOSED;
+	int fd = st_fd(w);
+
+	if (!__eventbuf_fd_consume(fd))
+		return false;		/* not written yet */
+	/* acq_rel, as unref()'s. */
+	if (!atomic_compare_exchange_strong_explicit(&item->state, &w, new,
+			memory_order_acq_rel, memory_order_relaxed)) {
+		__eventbuf_fd_restore(fd);
+		return false;
+	}
+	*keptp = fd;
+	if (st_owned(new))
+		queue_owned(item);
+	return true;
+}
+
+/*
  * __eventbuf_put_deferred() of a link whose eventfd the caller handed out
  * and may keep: *@keptp (-1 on entry) gets it when this put releases it
  * and nobody else ever took it (fdpool.c, "Kept descriptors").
- *
- * A reader woken on the writer's CPU runs before the writer has set
- * ST_SIGNALED (it preempts the writer inside write()), so on its own
- * that bit would almost never let it keep its descriptor. When the link
- * is private to us, unsignalled and ours alone, we read the descriptor:
- * a count shows that the writer's write (W4) is done - the only write it
- * makes - and the same read resets it. The writer's own compare-and-swap
- * then finds ST_CLOSED and releases nothing (wait.c).
  */
 void __eventbuf_put_keep_fd(struct eventbuf_item *item, int *keptp)
 {
-	uint64_t w = READ_ONCE(item->state);	/* rechecked by the CAS */
-	bool written = false;
+	uint64_t w = READ_ONCE(item->state);	/* keep_written() checks it */
 
 	if ((w & (ST_PRIVATE | ST_SIGNALED | ST_CLOSED)) == ST_PRIVATE &&
-	    st_refs(w) == 1 && st_fd(w) >= 0)
-		written = __eventbuf_fd_consume(st_fd(w));
-	if (unref_keep(item, keptp, written))
+	    st_refs(w) == 1 && st_fd(w) >= 0 && keep_written(item, w, keptp))
+		return;
+	if (unref_keep(item, keptp))
 		queue_owned(item);
 }
 

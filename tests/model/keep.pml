@@ -11,7 +11,9 @@
  * the descriptor when it releases it and the link is still private -
  * decided in the compare-and-swap, once the link is signalled, or before
  * that, when a read of the descriptor finds the writer's write (a reader
- * woken on the writer's CPU runs before the writer's compare-and-swap).
+ * woken on the writer's CPU runs before the writer's compare-and-swap)
+ * and a compare-and-swap finds the state the read was decided on (else
+ * the read is written back).
  * R then installs the kept descriptor on link 2, which its caller's set
  * already watches. J, another holder of link 1 whose epoll set keeps
  * watching a descriptor after it moved on (a second exporting reader, a
@@ -31,6 +33,12 @@
  *  - no missed wake-up: R and J finish (invalid end states; ltl
  *    both_finish under weak fairness);
  *  - in the end every descriptor is closed and R keeps none.
+ *
+ * The model is sequentially consistent, so a reference J takes is seen by
+ * R's first look at the state word. The C's exact compare-and-swap and
+ * write-back also cover a first look that misses it (which C11 allows,
+ * and x86 and ARMv8 do not): here they are reached when the writer's
+ * compare-and-swap comes between R's read and R's, and are no mutant.
  *
  * As in recycle.pml, the epoll sets are modelled coarsely in one
  * direction: a queued event is returned even if the descriptor was read
@@ -284,26 +292,45 @@ proctype reader_r()
 		:: else -> written = 0
 		fi
 	}
-	/* unref_keep(): the compare-and-swap */
-	atomic {
-		refs[1]--;
-		if
-		:: refs[1] == 0 && fd[1] != 0 && !closed[1] &&
-		   (signalled[1] || writer_done[1] || written) ->
-			closed[1] = 1;
+	/* keep_written(): close from exactly the state decided on, or
+	 * write back what was read and put as usual */
+	if
+	:: written ->
+		atomic {
 			if
-			:: private[1] && (signalled[1] || written) ->
-				/* __eventbuf_fd_keep(): reset unless read */
-				kept = fd[1];
-#ifndef NO_KEEP_RESET
-				efd_count[kept] = 0;
-#endif
-				efd_owner[kept] = 0
-			:: else -> release(1)
+			:: refs[1] == 1 && private[1] && !signalled[1] &&
+			   !closed[1] ->
+				refs[1] = 0; closed[1] = 1;
+				kept = fd[1]; efd_owner[kept] = 0
+			:: else -> write_fd(1, fd[1]); written = 0
 			fi
-		:: else -> skip
-		fi
-	}
+		}
+	:: else -> skip
+	fi;
+	/* unref_keep(): the compare-and-swap, unless kept above; it keeps
+	 * a signalled private descriptor, reset */
+	if
+	:: written -> skip
+	:: else ->
+		atomic {
+			refs[1]--;
+			if
+			:: refs[1] == 0 && fd[1] != 0 && !closed[1] &&
+			   (signalled[1] || writer_done[1]) ->
+				closed[1] = 1;
+				if
+				:: private[1] && signalled[1] ->
+					kept = fd[1];
+#ifndef NO_KEEP_RESET
+					efd_count[kept] = 0;
+#endif
+					efd_owner[kept] = 0
+				:: else -> release(1)
+				fi
+			:: else -> skip
+			fi
+		}
+	fi;
 	r_arm(2);
 	r_wait(2);
 	assert(next[2]);
