@@ -414,19 +414,13 @@ static void test_fork_pooled_eventfds_not_shared(void **state)
 /* Linux's eventfd-id of @fd, or 0. */
 static uint64_t eventfd_id(int fd)
 {
-	char path[64], line[128];
-	uint64_t id = 0;
-	FILE *f;
+	uint64_t ids[64];
+	int fds[64], n = eventfd_ids(ids, fds, 64);
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "eventfd-id: %" SCNu64, &id) == 1)
-			break;
-	fclose(f);
-	return id;
+	for (int i = 0; i < n; i++)
+		if (fds[i] == fd)
+			return ids[i];
+	return 0;
 }
 
 /*

@@ -13,6 +13,13 @@
 
 #include "helpers.h"
 
+/* The fixture lets go of its start item: the readers made from it hold it. */
+static void let_go_of_start(struct buf_fixture *f)
+{
+	eventbuf_item_put(f->start);
+	f->start = NULL;
+}
+
 static void test_reader_reads_in_order(void **state)
 {
 	struct buf_fixture *f = *state;
@@ -140,8 +147,7 @@ static void test_reader_wait_fd_moves_with_reader(void **state)
 	int fd1, fd2;
 
 	assert_int_equal(eventbuf_reader_new(f->start, &r), 0);
-	eventbuf_item_put(f->start);	/* the reader is the only holder */
-	f->start = NULL;
+	let_go_of_start(f);	/* the reader is the only holder */
 	assert_int_equal(eventbuf_reader_wait_fd(r, &fd1), 1);
 	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
 	assert_int_equal(eventbuf_reader_wait_fd(r, &fd2), -EALREADY);
@@ -180,8 +186,7 @@ static void test_reader_kept_fd_wakes_epoll(void **state)
 
 	assert_true(ep >= 0);
 	assert_int_equal(eventbuf_reader_new(f->start, &r), 0);
-	eventbuf_item_put(f->start);	/* the reader is the only holder */
-	f->start = NULL;
+	let_go_of_start(f);	/* the reader is the only holder */
 	assert_int_equal(eventbuf_reader_wait_fd(r, &first), 1);
 	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, first, &ev), 0);
 	for (uint64_t i = 0; i < 100; i++) {
@@ -223,8 +228,7 @@ static void test_reader_shared_fd_not_kept(void **state)
 
 	assert_int_equal(eventbuf_reader_new(f->start, &a), 0);
 	assert_int_equal(eventbuf_reader_new(f->start, &b), 0);
-	eventbuf_item_put(f->start);
-	f->start = NULL;
+	let_go_of_start(f);
 	assert_int_equal(eventbuf_reader_wait_fd(a, &fa), 1);
 	assert_int_equal(eventbuf_reader_wait_fd(b, &fb), 1);
 	assert_int_equal(fa, fb);
@@ -264,8 +268,7 @@ static void test_reader_kept_fd_dropped_on_join(void **state)
 	int fa, fb, fd;
 
 	assert_int_equal(eventbuf_reader_new(f->start, &a), 0);
-	eventbuf_item_put(f->start);
-	f->start = NULL;
+	let_go_of_start(f);
 	assert_int_equal(eventbuf_reader_wait_fd(a, &fa), 1);
 	assert_int_equal(append_batch(f->buf, 1, 1, &f->log), 0);
 	assert_int_equal(eventbuf_reader_next_nonblock(a, &it), 0);
@@ -298,8 +301,7 @@ static void test_reader_releases_what_it_read(void **state)
 	uint64_t seen = 0;
 
 	assert_int_equal(eventbuf_reader_new(f->start, &r), 0);
-	eventbuf_item_put(f->start);
-	f->start = NULL;
+	let_go_of_start(f);
 	for (uint64_t i = 0; i < 1000; i++)
 		assert_int_equal(append_batch(f->buf, i, 1, &f->log), 0);
 	while (eventbuf_reader_next_nonblock(r, &it) == 0)
