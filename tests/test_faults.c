@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * Injected faults. The binary is linked with --wrap for malloc, calloc,
- * mmap, epoll_create1 and epoll_ctl: every allocation (and epoll call) the
- * library makes from the test thread goes through should_fail(), which
- * can make every one from the Nth on fail (so that a fallback - a slab,
- * then malloc() - cannot hide the fault). Each operation is run with N =
+ * realloc, mmap, epoll_create1, epoll_ctl and eventfd: every allocation
+ * (and epoll call, and in the poller tests every eventfd) the library
+ * makes from the test thread goes through should_fail(), which can make
+ * every one from the Nth on fail (so that a fallback - a slab, then
+ * malloc() - cannot hide the fault). A wrapped __eventbuf_item_ref()
+ * makes one reference fail with -EOVERFLOW where a test asks for it. Each operation is run with N =
  * 0, 1, 2, ... until it succeeds without a fault firing, so every site on
  * its path is hit: append, splice, follow-after, readers, subscribe (fresh,
  * from the cache, up to date, stale: the snapshot handler's appends
