@@ -324,6 +324,7 @@ __eventbuf_item_init(struct eventbuf_item *item, uint8_t kind, size_t n,
  * @cur, @bump, @end, @used: the writer's current slab, its next free byte,
  *          its end, and the items carved from it; the writer's only.
  * @warmup: items left to take from malloc() before the first slab.
+ * @warm_start: when the current warm-up window began (ns, monotonic).
  * @refs, @lock, @free, @free_tail, @arenas: shared, see slab.c.
  */
 struct eventbuf_slab;
@@ -335,6 +336,7 @@ struct eventbuf_pool {
 	char *bump, *end;
 	uint32_t used;
 	uint32_t warmup;
+	int64_t warm_start;
 	/* shared, under @lock */
 	_Atomic uint32_t refs;
 	pthread_mutex_t lock;
@@ -377,14 +379,19 @@ __eventbuf_item_carve(struct eventbuf_pool *pool, uint8_t kind, size_t n,
 				    0);
 }
 /*
- * How many items a new buffer takes from malloc() before it carves slabs;
- * the tests' build (CONFIG_EVENTBUF_TESTING) lets them change it.
+ * How many items a buffer takes from malloc() before it carves slabs, all
+ * within SLAB_WARMUP_NS (a writer of at least 100,000 appends a second);
+ * the tests' build (CONFIG_EVENTBUF_TESTING) lets them change the count.
  */
 #define SLAB_WARMUP 1024
+#define SLAB_WARMUP_NS 10000000
 #ifdef CONFIG_EVENTBUF_TESTING
 __hidden extern uint32_t __eventbuf_slab_warmup;
+__hidden extern int64_t __eventbuf_slab_warmup_ns;
+__hidden bool __eventbuf_item_in_slab(const struct eventbuf_item *item);
 #else
 #define __eventbuf_slab_warmup SLAB_WARMUP
+#define __eventbuf_slab_warmup_ns SLAB_WARMUP_NS
 #endif
 __hidden struct eventbuf_pool *__eventbuf_pool_new(void);
 __hidden void __eventbuf_pool_drop(struct eventbuf_pool *pool);

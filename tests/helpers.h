@@ -82,6 +82,12 @@ void reader_result_see(struct reader_result *r, const struct eventbuf_item *item
  * variable in the testing library only (CONFIG_EVENTBUF_TESTING).
  */
 extern uint32_t __eventbuf_slab_warmup;
+/*
+ * ... all within this many nanoseconds, or it starts counting again; and
+ * whether an item was carved from a slab (testing library only).
+ */
+extern int64_t __eventbuf_slab_warmup_ns;
+bool __eventbuf_item_in_slab(const struct eventbuf_item *item);
 
 /*
  * Reader threads that start from a new buffer's head, before the writer:

@@ -364,6 +364,47 @@ static void test_buffer_small_buffers_stay_small(void **state)
 	free(bufs);
 }
 
+/* Whether each of a new buffer's first @n items came from a slab. */
+static void slab_pattern(uint64_t n, bool *in_slab)
+{
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+
+	assert_int_equal(eventbuf_new(&buf), 0);
+	for (uint64_t k = 1; k <= n; k++) {
+		assert_int_equal(append_batch(buf, k, 1, NULL), 0);
+		assert_int_equal(eventbuf_head(buf, &head), 0);
+		in_slab[k - 1] = __eventbuf_item_in_slab(head);
+		eventbuf_item_put(head);
+	}
+	eventbuf_drop(buf);
+}
+
+/*
+ * A buffer carves slabs only once it appended a warm-up's worth of items
+ * within the warm-up window: a slow writer keeps taking malloc(), so that
+ * a key that sees a few events a second never holds a slab's pages.
+ */
+static void test_buffer_slabs_only_for_fast_writers(void **state)
+{
+	uint32_t warmup = __eventbuf_slab_warmup;
+	int64_t window = __eventbuf_slab_warmup_ns;
+	bool in_slab[40];
+
+	(void)state;
+	__eventbuf_slab_warmup = 4;
+	__eventbuf_slab_warmup_ns = INT64_MAX;	/* every writer is fast */
+	slab_pattern(40, in_slab);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(in_slab[i], i >= 4);
+	__eventbuf_slab_warmup_ns = -1;		/* every writer is slow */
+	slab_pattern(40, in_slab);
+	for (int i = 0; i < 40; i++)
+		assert_false(in_slab[i]);
+	__eventbuf_slab_warmup = warmup;
+	__eventbuf_slab_warmup_ns = window;
+}
+
 /* liburcu-bp's exported read-side calls (the library's flavor). */
 void urcu_bp_read_lock(void);
 void urcu_bp_read_unlock(void);
@@ -432,6 +473,7 @@ int main(int argc, char **argv)
 		buf_fixture_test(test_buffer_append_after_join_refused),
 		buf_fixture_test(test_buffer_head_holds_newest),
 		buf_fixture_test(test_buffer_small_buffers_stay_small),
+		buf_fixture_test(test_buffer_slabs_only_for_fast_writers),
 		buf_fixture_test(test_buffer_barrier_misuse_aborts),
 	};
 
