@@ -536,6 +536,50 @@ static void run_one(struct config *c, int i)
 	malloc_trim(0);
 }
 
+/*
+ * What the harness's own check costs per delivery, called the way the rcu
+ * loop calls it (through a pointer, each event of a batch for each member
+ * of a cohort; 500 members and 16 events, N = 1,000 and K = 1's shape).
+ * Two loops that did nothing else could deliver at most two per that
+ * time: a ceiling for every implementation on this machine, printed so
+ * that the ratios can be read against it (docs/pollers.md).
+ */
+static void print_check_ceiling(void)
+{
+	enum { MEMBERS = 500, BATCH = 16, ROUNDS = 2000 };
+	struct run r = { .nkeys = 1, .nevents = UINT64_MAX / 2 };
+	struct loop_ctx l = { .run = &r };
+	struct subrec *rec = calloc(MEMBERS, sizeof(*rec));
+	bench_subs_fn volatile fnp = on_event;	/* not inlined, as in a loop */
+	bench_subs_fn fn = fnp;
+	uint64_t index = 1, best = UINT64_MAX;
+	double ns;
+
+	if (!rec)
+		bench_die("subscribers", ENOMEM);
+	for (int m = 0; m < MEMBERS; m++)
+		rec[m].expect = 1;
+	/* The fastest of 5 tries: a ceiling, not a typical figure. */
+	for (int t = 0; t < 5; t++) {
+		uint64_t t0 = bench_now_ns();
+
+		for (int k = 0; k < ROUNDS; k++, index += BATCH)
+			for (int m = 0; m < MEMBERS; m++)
+				for (uint64_t i = 0; i < BATCH; i++)
+					fn(&l, &rec[m], index + i, 0);
+		if (bench_now_ns() - t0 < best)
+			best = bench_now_ns() - t0;
+	}
+	for (int m = 0; m < MEMBERS; m++)
+		if (rec[m].bad || rec[m].count != 5ull * ROUNDS * BATCH)
+			bench_die("subscribers: the check's ceiling", EPROTO);
+	free(rec);
+	ns = (double)best / ((double)MEMBERS * BATCH * ROUNDS);
+	printf("subscribers: the check alone costs %.2f ns per delivery on one "
+	       "thread: two loops that did nothing else would deliver at most "
+	       "%.0f M/s\n", ns, 2e3 / ns);
+}
+
 /* ------------------------------------------------------------------ */
 /* The workload's entry points                                          */
 /* ------------------------------------------------------------------ */
@@ -570,6 +614,7 @@ void bench_subscribers_setup(void)
 		close(top);
 	printf("subscribers: descriptor limit %" PRIu64 " (hard limit %" PRIu64
 	       ")\n", (uint64_t)rl.rlim_cur, (uint64_t)rl.rlim_max);
+	print_check_ceiling();
 }
 
 static struct config *config_get(uint64_t nsubs, uint64_t nkeys,
