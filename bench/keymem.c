@@ -1,18 +1,20 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * keymem KEYS EVENTS: the memory a publisher's keys hold once events have
- * flowed and stopped. One topic, KEYS keys with one subscription each, all
- * attached to one poller; EVENTS rounds each publish one event to every
- * key, then the poller reads everything. Snapshots are not cached
- * (snapshot_ttl_ms = 0), so that nothing but the keys' own buffers keeps
- * items. Prints the resident set growth per key right after the rounds
- * and once reclamation ran and the buffers' pin chains saw the writer
- * idle, and checks that every event was read.
+ * keymem KEYS EVENTS [TTL_MS]: the memory a publisher's keys hold once
+ * events have flowed and stopped. One topic, KEYS keys with one
+ * subscription each, all attached to one poller; EVENTS rounds each
+ * publish one event to every key, then the poller reads everything.
+ * Snapshots are cached for TTL_MS (default 0: not cached, so that nothing
+ * but the keys' own buffers keeps items). Prints, per key, the growth of
+ * the resident set and of malloc()'s bytes in use right after the rounds,
+ * and once reclamation ran, the buffers' pin chains saw the writer idle
+ * and the cache (if any) expired; checks that every event was read.
  *
  * Build: make bench-build; run: build/bench/keymem 2000 5000.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,13 @@ static uint64_t rss_kib(void)
 			kib = strtoull(line + 6, NULL, 10);
 	fclose(f);
 	return kib;
+}
+
+static uint64_t heap_bytes(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return mi.uordblks + mi.hblkhd;
 }
 
 static int empty_snapshot(void *arg, const char *topic, const char *key,
@@ -78,11 +87,15 @@ static uint64_t drain(struct eventbuf_poller *p)
 	return got;
 }
 
-/* Two pin-chain periods (liburcu runs callbacks about every 10 ms). */
-static void settle(struct eventbuf_poller *p)
+/* @ttl_ms, then two pin-chain periods (liburcu runs callbacks about every
+ * 10 ms). */
+static void settle(struct eventbuf_poller *p, uint32_t ttl_ms)
 {
 	const struct timespec pause = { 0, 50 * 1000 * 1000 };
+	const struct timespec ttl = { ttl_ms / 1000,
+				      (long)(ttl_ms % 1000) * 1000000 };
 
+	nanosleep(&ttl, NULL);
 	for (int i = 0; i < 2; i++) {
 		drain(p);
 		eventbuf_barrier();
@@ -91,22 +104,32 @@ static void settle(struct eventbuf_poller *p)
 	eventbuf_barrier();
 }
 
+/* KiB per key of a growth from @before to @after, in @unit bytes. */
+static double per_key(uint64_t before, uint64_t after, double unit,
+		      uint64_t nkeys)
+{
+	return ((double)after - (double)before) * unit / 1024.0 /
+	       (double)nkeys;
+}
+
 int main(int argc, char **argv)
 {
-	const struct eventbuf_publisher_config cfg = { .snapshot_ttl_ms = 0 };
+	struct eventbuf_publisher_config cfg = { .snapshot_ttl_ms = 0 };
 	struct eventbuf_subscription **subs;
 	struct eventbuf_publisher *pub;
 	struct eventbuf_poller *p;
 	uint64_t nkeys, rounds, got = 0;
-	uint64_t rss0, rss1, rss2;
+	uint64_t rss0, rss1, rss2, heap0, heap1, heap2;
 	char (*keys)[KEY_LEN];
 	int ret;
 
-	if (argc != 3 || !(nkeys = strtoull(argv[1], NULL, 0)) ||
+	if (argc < 3 || argc > 4 || !(nkeys = strtoull(argv[1], NULL, 0)) ||
 	    !(rounds = strtoull(argv[2], NULL, 0))) {
-		fprintf(stderr, "usage: keymem KEYS EVENTS\n");
+		fprintf(stderr, "usage: keymem KEYS EVENTS [TTL_MS]\n");
 		return 2;
 	}
+	if (argc == 4)
+		cfg.snapshot_ttl_ms = (uint32_t)strtoul(argv[3], NULL, 0);
 	keys = calloc(nkeys, sizeof(*keys));
 	subs = calloc(nkeys, sizeof(*subs));
 	if (!keys || !subs)
@@ -126,8 +149,9 @@ int main(int argc, char **argv)
 		    (ret = eventbuf_poller_add_sub(p, subs[k], NULL)))
 			die("subscribe", -ret);
 	}
-	settle(p);
+	settle(p, 0);	/* the snapshots stay cached through the rounds */
 	rss0 = rss_kib();
+	heap0 = heap_bytes();
 	for (uint64_t i = 1; i <= rounds; i++) {
 		for (uint64_t k = 0; k < nkeys; k++) {
 			const struct eventbuf_event ev = {
@@ -140,17 +164,21 @@ int main(int argc, char **argv)
 		got += drain(p);
 	}
 	rss1 = rss_kib();
-	settle(p);
+	heap1 = heap_bytes();
+	settle(p, cfg.snapshot_ttl_ms);
 	rss2 = rss_kib();
+	heap2 = heap_bytes();
 	if (got != nkeys * rounds) {
 		fprintf(stderr, "keymem: read %" PRIu64 " events of %" PRIu64 "\n",
 			got, nkeys * rounds);
 		return 1;
 	}
-	printf("keymem: %" PRIu64 " keys, %" PRIu64 " events each, all read: "
-	       "RSS +%.1f KiB per key after the rounds, +%.1f KiB per key "
-	       "idle\n", nkeys, rounds, (double)(rss1 - rss0) / (double)nkeys,
-	       (double)(rss2 - rss0) / (double)nkeys);
+	printf("keymem: %" PRIu64 " keys, %" PRIu64 " events each, snapshots "
+	       "cached %" PRIu32 " ms, all read. Per key, after the rounds: "
+	       "RSS +%.1f KiB, malloc +%.1f KiB; idle: RSS +%.1f KiB, malloc "
+	       "+%.1f KiB\n", nkeys, rounds, cfg.snapshot_ttl_ms,
+	       per_key(rss0, rss1, 1024, nkeys), per_key(heap0, heap1, 1, nkeys),
+	       per_key(rss0, rss2, 1024, nkeys), per_key(heap0, heap2, 1, nkeys));
 	for (uint64_t k = 0; k < nkeys; k++)
 		eventbuf_unsubscribe(subs[k]);
 	eventbuf_poller_free(p);

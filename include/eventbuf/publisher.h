@@ -123,7 +123,11 @@ typedef int (*eventbuf_snapshot_fn)(void *arg, const char *topic,
 /**
  * struct eventbuf_publisher_config - publisher settings
  * @snapshot_ttl_ms: how long a snapshot stays cached for the next
- *                   subscribers of its key; 0 disables the cache.
+ *                   subscribers of its key; 0 disables the cache. While
+ *                   cached, a snapshot also keeps every event its key gets
+ *                   after it (a new subscriber replays them), so a key
+ *                   costs up to this long times its event rate in memory
+ *                   once per snapshot built.
  */
 struct eventbuf_publisher_config {
 	uint32_t snapshot_ttl_ms;
