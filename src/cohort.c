@@ -224,7 +224,7 @@ static void cohort_drop(struct eventbuf_poller *p, struct __eventbuf_cohort *c)
 		cohort_free(c);
 		return;
 	}
-	r = &p->regs[c->fd];
+	r = reg_find(p, c->fd);
 	r->cohort = NULL;
 	cohort_free(c);
 	__eventbuf_pl_reg_release(p, r);
@@ -327,10 +327,11 @@ static int fired_pop(struct eventbuf_poller *p)
 {
 	while (p->fired_head < p->fired_len) {
 		int fd = p->fired[p->fired_head++];
+		struct reg *r = reg_find(p, fd);
 
 		/* Not fired any more: its waiters left, its link was let go. */
-		if (p->regs[fd].fired) {
-			p->regs[fd].fired = false;
+		if (r->fired) {
+			r->fired = false;
 			return fd;
 		}
 	}
@@ -408,7 +409,7 @@ static size_t count_waiters(const struct reg *r)
  */
 static void group_open(struct eventbuf_poller *p, int fd)
 {
-	struct reg *r = &p->regs[fd];
+	struct reg *r = reg_find(p, fd);
 	struct __eventbuf_cohort *c = r->cohort;
 	size_t parked_members = c ? c->count : 0;
 	struct __eventbuf_pollnode *n, *next;
@@ -500,9 +501,10 @@ static int arm_link(struct eventbuf_poller *p, struct eventbuf_item *link,
 {
 	/* Acquire: pairs with the installer's CAS (wait.c, R1). */
 	int fd = st_fd(smp_load_acquire(&link->state));
+	struct reg *r = reg_find(p, fd);
 	int ret;
 
-	if (fd >= 0 && (size_t)fd < p->nregs && p->regs[fd].link == link) {
+	if (r && r->link == link) {
 		*fdp = fd;	/* armed by a waiter here, not fired */
 		return 0;
 	}
@@ -570,7 +572,7 @@ static int cohort_arm(struct eventbuf_poller *p, struct __eventbuf_cohort *c)
 		cohort_dissolve(p, c);
 		return ret;
 	}
-	r = &p->regs[fd];
+	r = reg_find(p, fd);
 	c->state = COHORT_ARMED;
 	c->fd = fd;
 	if (r->cohort) {

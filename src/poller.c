@@ -8,8 +8,9 @@
  * write. Both are registered edge-triggered, with the descriptor number as
  * the event's data.
  *
- * Registrations. ->regs is indexed by descriptor number (eventfds are small
- * integers): regs[fd] says which link its waiters are parked on, and
+ * Registrations. ->regs is indexed by descriptor number, in chunks made on
+ * first use (poller_internal.h): reg_find(p, fd) says which link its
+ * waiters are parked on, and
  * whether ->epfd watches fd (->watched, valid while fd's generation and
  * the global epoch are still ->gen and ->epoch, see fdpool.c). A link's
  * first waiter here takes one counted reference on the link for the
@@ -140,6 +141,8 @@ void eventbuf_poller_free(struct eventbuf_poller *poller)
 	pthread_mutex_destroy(&poller->inbox_lock);
 	close(poller->kick_fd);
 	close(poller->epfd);
+	for (size_t c = 0; c < poller->nchunks; c++)
+		free(poller->regs[c]);
 	free(poller->regs);
 	__eventbuf_groups_free(poller);
 	free(poller);
@@ -202,20 +205,30 @@ static void make_ready(struct eventbuf_poller *p, struct __eventbuf_pollnode *n)
 
 /* ---- registrations ------------------------------------------------- */
 
-static int grow_regs(struct eventbuf_poller *p, int fd)
+/* The entry of @fd, made (zeroed, with its chunk) if it was not; NULL:
+ * out of memory. */
+static struct reg *reg_get(struct eventbuf_poller *p, int fd)
 {
-	size_t n = p->nregs ? p->nregs : 64;
-	struct reg *regs;
+	size_t chunk = (size_t)fd >> REG_CHUNK_SHIFT;
+	struct reg *r = reg_find(p, fd);
 
-	while (n <= (size_t)fd)
-		n *= 2;
-	regs = realloc(p->regs, n * sizeof(*regs));
-	if (!regs)
-		return -ENOMEM;
-	memset(regs + p->nregs, 0, (n - p->nregs) * sizeof(*regs));
-	p->regs = regs;
-	p->nregs = n;
-	return 0;
+	if (r)
+		return r;
+	if (chunk >= p->nchunks) {
+		size_t n = p->nchunks ? p->nchunks : 16;
+		struct reg **regs;
+
+		while (n <= chunk)
+			n *= 2;
+		regs = realloc(p->regs, n * sizeof(*regs));
+		if (!regs)
+			return NULL;
+		memset(regs + p->nchunks, 0, (n - p->nchunks) * sizeof(*regs));
+		p->regs = regs;
+		p->nchunks = n;
+	}
+	p->regs[chunk] = calloc(REG_CHUNK, sizeof(struct reg));
+	return reg_find(p, fd);
 }
 
 /* Make ->epfd watch @fd, unless it is known to already. */
@@ -265,17 +278,16 @@ int __eventbuf_poller_joinable(struct __eventbuf_pollnode *n,
 	struct eventbuf_poller *p = n->poller;
 	/* Acquire: pairs with the installer's CAS (wait.c, R1). */
 	int fd = st_fd(smp_load_acquire(&link->state));
+	struct reg *r = reg_find(p, fd);
 
-	if (fd >= 0 && (size_t)fd < p->nregs && p->regs[fd].link == link)
-		return fd;
-	return -1;
+	return r && r->link == link ? fd : -1;
 }
 
 /* @reader, parked through @n, lends its anchor to the entry of @fd. */
 void __eventbuf_poller_borrow(struct __eventbuf_pollnode *n, int fd,
 			      struct eventbuf_reader *reader)
 {
-	n->poller->regs[fd].borrowers++;
+	reg_find(n->poller, fd)->borrowers++;
 	n->lending = reader;
 }
 
@@ -283,7 +295,7 @@ void __eventbuf_poller_borrow(struct __eventbuf_pollnode *n, int fd,
 void __eventbuf_poller_unborrow(struct __eventbuf_pollnode *n, int fd)
 {
 	struct eventbuf_poller *p = n->poller;
-	struct reg *r = &p->regs[fd];
+	struct reg *r = reg_find(p, fd);
 
 	n->lending = NULL;
 	if (!r->borrowers)
@@ -296,12 +308,11 @@ void __eventbuf_poller_unborrow(struct __eventbuf_pollnode *n, int fd)
 int __eventbuf_pl_reg_claim(struct eventbuf_poller *p,
 			    struct eventbuf_item *link, int fd)
 {
-	struct reg *r;
+	struct reg *r = reg_get(p, fd);
 	int ret;
 
-	if ((size_t)fd >= p->nregs && (ret = grow_regs(p, fd)))
-		return ret;
-	r = &p->regs[fd];
+	if (!r)
+		return -ENOMEM;
 	if (r->link == link)
 		return 0;
 	if (r->link)
@@ -323,13 +334,14 @@ int __eventbuf_poller_park(struct __eventbuf_pollnode *n,
 	struct reg *r;
 	int ret;
 
-	if (n->where == NODE_PARKED && n->fd == fd && p->regs[fd].link == link)
+	if (n->where == NODE_PARKED && n->fd == fd &&
+	    reg_find(p, fd)->link == link)
 		return 0;
 	__eventbuf_poller_unpark(n);
 	ret = __eventbuf_pl_reg_claim(p, link, fd);
 	if (ret)
 		return ret;
-	r = &p->regs[fd];
+	r = reg_find(p, fd);
 	n->fd = fd;
 	n->where = NODE_PARKED;
 	node_push(&r->waiters, n);
@@ -352,7 +364,7 @@ void __eventbuf_poller_unpark(struct __eventbuf_pollnode *n)
 	}
 	if (n->where != NODE_PARKED)
 		return;
-	r = &p->regs[n->fd];
+	r = reg_find(p, n->fd);
 	node_unlink(&r->waiters, n);
 	n->where = NODE_IDLE;
 	n->fd = -1;
@@ -514,7 +526,7 @@ static void take_inbox(struct eventbuf_poller *p)
 /* @fd fired: its waiters may read, if their link has a successor. */
 static void link_fired(struct eventbuf_poller *p, int fd)
 {
-	struct reg *r = (size_t)fd < p->nregs ? &p->regs[fd] : NULL;
+	struct reg *r = reg_find(p, fd);
 	struct __eventbuf_pollnode *n, *next;
 
 	if (!r || !r->link || (!r->waiters && !r->cohort) ||

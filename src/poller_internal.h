@@ -11,7 +11,7 @@
 
 #include "internal.h"
 
-/* regs[fd]: what this poller knows of the eventfd numbered fd. */
+/* reg_find(p, fd): what this poller knows of the eventfd numbered fd. */
 struct reg {
 	struct eventbuf_item *link;	/* a counted reference, or NULL */
 	struct __eventbuf_pollnode *waiters;
@@ -23,10 +23,21 @@ struct reg {
 	struct __eventbuf_cohort *cohort;	/* armed here, or NULL */
 };
 
+/*
+ * Entries live in chunks of REG_CHUNK descriptor numbers, made when an
+ * entry in them is first claimed: eventfds take the lowest free numbers,
+ * which in a service with 100,000 sockets are above 100,000, and one
+ * array indexed by number cost every poller 48 bytes per number below
+ * its highest eventfd (6 MiB at 100,000), touched by the realloc() that
+ * grew it. A chunk is 3 KiB.
+ */
+#define REG_CHUNK_SHIFT 6
+#define REG_CHUNK (1u << REG_CHUNK_SHIFT)
+
 enum cohort_state {
 	COHORT_OPEN,	/* being read: p->open */
 	COHORT_IDLE,	/* read to its link, not armed: on p->idle */
-	COHORT_ARMED,	/* its link armed: regs[fd].cohort */
+	COHORT_ARMED,	/* its link armed: reg_find(p, fd)->cohort */
 };
 
 /*
@@ -54,8 +65,8 @@ struct __eventbuf_cohort {
 struct eventbuf_poller {
 	int epfd;
 	int kick_fd;
-	struct reg *regs;
-	size_t nregs;
+	struct reg **regs;		/* chunks, NULL where none claimed */
+	size_t nchunks;
 	struct __eventbuf_pollnode *ready_first, *ready_last;
 	struct __eventbuf_pollnode *attached;
 	pthread_mutex_t inbox_lock;
@@ -71,6 +82,20 @@ struct eventbuf_poller {
 	bool pass_open;			/* groups handed out, not yet 0 */
 	bool yielded;			/* this pass gave the CPU away */
 };
+
+/*
+ * The entry of @fd, or NULL where this poller never claimed one in its
+ * chunk. Callers that hold an entry (a parked node's, an armed cohort's,
+ * a fired one's) know it is there.
+ */
+static inline struct reg *reg_find(const struct eventbuf_poller *p, int fd)
+{
+	size_t chunk = (size_t)fd >> REG_CHUNK_SHIFT;
+
+	if (fd < 0 || chunk >= p->nchunks || !p->regs[chunk])
+		return NULL;
+	return &p->regs[chunk][(size_t)fd & (REG_CHUNK - 1)];
+}
 
 /*
  * Lists of nodes that know their first node only (an entry's waiters, a

@@ -12,8 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <malloc.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <eventbuf/poller.h>
@@ -1507,6 +1510,72 @@ static void test_poller_reused_number(void **state)
 	relink_end(&t);
 }
 
+/* malloc()'s bytes in use (0 where a tool replaces malloc()). */
+static long heap_kb(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return (long)((mi.uordblks + mi.hblkhd) / 1024);
+}
+
+/*
+ * A service's eventfds take numbers above its sockets'. With 16,000
+ * descriptors open below them, a poller works as before, and what it keeps
+ * per descriptor number is a chunk around the ones it watches, not 48
+ * bytes for every number below them (1.5 MiB here). Measured in malloc()'s
+ * bytes in use: the resident set of a test binary that already freed more
+ * than that would not grow.
+ */
+static void test_poller_high_descriptor_numbers(void **state)
+{
+	enum { FILL = 16000 };
+	struct obj o = { .next = SNAP_INDEX + 1 };
+	struct eventbuf_poll_event pe;
+	struct eventbuf_poller *p;
+	struct rlimit rl, was;
+	int *fill;
+	long heap0, grew;
+
+	(void)state;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+	if (was.rlim_max < FILL + 1000) {
+		printf("# skipped: the descriptor limit %llu is too low\n",
+		       (unsigned long long)was.rlim_max);
+		skip();
+	}
+	rl = was;
+	rl.rlim_cur = rl.rlim_max;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	fill = calloc(FILL, sizeof(*fill));
+	assert_non_null(fill);
+	for (int i = 0; i < FILL; i++)
+		assert_true((fill[i] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0);
+	o.s = sub_new("k", 0, 0);
+	assert_int_equal(poller_new(&p), 0);
+	heap0 = heap_kb();
+	assert_int_equal(eventbuf_poller_add_sub(p, o.s, &o), 0);
+	assert_int_equal(eventbuf_poller_ready(p, &pe, 1), 1);
+	handle(&pe);			/* the snapshot, then it parks */
+	assert_int_equal(pstats(p).parked, 1);
+	grew = heap_kb() - heap0;
+	printf("# a poller parked on an eventfd above %d descriptors: "
+	       "malloc() +%ld KiB\n", FILL, grew);
+	for (uint64_t i = SNAP_INDEX + 1; i <= SNAP_INDEX + 10; i++)
+		assert_int_equal(publish("k", i), 0);
+	assert_int_equal(eventbuf_poller_wait(p, &pe, 1, 2000, -1), 1);
+	handle(&pe);
+	assert_int_equal(o.count, 10);
+	assert_int_equal(o.bad, 0);
+	assert_int_equal(o.error, 0);
+	eventbuf_unsubscribe(o.s);
+	eventbuf_poller_free(p);
+	for (int i = 0; i < FILL; i++)
+		close(fill[i]);
+	free(fill);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);
+	assert_true(grew < 512);
+}
+
 /*
  * Subscriptions closed by the publisher wait in the poller's inbox until
  * it runs; unsubscribing some of them first (the first, last and every
@@ -1929,6 +1998,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poller_exported_not_recycled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_no_stale_report, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_reused_number, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_high_descriptor_numbers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_unsubscribe_while_kicked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_bad_input, setup, teardown),
 		/* The same loops, reading subscriptions in groups. */
