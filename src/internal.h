@@ -323,8 +323,9 @@ __eventbuf_item_init(struct eventbuf_item *item, uint8_t kind, size_t n,
  *
  * @cur, @bump, @end, @used: the writer's current slab, its next free byte,
  *          its end, and the items carved from it; the writer's only.
- * @warmup: items left to take from malloc() before the first slab.
- * @warm_start: when the current warm-up window began (ns, monotonic).
+ * @warmup: items left to take from malloc() in the current warm-up
+ *          window; 0 once the writer carves slabs (slab.c).
+ * @warm_start: when the current window began (ns, monotonic).
  * @refs, @lock, @free, @free_tail, @arenas: shared, see slab.c.
  */
 struct eventbuf_slab;

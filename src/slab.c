@@ -137,6 +137,7 @@ struct eventbuf_pool *__eventbuf_pool_new(void)
 	atomic_init(&pool->refs, 1);	/* the buffer */
 	pthread_mutex_init(&pool->lock, NULL);
 	pool->warmup = __eventbuf_slab_warmup;
+	pool->warm_start = __eventbuf_now_ns();
 	return pool;
 }
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "helpers.h"
 
@@ -364,45 +365,79 @@ static void test_buffer_small_buffers_stay_small(void **state)
 	free(bufs);
 }
 
-/* Whether each of a new buffer's first @n items came from a slab. */
-static void slab_pattern(uint64_t n, bool *in_slab)
+/* Append items @from..@to to @buf: whether each came from a slab. */
+static void append_noting_slabs(struct eventbuf *buf, uint64_t from,
+				uint64_t to, bool *in_slab)
 {
 	struct eventbuf_item *head;
-	struct eventbuf *buf;
 
-	assert_int_equal(eventbuf_new(&buf), 0);
-	for (uint64_t k = 1; k <= n; k++) {
+	for (uint64_t k = from; k <= to; k++) {
 		assert_int_equal(append_batch(buf, k, 1, NULL), 0);
 		assert_int_equal(eventbuf_head(buf, &head), 0);
 		in_slab[k - 1] = __eventbuf_item_in_slab(head);
 		eventbuf_item_put(head);
 	}
-	eventbuf_drop(buf);
+}
+
+static uint32_t saved_warmup;
+static int64_t saved_window;
+
+/* The warm-up knobs are the library's globals: back to what they were
+ * however the test ends. */
+static int warmup_save(void **state)
+{
+	(void)state;
+	saved_warmup = __eventbuf_slab_warmup;
+	saved_window = __eventbuf_slab_warmup_ns;
+	return 0;
+}
+
+static int warmup_restore(void **state)
+{
+	(void)state;
+	__eventbuf_slab_warmup = saved_warmup;
+	__eventbuf_slab_warmup_ns = saved_window;
+	return 0;
 }
 
 /*
  * A buffer carves slabs only once it appended a warm-up's worth of items
  * within the warm-up window: a slow writer keeps taking malloc(), so that
- * a key that sees a few events a second never holds a slab's pages.
+ * a key that sees a few events a second never holds a slab's pages. Each
+ * window is timed from its own first item: a buffer whose first window
+ * was slow takes slabs right after a fast second one.
  */
 static void test_buffer_slabs_only_for_fast_writers(void **state)
 {
-	uint32_t warmup = __eventbuf_slab_warmup;
-	int64_t window = __eventbuf_slab_warmup_ns;
+	const struct timespec pause = { 0, 100 * 1000 * 1000 };
+	struct eventbuf *buf;
 	bool in_slab[40];
 
 	(void)state;
 	__eventbuf_slab_warmup = 4;
 	__eventbuf_slab_warmup_ns = INT64_MAX;	/* every writer is fast */
-	slab_pattern(40, in_slab);
+	assert_int_equal(eventbuf_new(&buf), 0);
+	append_noting_slabs(buf, 1, 40, in_slab);
 	for (int i = 0; i < 40; i++)
 		assert_int_equal(in_slab[i], i >= 4);
+	eventbuf_drop(buf);
+
 	__eventbuf_slab_warmup_ns = -1;		/* every writer is slow */
-	slab_pattern(40, in_slab);
+	assert_int_equal(eventbuf_new(&buf), 0);
+	append_noting_slabs(buf, 1, 40, in_slab);
 	for (int i = 0; i < 40; i++)
 		assert_false(in_slab[i]);
-	__eventbuf_slab_warmup = warmup;
-	__eventbuf_slab_warmup_ns = window;
+	eventbuf_drop(buf);
+
+	/* 50 ms windows: the first takes over 100 ms, the second a moment. */
+	__eventbuf_slab_warmup_ns = 50 * 1000 * 1000;
+	assert_int_equal(eventbuf_new(&buf), 0);
+	append_noting_slabs(buf, 1, 3, in_slab);
+	nanosleep(&pause, NULL);
+	append_noting_slabs(buf, 4, 12, in_slab);
+	for (int i = 0; i < 12; i++)
+		assert_int_equal(in_slab[i], i >= 8);
+	eventbuf_drop(buf);
 }
 
 /* liburcu-bp's exported read-side calls (the library's flavor). */
@@ -473,7 +508,8 @@ int main(int argc, char **argv)
 		buf_fixture_test(test_buffer_append_after_join_refused),
 		buf_fixture_test(test_buffer_head_holds_newest),
 		buf_fixture_test(test_buffer_small_buffers_stay_small),
-		buf_fixture_test(test_buffer_slabs_only_for_fast_writers),
+		cmocka_unit_test_setup_teardown(test_buffer_slabs_only_for_fast_writers,
+						warmup_save, warmup_restore),
 		buf_fixture_test(test_buffer_barrier_misuse_aborts),
 	};
 
