@@ -62,14 +62,6 @@ _Atomic uint64_t bench_release_count;
 _Atomic uint64_t bench_release_last_ns;
 static _Atomic uint64_t release_watch = UINT64_MAX;
 
-uint64_t bench_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Counts releases; stamps the time only near the count the harness waits
  * for, so that the clock is not read for every item. */
 void bench_released(uint64_t n)
@@ -80,30 +72,6 @@ void bench_released(uint64_t n)
 	if (c >= atomic_load_explicit(&release_watch, memory_order_relaxed))
 		atomic_store_explicit(&bench_release_last_ns, bench_now_ns(),
 				      memory_order_relaxed);
-}
-
-void bench_die(const char *what, int err)
-{
-	fprintf(stderr, "bench: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
-
-uint64_t bench_rss_kb(void)
-{
-	unsigned long size, resident;
-	FILE *f = fopen("/proc/self/statm", "r");
-
-	if (!f || fscanf(f, "%lu %lu", &size, &resident) != 2)
-		bench_die("/proc/self/statm", errno);
-	fclose(f);
-	return resident * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
-}
-
-uint64_t bench_heap_bytes(void)
-{
-	struct mallinfo2 mi = mallinfo2();
-
-	return mi.uordblks + mi.hblkhd;
 }
 
 static void quiesce(const struct bench_impl *impl)

@@ -53,7 +53,8 @@ extern _Atomic uint64_t bench_release_last_ns;
 void bench_released(uint64_t n);
 uint64_t bench_now_ns(void);
 
-/* Helpers of the harness (bench.c) shared with the workload files. */
+/* Helpers of the harness (bench.c, measure.c) shared with the workload
+ * files and the tools. */
 #define MAX_REPS 16
 void bench_die(const char *what, int err) __attribute__((noreturn));
 uint64_t bench_rss_kb(void);

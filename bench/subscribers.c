@@ -565,12 +565,15 @@ static void print_check_ceiling(void)
 	for (int t = 0; t < 5; t++) {
 		uint64_t t0 = bench_now_ns();
 
+		uint64_t took;
+
 		for (int k = 0; k < ROUNDS; k++, index += BATCH)
 			for (int m = 0; m < MEMBERS; m++)
 				for (uint64_t i = 0; i < BATCH; i++)
 					fn(&l, &rec[m], index + i, 0);
-		if (bench_now_ns() - t0 < best)
-			best = bench_now_ns() - t0;
+		took = bench_now_ns() - t0;
+		if (took < best)
+			best = took;
 	}
 	for (int m = 0; m < MEMBERS; m++)
 		if (rec[m].bad || rec[m].count != 5ull * ROUNDS * BATCH)
@@ -603,11 +606,14 @@ static void print_write_ceiling(void)
 	for (int t = 0; t < 5; t++) {
 		uint64_t t0 = bench_now_ns();
 
+		uint64_t took;
+
 		for (int i = 0; i < 100000; i++)
 			if (write(fd, &one, sizeof(one)) != sizeof(one))
 				bench_die("subscribers: eventfd write", errno);
-		if (bench_now_ns() - t0 < best)
-			best = bench_now_ns() - t0;
+		took = bench_now_ns() - t0;
+		if (took < best)
+			best = took;
 		if (read(fd, &count, sizeof(count)) != sizeof(count))
 			bench_die("subscribers: eventfd read", errno);
 	}
