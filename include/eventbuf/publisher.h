@@ -125,9 +125,10 @@ typedef int (*eventbuf_snapshot_fn)(void *arg, const char *topic,
  * @snapshot_ttl_ms: how long a snapshot stays cached for the next
  *                   subscribers of its key; 0 disables the cache. While
  *                   cached, a snapshot also keeps every event its key gets
- *                   after it (a new subscriber replays them), so a key
- *                   costs up to this long times its event rate in memory
- *                   once per snapshot built.
+ *                   after it (a new subscriber replays them): up to
+ *                   snapshot_ttl_ms x the key's event rate events, about
+ *                   220 bytes each for one-event publishes, per cached
+ *                   key.
  */
 struct eventbuf_publisher_config {
 	uint32_t snapshot_ttl_ms;
