@@ -60,5 +60,8 @@ void bench_die(const char *what, int err) __attribute__((noreturn));
 uint64_t bench_rss_kb(void);
 uint64_t bench_heap_bytes(void);
 double bench_median(const double *v, int n, double *lo, double *hi);
+struct eventbuf_snapshot;
+int bench_empty_snapshot(void *arg, const char *topic, const char *key,
+			 struct eventbuf_snapshot *snap, uint64_t *index);
 
 #endif /* _EVENTBUF_BENCH_H */

@@ -27,17 +27,6 @@ struct state {
 	char (*keys)[KEY_LEN];
 };
 
-static int empty_snapshot(void *arg, const char *topic, const char *key,
-			  struct eventbuf_snapshot *snap, uint64_t *index)
-{
-	(void)arg;
-	(void)topic;
-	(void)key;
-	(void)snap;
-	*index = 0;
-	return 0;
-}
-
 static uint64_t rcu_fds_needed(uint64_t nsubs, uint64_t nkeys, int nloops)
 {
 	/*
@@ -65,7 +54,8 @@ static void *rcu_create(uint64_t nkeys, int nloops)
 		snprintf(s->keys[k], KEY_LEN, "key-%" PRIu64, k);
 	if (eventbuf_publisher_new(&cfg, &s->pub))
 		goto fail_keys;
-	if (eventbuf_publisher_register(s->pub, TOPIC, empty_snapshot, NULL, 0))
+	if (eventbuf_publisher_register(s->pub, TOPIC, bench_empty_snapshot,
+					NULL, 0))
 		goto fail_pub;
 	return s;
 fail_pub:

@@ -39,17 +39,6 @@ struct key {
 	uint64_t bad;		/* events out of order */
 };
 
-static int empty_snapshot(void *arg, const char *topic, const char *key,
-			  struct eventbuf_snapshot *snap, uint64_t *index)
-{
-	(void)arg;
-	(void)topic;
-	(void)key;
-	(void)snap;
-	*index = 0;
-	return 0;
-}
-
 /* Read @k's subscription until it parks again. */
 static void read_key(struct key *k)
 {
@@ -160,7 +149,7 @@ int main(int argc, char **argv)
 	if (!keys)
 		bench_die("keymem", ENOMEM);
 	if ((ret = eventbuf_publisher_new(&cfg, &pub)) ||
-	    (ret = eventbuf_publisher_register(pub, TOPIC, empty_snapshot,
+	    (ret = eventbuf_publisher_register(pub, TOPIC, bench_empty_snapshot,
 						NULL, 0)) ||
 	    (ret = eventbuf_poller_new(&p)))
 		bench_die("keymem: set-up", ret);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * Clock, memory and failure helpers of the harness (bench.h), shared by
- * the benchmark and the small tools beside it (keymem).
+ * Helpers of the harness (bench.h) shared by the benchmark's files and the
+ * small tools beside it (keymem): the clock, memory, failure, and the
+ * snapshot handler of a topic that starts empty.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -10,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <eventbuf/publisher.h>
 
 #include "bench.h"
 
@@ -43,4 +46,16 @@ uint64_t bench_heap_bytes(void)
 	struct mallinfo2 mi = mallinfo2();
 
 	return mi.uordblks + mi.hblkhd;
+}
+
+/* An empty snapshot at index 0: subscribers see every event from 1 on. */
+int bench_empty_snapshot(void *arg, const char *topic, const char *key,
+			 struct eventbuf_snapshot *snap, uint64_t *index)
+{
+	(void)arg;
+	(void)topic;
+	(void)key;
+	(void)snap;
+	*index = 0;
+	return 0;
 }
