@@ -49,7 +49,7 @@
  * ends: at least the writer's current slab, up to 64 KiB, and the first
  * page of each free slab (trimming below). A count over the buffer's
  * whole life made every key that ever saw 1,024 events pay that: 2,000
- * keys that had each seen 5,000 events at a few thousand a second held
+ * keys that had each seen 5,000 events, far slower than that rate, held
  * 71 KiB of resident memory per key once idle (docs/pollers.md). The
  * clock is read twice per window, at its first and last item.
  */
