@@ -48,6 +48,12 @@ struct bench_subs_impl {
 	/* Wait until deferred reclamation has run; may be NULL. */
 	void (*quiesce)(void);
 	/*
+	 * Wait until what subscribing left behind for a while (a snapshot
+	 * cache) is gone, so that the runs measure long-lived subscriptions;
+	 * 0 or -errno. May be NULL.
+	 */
+	int (*settle)(void *ps);
+	/*
 	 * What @loop did with descriptors so far: epoll registrations made
 	 * and wake-ups taken; may be NULL.
 	 */
