@@ -571,9 +571,7 @@ static void print_check_ceiling(void)
 		rec[m].expect = 1;
 	/* The fastest of 5 tries: a ceiling, not a typical figure. */
 	for (int t = 0; t < 5; t++) {
-		uint64_t t0 = bench_now_ns();
-
-		uint64_t took;
+		uint64_t t0 = bench_now_ns(), took;
 
 		for (int k = 0; k < ROUNDS; k++, index += BATCH)
 			for (int m = 0; m < MEMBERS; m++)
@@ -612,9 +610,7 @@ static void print_write_ceiling(void)
 	if (ep < 0 || fd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev))
 		bench_die("subscribers: the write's ceiling", errno);
 	for (int t = 0; t < 5; t++) {
-		uint64_t t0 = bench_now_ns();
-
-		uint64_t took;
+		uint64_t t0 = bench_now_ns(), took;
 
 		for (int i = 0; i < 100000; i++)
 			if (write(fd, &one, sizeof(one)) != sizeof(one))
