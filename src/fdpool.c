@@ -95,31 +95,59 @@
  * increment too. Closing one descriptor thus costs the pollers nothing
  * for the others.
  *
- * The pool is small (FD_POOL_MAX): it absorbs the release-then-park of
- * each delivery, and the lag between two event loops (one takes the next
- * link's descriptor before the other lets go of the last link's), not a
- * burst of unsubscribes, whose descriptors are closed. With 8, two loops
- * over 100 keys closed and re-created descriptors all the time, each one a
- * new epoll registration in each loop (docs/pollers.md).
- * eventbuf_barrier() empties it.
- *
  * tests/model/recycle.pml checks the release, reset, pool and the
  * poller's successor check against a writer still in W3..W5, and catches
  * a release that does not wait for the writer, a release without the
  * reset, and a poller that reports without the check.
  *
- * A thread that runs a poller also keeps a few descriptors of its own
- * (FD_CACHE_MAX, thread-local): a subscriber's move to its next link
- * releases the old link's descriptor on the loop's thread and arms the
- * new link right after, on the same thread, so the descriptor comes back
- * to the poller that watches it, rather than to another loop's, which
- * would have to register it. The cache goes back to the shared pool when
- * the thread exits; eventbuf_barrier() empties the caller's.
+ * Descriptors go home. Where a descriptor waits for reuse does not matter
+ * to the argument above (any reset descriptor may serve any link); it
+ * matters to the cost. A descriptor that comes back to a poller that does
+ * not watch it costs an epoll_ctl(), and one that is closed because a
+ * pool is full costs a close(), an eventfd() and a registration in every
+ * loop that then watches its successor. Both were common while one
+ * shared pool of 32 took every release: two loops over 100 keys let
+ * go of the old links' descriptors in bursts (the second loop to leave a
+ * link releases it, or reclamation's thread does, a grace period later),
+ * the pool overflowed, and the first loop made new ones for the next links
+ * (0.35 registrations per event, 10,000 subscriptions over 100 keys,
+ * docs/pollers.md). So:
+ * - a thread that runs a poller claims a *shard* (one of NSHARDS, each
+ *   holding up to SHARD_MAX descriptors under its own lock; past NSHARDS
+ *   loop threads, the others have none) and keeps a few more in a
+ *   thread-local cache (FD_CACHE_MAX), which takes no lock;
+ * - a poller that registers a descriptor records its thread's shard in
+ *   the descriptor's slot (->home, a hint: relaxed, read by any thread);
+ * - a release goes home: to the releasing thread's cache if that is the
+ *   home, else to the home shard, whichever thread releases it (the loop
+ *   that leaves last, reclamation's thread); a descriptor with no home, or
+ *   whose shard is full, goes to the shared pool (FD_POOL_MAX), or is
+ *   closed when that is full too;
+ * - a link takes the caller's cache, then its shard, then the shared pool,
+ *   then another loop's shard (two loops that serve the same keys watch
+ *   the same descriptors, and the loop that arms the next links first
+ *   would otherwise make new ones while the other loop's shard fills; a
+ *   thread without a shard, a blocking reader's, would make new ones
+ *   while those it made and a loop released piled up in the loop's
+ *   shard), and only then makes a new eventfd. A descriptor taken from a
+ *   loop's shard by another thread may wake that loop once for nothing:
+ *   a look, as for any stale wake-up above.
+ * A new eventfd is made only when every shard and the shared pool are
+ * empty, so the library holds at most as many as it once had in use at
+ * the same time, plus the other loop threads' caches (FD_CACHE_MAX
+ * each); idle ones are also bounded by SHARD_MAX per loop thread and
+ * FD_POOL_MAX shared. A thread gives its shard back when it exits (its
+ * descriptors go to the shared pool); in a child after fork() only the
+ * forking thread's shard stays claimed, and what the others hold was
+ * born before the fork and is closed when taken. Unsubscribing releases
+ * like any other move. eventbuf_barrier() closes every idle descriptor:
+ * the shared pool's, every shard's and the caller's cache.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -138,14 +166,36 @@ static __thread struct {
 	bool on;
 	int n;
 	int fds[FD_CACHE_MAX];
+	int shard;		/* its loop shard's number + 1, 0: none */
 } cache;
+
+/*
+ * Loop shards (see "Descriptors go home" above): one per thread that runs
+ * a poller, claimed when its cache is enabled and given back when the
+ * thread exits. ->claimed and the descriptors are under ->lock; claiming
+ * also holds shards_lock, so that two threads do not claim one shard.
+ */
+#define NSHARDS 64
+#define SHARD_MAX 512
+
+struct shard {
+	pthread_mutex_t lock;
+	bool claimed;
+	int n;
+	int fds[SHARD_MAX];
+};
+
+static pthread_mutex_t shards_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shard shards[NSHARDS] = {
+	[0 ... NSHARDS - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER },
+};
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
 /*
  * Generation slots: GEN_TOP chunks of GEN_CHUNK counters, made when a
  * descriptor of theirs is first created and kept for the process's life
- * (4 KiB per 1,024 descriptor numbers). Numbers past the table use the
+ * (12 KiB per 1,024 descriptor numbers). Numbers past the table use the
  * global epoch.
  */
 #define GEN_CHUNK 1024
@@ -154,6 +204,7 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 struct slot {
 	_Atomic uint32_t gen;	/* closes of this number */
 	_Atomic uint32_t birth;	/* fork_gen when it was created */
+	_Atomic uint32_t home;	/* the shard (+ 1) of its last watcher */
 };
 
 static _Atomic(struct slot *) gen_chunks[GEN_TOP];
@@ -257,17 +308,71 @@ int __eventbuf_fd_new(void)
 	return fd;
 }
 
+/* The shard numbered @home (+ 1) takes @fd if it is claimed and not full. */
+static bool shard_push(uint32_t home, int fd)
+{
+	struct shard *sh = &shards[home - 1];
+	bool taken = false;
+
+	pthread_mutex_lock(&sh->lock);
+	if (sh->claimed && sh->n < SHARD_MAX) {
+		sh->fds[sh->n] = fd;
+		WRITE_ONCE(sh->n, sh->n + 1);	/* shard_steal() peeks */
+		taken = true;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return taken;
+}
+
+static int shard_pop(struct shard *sh)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&sh->lock);
+	if (sh->n > 0) {
+		fd = sh->fds[sh->n - 1];
+		WRITE_ONCE(sh->n, sh->n - 1);
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return fd;
+}
+
+/*
+ * Another loop's spare descriptor, before a new one is made: two loops
+ * that serve the same keys watch the same descriptors, and the one that
+ * arms the next link first would otherwise make new ones while the
+ * other's shard fills with what it lets go of. Threads without a shard
+ * take them too, or what they made and a loop released would pile up in
+ * the loop's shard while they made more.
+ */
+static int shard_steal(void)
+{
+	for (int i = 0; i < NSHARDS; i++) {
+		int fd;
+
+		/* Unlocked peek: a shard seen empty is skipped, no more. */
+		if (i + 1 == cache.shard || !READ_ONCE(shards[i].n))
+			continue;
+		fd = shard_pop(&shards[i]);
+		if (fd >= 0)
+			return fd;
+	}
+	return -1;
+}
+
 static int pool_pop(void)
 {
 	int fd = -1;
 
 	if (cache.n > 0)
 		return cache.fds[--cache.n];
+	if (cache.shard && (fd = shard_pop(&shards[cache.shard - 1])) >= 0)
+		return fd;
 	pthread_mutex_lock(&pool_lock);
 	if (pool_n > 0)
 		fd = pool_fds[--pool_n];
 	pthread_mutex_unlock(&pool_lock);
-	return fd;
+	return fd >= 0 ? fd : shard_steal();
 }
 
 /* A reset eventfd from the pool, or -1 when the pool is empty. */
@@ -280,15 +385,11 @@ int __eventbuf_fd_pool_get(void)
 	return fd;
 }
 
-/* Back to the pool, or closed when it is full. @fd reads as zero. */
-void __eventbuf_fd_pool_put(int fd)
+/* The shared pool, or closed when it is full. */
+static void global_put(int fd)
 {
 	bool kept = false;
 
-	if (cache.on && cache.n < FD_CACHE_MAX) {
-		cache.fds[cache.n++] = fd;
-		return;
-	}
 	pthread_mutex_lock(&pool_lock);
 	if (pool_n < FD_POOL_MAX) {
 		pool_fds[pool_n++] = fd;
@@ -297,6 +398,44 @@ void __eventbuf_fd_pool_put(int fd)
 	pthread_mutex_unlock(&pool_lock);
 	if (!kept)
 		fd_close(fd);
+}
+
+static uint32_t home_of(int fd)
+{
+	struct slot *slot = slot_of(fd);
+
+	/* A hint: any shard would be correct, its watcher's is cheapest. */
+	return slot ? atomic_load_explicit(&slot->home, memory_order_relaxed)
+		    : 0;
+}
+
+/*
+ * Back to the pool, or closed when it is full. @fd reads as zero. Home
+ * first: the calling thread's cache if that is its home, else its home
+ * shard; a descriptor with no home (or a full one) as before.
+ */
+void __eventbuf_fd_pool_put(int fd)
+{
+	uint32_t home = home_of(fd);
+
+	if (cache.on && cache.n < FD_CACHE_MAX &&
+	    (home == (uint32_t)cache.shard || !home)) {
+		cache.fds[cache.n++] = fd;
+		return;
+	}
+	if (home && shard_push(home, fd))
+		return;
+	global_put(fd);
+}
+
+/* A poller of the calling thread watches @fd: this thread is its home. */
+void __eventbuf_fd_watched(int fd)
+{
+	struct slot *slot = slot_of(fd);
+
+	if (slot && cache.shard)
+		atomic_store_explicit(&slot->home, (uint32_t)cache.shard,
+				      memory_order_relaxed);
 }
 
 /*
@@ -380,29 +519,88 @@ void __eventbuf_fd_drop_kept(int fd)
 		fd_close(fd);
 }
 
+/* Every pooled descriptor, the caller's cache and every shard's. */
 void __eventbuf_fd_pool_drain(void)
 {
 	int fd;
 
 	while ((fd = pool_pop()) >= 0)
 		fd_close(fd);
+	for (int i = 0; i < NSHARDS; i++)
+		while ((fd = shard_pop(&shards[i])) >= 0)
+			fd_close(fd);
 }
 
 void __eventbuf_fdpool_fork_lock(bool lock)
 {
-	if (lock)
+	if (lock) {
+		pthread_mutex_lock(&shards_lock);
+		for (int i = 0; i < NSHARDS; i++)
+			pthread_mutex_lock(&shards[i].lock);
 		pthread_mutex_lock(&pool_lock);
-	else
-		pthread_mutex_unlock(&pool_lock);
+		return;
+	}
+	pthread_mutex_unlock(&pool_lock);
+	for (int i = NSHARDS - 1; i >= 0; i--)
+		pthread_mutex_unlock(&shards[i].lock);
+	pthread_mutex_unlock(&shards_lock);
 }
 
-/* The thread exits: its cache goes back to the shared pool. */
+/*
+ * In the child, with the locks held: only the forking thread lives on,
+ * so every other thread's shard is free to claim again. What they hold
+ * was born before the fork and is closed when popped.
+ */
+void __eventbuf_fd_fork_child(void)
+{
+	for (int i = 0; i < NSHARDS; i++)
+		if (i + 1 != cache.shard)
+			shards[i].claimed = false;
+}
+
+static int shard_claim(void)
+{
+	int home = 0;
+
+	pthread_mutex_lock(&shards_lock);
+	for (int i = 0; i < NSHARDS && !home; i++) {
+		pthread_mutex_lock(&shards[i].lock);
+		if (!shards[i].claimed) {
+			shards[i].claimed = true;
+			home = i + 1;
+		}
+		pthread_mutex_unlock(&shards[i].lock);
+	}
+	pthread_mutex_unlock(&shards_lock);
+	return home;
+}
+
+/* Give the calling thread's shard back; its descriptors go to the pool. */
+static void shard_unclaim(void)
+{
+	struct shard *sh = &shards[cache.shard - 1];
+	int fds[SHARD_MAX], n;
+
+	pthread_mutex_lock(&sh->lock);
+	sh->claimed = false;
+	n = sh->n;
+	memcpy(fds, sh->fds, (size_t)n * sizeof(*fds));
+	WRITE_ONCE(sh->n, 0);
+	pthread_mutex_unlock(&sh->lock);
+	cache.shard = 0;
+	while (n > 0)
+		global_put(fds[--n]);
+}
+
+/* The thread exits: its cache and shard go back to the shared pool. */
 static void cache_exit(void *unused)
 {
 	(void)unused;
 	cache.on = false;
+	if (cache.shard)
+		shard_unclaim();
 	while (cache.n > 0)
-		__eventbuf_fd_pool_put(cache.fds[--cache.n]);
+		global_put(cache.fds[--cache.n]);
 }
 
 static void cache_key_init(void)
@@ -422,4 +620,5 @@ void __eventbuf_fd_cache_enable(void)
 	    pthread_setspecific(cache_key, &cache))
 		return;
 	cache.on = true;
+	cache.shard = shard_claim();
 }

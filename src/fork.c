@@ -60,6 +60,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
 	__eventbuf_fd_fork();
+	__eventbuf_fd_fork_child();
 	rcu_bp_after_fork_child();
 	lock_all(false);
 	call_rcu_after_fork_child();

@@ -419,6 +419,7 @@ __hidden int __eventbuf_fd_pool_get(void);
 __hidden void __eventbuf_fd_pool_put(int fd);
 __hidden void __eventbuf_fd_pool_drain(void);
 __hidden void __eventbuf_fd_cache_enable(void);
+__hidden void __eventbuf_fd_watched(int fd);
 __hidden int __eventbuf_fd_new(void);
 __hidden _Atomic uint32_t *__eventbuf_fd_gen(int fd);
 __hidden extern _Atomic uint64_t __eventbuf_fd_epoch;
@@ -430,6 +431,7 @@ __hidden void __eventbuf_stats_fork_lock(bool lock);
 __hidden void __eventbuf_drain_fork_lock(bool lock);
 __hidden void __eventbuf_fdpool_fork_lock(bool lock);
 __hidden void __eventbuf_fd_fork(void);
+__hidden void __eventbuf_fd_fork_child(void);
 
 /* poller.c: the rest of the node's life (core.h has the struct) */
 __hidden int __eventbuf_poller_park(struct __eventbuf_pollnode *node,

@@ -248,6 +248,7 @@ static int watch(struct eventbuf_poller *p, struct reg *r, int fd)
 	if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) && errno != EEXIST)
 		return -errno;
 	r->watched = true;
+	__eventbuf_fd_watched(fd);
 	r->gen = gen;
 	r->epoch = epoch;
 	return 0;

@@ -375,25 +375,33 @@ static int new_link_gets_new_file(const uint64_t *before, int nbefore)
 }
 
 /* Recycled eventfds stay with the process that made them. */
+#define POOLED_LINKS 8	/* more than a thread's cache: its shard too */
+
 static void test_fork_pooled_eventfds_not_shared(void **state)
 {
+	struct eventbuf_reader *r[POOLED_LINKS];
+	struct eventbuf *bufs[POOLED_LINKS];
 	struct eventbuf_poller *p;
-	struct eventbuf_reader *r;
-	struct eventbuf *buf;
 	uint64_t before[64];
 	int fds[64], dups[64], nbefore;
 	pid_t pid;
 
 	(void)state;
 	skip_under_tsan();
-	/* A link's eventfd, written, then back in this thread's cache. */
-	assert_int_equal(eventbuf_new(&buf), 0);
+	/* Links' eventfds, written, then back in this thread's cache and
+	 * (past the cache) its shard: fdpool.c, "Descriptors go home". */
 	assert_int_equal(eventbuf_poller_new(&p), 0);
-	r = park_one(p, buf);
-	assert_int_equal(append_batch(buf, 1, 1, NULL), 0);
-	eventbuf_reader_free(r);
+	for (int i = 0; i < POOLED_LINKS; i++) {
+		assert_int_equal(eventbuf_new(&bufs[i]), 0);
+		r[i] = park_one(p, bufs[i]);
+	}
+	for (int i = 0; i < POOLED_LINKS; i++) {
+		assert_int_equal(append_batch(bufs[i], 1, 1, NULL), 0);
+		eventbuf_reader_free(r[i]);
+	}
 	eventbuf_poller_free(p);
-	assert_true(count_eventfds() >= 1);	/* the pooled one */
+	/* The pooled ones. */
+	assert_true(count_eventfds() >= POOLED_LINKS);
 	nbefore = eventfd_ids(before, fds, 64);
 	/* Keep those files open here, so that Linux cannot give their ids
 	 * to new eventfds once the library closes its descriptors. */
@@ -408,7 +416,8 @@ static void test_fork_pooled_eventfds_not_shared(void **state)
 	assert_int_equal(new_link_gets_new_file(before, nbefore), 0);
 	for (int i = 0; i < nbefore; i++)
 		close(dups[i]);
-	eventbuf_drop(buf);
+	for (int i = 0; i < POOLED_LINKS; i++)
+		eventbuf_drop(bufs[i]);
 }
 
 /* Linux's eventfd-id of @fd, or 0. */

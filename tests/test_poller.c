@@ -91,6 +91,12 @@ static int setup_nocache(void **state)
 	return setup_ttl(0);
 }
 
+static int setup_groups_nocache(void **state)
+{
+	groups_on = true;
+	return setup_nocache(state);
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -1327,6 +1333,134 @@ static void test_poller_recycling(void **state)
 	eventbuf_poller_free(p);
 }
 
+#define HOME_KEYS	128	/* more than the shared pool holds */
+
+/* One of the two loops of test_poller_descriptors_go_home(). */
+struct home_loop {
+	struct eventbuf_poller *p;
+	struct obj objs[HOME_KEYS];
+	int turn;			/* its phase of each round: 1 or 2 */
+	pthread_barrier_t *step;
+	uint64_t rounds;
+	bool late;			/* a round it did not catch up in */
+	uint64_t warm_adds, adds;
+};
+
+/* Wait on @p and read until every object has read up to its ->want. */
+static bool catch_up(struct eventbuf_poller *p, struct obj *objs, size_t n)
+{
+	struct eventbuf_poll_event evs[EVS_MAX];
+	int64_t deadline = now_ms() + 10000;
+
+	while (!caught_up(objs, n)) {
+		int left = (int)(deadline - now_ms());
+		int got;
+
+		if (left <= 0)
+			return false;
+		got = eventbuf_poller_wait(p, evs, EVS_MAX, left, -1);
+		if (got < 0 && got != -ETIMEDOUT)
+			return false;
+		for (int i = 0; i < got; i++)
+			handle(&evs[i]);
+		read_groups(p);
+	}
+	return true;
+}
+
+/* Each round: the test thread publishes, then loop 1 reads, then loop 2. */
+static void *home_run(void *arg)
+{
+	struct home_loop *l = arg;
+
+	for (uint64_t round = 0; round < l->rounds; round++) {
+		for (int phase = 0; phase < 3; phase++) {
+			if (phase == l->turn &&
+			    !catch_up(l->p, l->objs, HOME_KEYS))
+				l->late = true;
+			pthread_barrier_wait(l->step);
+		}
+		if (round == 3)
+			l->warm_adds = pstats(l->p).epoll_adds;
+	}
+	l->adds = pstats(l->p).epoll_adds;
+	return NULL;
+}
+
+/*
+ * Two event loops on threads of their own serve the same keys, and the
+ * first always arms each key's next link, so the second always lets go
+ * of the last one: the descriptors it lets go of must come back to the
+ * loops that watch them (fdpool.c, "Descriptors go home"), not be closed
+ * for a shared pool that is full while the first makes new ones. Once
+ * warm, neither loop registers descriptors, and the eventfds open stay
+ * within the two links per key in flight.
+ */
+static void test_poller_descriptors_go_home(void **state)
+{
+	static struct home_loop loops[2];
+	char keys[HOME_KEYS][16];
+	pthread_barrier_t step;
+	pthread_t tids[2];
+	uint64_t rounds = scaled(60, 12), max_efds = 0;
+
+	(void)state;
+	memset(loops, 0, sizeof(loops));
+	assert_int_equal(pthread_barrier_init(&step, NULL, 3), 0);
+	for (int k = 0; k < HOME_KEYS; k++)
+		snprintf(keys[k], sizeof(keys[k]), "k%d", k);
+	for (int i = 0; i < 2; i++) {
+		struct home_loop *l = &loops[i];
+
+		assert_int_equal(poller_new(&l->p), 0);
+		l->turn = i + 1;
+		l->step = &step;
+		l->rounds = rounds;
+		for (int k = 0; k < HOME_KEYS; k++) {
+			l->objs[k].s = sub_new(keys[k], 0, 0);
+			l->objs[k].next = SNAP_INDEX + 1;
+			assert_int_equal(eventbuf_poller_add_sub(l->p,
+					l->objs[k].s, &l->objs[k]), 0);
+		}
+		ready_all(l->p);
+	}
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&tids[i], NULL, home_run,
+						&loops[i]), 0);
+	for (uint64_t round = 0; round < rounds; round++) {
+		/* The links the snapshots led to: as in the test above. */
+		if (round == 1)
+			eventbuf_barrier();
+		for (int k = 0; k < HOME_KEYS; k++)
+			assert_int_equal(publish(keys[k], SNAP_INDEX + 1 + round), 0);
+		for (int i = 0; i < 2; i++)
+			set_want(loops[i].objs, HOME_KEYS, SNAP_INDEX + 2 + round);
+		for (int phase = 0; phase < 3; phase++)
+			pthread_barrier_wait(&step);
+		if (round >= 2 && open_eventfds() > max_efds)
+			max_efds = open_eventfds();
+	}
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(tids[i], NULL), 0);
+	for (int i = 0; i < 2; i++) {
+		struct home_loop *l = &loops[i];
+
+		printf("# loop %d: %llu epoll adds, %llu once warm; %llu eventfds at most\n",
+		       i, (unsigned long long)l->adds,
+		       (unsigned long long)(l->adds - l->warm_adds),
+		       (unsigned long long)max_efds);
+		assert_false(l->late);
+		assert_objs(l->objs, HOME_KEYS, SNAP_INDEX + 1 + rounds, rounds);
+		assert_true(l->adds - l->warm_adds <= rounds * HOME_KEYS / 100);
+		for (int k = 0; k < HOME_KEYS; k++)
+			eventbuf_unsubscribe(l->objs[k].s);
+		eventbuf_poller_free(l->p);
+	}
+	/* Two links per key; the test thread's and loops' caches. */
+	assert_true(max_efds <= 2 * HOME_KEYS + 3 * 4);
+	pthread_barrier_destroy(&step);
+}
+
 /*
  * A descriptor handed to the caller (eventbuf_reader_wait_fd(),
  * eventbuf_item_wait_fd()) may sit in the caller's epoll set for ever: it
@@ -1995,6 +2129,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poller_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_free_while_ready, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_recycling, setup_nocache, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_descriptors_go_home, setup_nocache, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_descriptors_go_home, setup_groups_nocache, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_exported_not_recycled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_no_stale_report, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_reused_number, setup, teardown),

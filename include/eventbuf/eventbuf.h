@@ -53,8 +53,11 @@ extern "C" {
  *
  * Descriptors. A link that somebody waits on gets an eventfd; when the
  * link is done with it, the descriptor is reset and kept for the next link
- * (at most 32 are kept idle, and 4 more by each thread that runs a poller;
- * eventbuf_barrier() closes the pool's and its caller's), unless it was
+ * (at most 32 are kept idle for any thread, and up to 516 more for each
+ * thread that runs a poller, those its poller watches; a new one is made
+ * only when none is idle, but for the 4 each thread that runs a poller
+ * keeps at hand, which eventbuf_barrier() leaves to them while it closes
+ * the rest), unless it was
  * handed to the caller by eventbuf_item_wait_fd() or
  * eventbuf_reader_wait_fd(): those are closed, as the caller may have left
  * them in an epoll set - unless the reader they were handed to was the
@@ -632,8 +635,9 @@ EVENTBUF_API int eventbuf_reader_error(const struct eventbuf_reader *reader,
  * release callback run and been freed - the items of dropped buffers, and
  * of live buffers everything before their head. Call it before tearing down
  * what release callbacks use, and before unloading the library. It also
- * closes the few eventfds the library keeps for reuse (see "Descriptors"
- * in the DOC block at the top), so that a program can check it leaks none.
+ * closes the eventfds the library keeps for reuse (see "Descriptors" in
+ * the DOC block at the top), but for the 4 each other thread that runs a
+ * poller keeps at hand, so that a program can check it leaks none.
  *
  * Context: may block for several callback periods (liburcu runs call_rcu()
  * callbacks every 10 ms or so). Called from a release callback or inside
