@@ -147,7 +147,6 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -158,10 +157,6 @@
 
 _Atomic uint64_t __eventbuf_fd_epoch;
 
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static int pool_fds[FD_POOL_MAX];
-static int pool_n;
-
 static __thread struct {
 	bool on;
 	int n;
@@ -170,22 +165,25 @@ static __thread struct {
 } cache;
 
 /*
- * Loop shards (see "Descriptors go home" above): one per thread that runs
- * a poller, claimed when its cache is enabled and given back when the
- * thread exits. ->claimed and the descriptors are under ->lock; claiming
- * also holds shards_lock, so that two threads do not claim one shard.
+ * A stack of reset descriptors under its own lock: the shared pool (up to
+ * FD_POOL_MAX, always open), and the loop shards (see "Descriptors go
+ * home" above), one per thread that runs a poller, claimed (->open) when
+ * its cache is enabled and given back when the thread exits. ->open and
+ * the descriptors are under ->lock, so two threads cannot claim one.
  */
 #define NSHARDS 64
 #define SHARD_MAX 512
 
 struct shard {
 	pthread_mutex_t lock;
-	bool claimed;
+	bool open;
 	int n;
 	int fds[SHARD_MAX];
 };
 
-static pthread_mutex_t shards_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shard pool = {
+	.lock = PTHREAD_MUTEX_INITIALIZER, .open = true,
+};
 static struct shard shards[NSHARDS] = {
 	[0 ... NSHARDS - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER },
 };
@@ -308,14 +306,13 @@ int __eventbuf_fd_new(void)
 	return fd;
 }
 
-/* The shard numbered @home (+ 1) takes @fd if it is claimed and not full. */
-static bool shard_push(uint32_t home, int fd)
+/* @sh takes @fd if it is open and holds fewer than @max. */
+static bool shard_push(struct shard *sh, int max, int fd)
 {
-	struct shard *sh = &shards[home - 1];
 	bool taken = false;
 
 	pthread_mutex_lock(&sh->lock);
-	if (sh->claimed && sh->n < SHARD_MAX) {
+	if (sh->open && sh->n < max) {
 		sh->fds[sh->n] = fd;
 		WRITE_ONCE(sh->n, sh->n + 1);	/* shard_steal() peeks */
 		taken = true;
@@ -362,16 +359,13 @@ static int shard_steal(void)
 
 static int pool_pop(void)
 {
-	int fd = -1;
+	int fd;
 
 	if (cache.n > 0)
 		return cache.fds[--cache.n];
 	if (cache.shard && (fd = shard_pop(&shards[cache.shard - 1])) >= 0)
 		return fd;
-	pthread_mutex_lock(&pool_lock);
-	if (pool_n > 0)
-		fd = pool_fds[--pool_n];
-	pthread_mutex_unlock(&pool_lock);
+	fd = shard_pop(&pool);
 	return fd >= 0 ? fd : shard_steal();
 }
 
@@ -388,15 +382,7 @@ int __eventbuf_fd_pool_get(void)
 /* The shared pool, or closed when it is full. */
 static void global_put(int fd)
 {
-	bool kept = false;
-
-	pthread_mutex_lock(&pool_lock);
-	if (pool_n < FD_POOL_MAX) {
-		pool_fds[pool_n++] = fd;
-		kept = true;
-	}
-	pthread_mutex_unlock(&pool_lock);
-	if (!kept)
+	if (!shard_push(&pool, FD_POOL_MAX, fd))
 		fd_close(fd);
 }
 
@@ -423,7 +409,7 @@ void __eventbuf_fd_pool_put(int fd)
 		cache.fds[cache.n++] = fd;
 		return;
 	}
-	if (home && shard_push(home, fd))
+	if (home && shard_push(&shards[home - 1], SHARD_MAX, fd))
 		return;
 	global_put(fd);
 }
@@ -534,16 +520,14 @@ void __eventbuf_fd_pool_drain(void)
 void __eventbuf_fdpool_fork_lock(bool lock)
 {
 	if (lock) {
-		pthread_mutex_lock(&shards_lock);
 		for (int i = 0; i < NSHARDS; i++)
 			pthread_mutex_lock(&shards[i].lock);
-		pthread_mutex_lock(&pool_lock);
+		pthread_mutex_lock(&pool.lock);
 		return;
 	}
-	pthread_mutex_unlock(&pool_lock);
+	pthread_mutex_unlock(&pool.lock);
 	for (int i = NSHARDS - 1; i >= 0; i--)
 		pthread_mutex_unlock(&shards[i].lock);
-	pthread_mutex_unlock(&shards_lock);
 }
 
 /*
@@ -555,41 +539,42 @@ void __eventbuf_fd_fork_child(void)
 {
 	for (int i = 0; i < NSHARDS; i++)
 		if (i + 1 != cache.shard)
-			shards[i].claimed = false;
+			shards[i].open = false;
 }
 
+/* The first shard nobody claimed, as its number + 1; 0: none left. */
 static int shard_claim(void)
 {
-	int home = 0;
+	for (int i = 0; i < NSHARDS; i++) {
+		struct shard *sh = &shards[i];
+		bool mine;
 
-	pthread_mutex_lock(&shards_lock);
-	for (int i = 0; i < NSHARDS && !home; i++) {
-		pthread_mutex_lock(&shards[i].lock);
-		if (!shards[i].claimed) {
-			shards[i].claimed = true;
-			home = i + 1;
-		}
-		pthread_mutex_unlock(&shards[i].lock);
+		pthread_mutex_lock(&sh->lock);
+		mine = !sh->open;
+		sh->open = true;
+		pthread_mutex_unlock(&sh->lock);
+		if (mine)
+			return i + 1;
 	}
-	pthread_mutex_unlock(&shards_lock);
-	return home;
+	return 0;
 }
 
-/* Give the calling thread's shard back; its descriptors go to the pool. */
+/*
+ * Give the calling thread's shard back; its descriptors go to the shared
+ * pool. Once it is closed nothing is pushed on it, and whoever claims it
+ * next only adds to what is moved.
+ */
 static void shard_unclaim(void)
 {
 	struct shard *sh = &shards[cache.shard - 1];
-	int fds[SHARD_MAX], n;
+	int fd;
 
 	pthread_mutex_lock(&sh->lock);
-	sh->claimed = false;
-	n = sh->n;
-	memcpy(fds, sh->fds, (size_t)n * sizeof(*fds));
-	WRITE_ONCE(sh->n, 0);
+	sh->open = false;
 	pthread_mutex_unlock(&sh->lock);
 	cache.shard = 0;
-	while (n > 0)
-		global_put(fds[--n]);
+	while ((fd = shard_pop(sh)) >= 0)
+		global_put(fd);
 }
 
 /* The thread exits: its cache and shard go back to the shared pool. */
