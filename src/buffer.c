@@ -103,7 +103,8 @@ int eventbuf_new(struct eventbuf **bufp)
 	if (!buf->pool || !sentinel) {
 		if (buf->pool)
 			__eventbuf_pool_drop(buf->pool);
-		free(sentinel);
+		if (sentinel)
+			__eventbuf_item_free(sentinel);
 		free(buf);
 		return -ENOMEM;
 	}

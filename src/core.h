@@ -43,6 +43,14 @@ __hidden void __eventbuf_release_call(eventbuf_release_fn release,
 				      struct eventbuf_event *events, size_t n,
 				      void *arg);
 
+/*
+ * blocks.c: small blocks that may be freed on another thread than the one
+ * that made them (records, items outside slabs). Free takes the size the
+ * block was asked for, and NULL.
+ */
+__hidden void *__eventbuf_block_alloc(size_t size);
+__hidden void __eventbuf_block_free(void *p, size_t size);
+
 /* wait.c: a blocking wait on @fd, the caller's deadline and cancel_fd */
 __hidden int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline_ns);
 __hidden int64_t __eventbuf_deadline(int timeout_ms);

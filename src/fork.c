@@ -39,7 +39,8 @@ static void lock_all(bool lock)
 	__eventbuf_join_fork_lock(lock);
 	__eventbuf_stats_fork_lock(lock);
 	__eventbuf_drain_fork_lock(lock);
-	__eventbuf_fdpool_fork_lock(lock);	/* innermost: taken alone */
+	__eventbuf_fdpool_fork_lock(lock);	/* taken alone */
+	__eventbuf_blocks_fork_lock(lock);	/* innermost: taken alone */
 }
 
 static void fork_prepare(void)
@@ -61,6 +62,7 @@ static void fork_child(void)
 {
 	__eventbuf_fd_fork();
 	__eventbuf_fd_fork_child();
+	__eventbuf_blocks_fork_child();
 	rcu_bp_after_fork_child();
 	lock_all(false);
 	call_rcu_after_fork_child();

@@ -72,6 +72,8 @@ enum {
 #define ITEM_NEXT_COUNTED 0x01
 /* Allocated with malloc(), not carved from a slab (slab.c). */
 #define ITEM_MALLOCED 0x02
+/* ... and as a block (blocks.c): __eventbuf_item_free() knows how. */
+#define ITEM_BLOCK 0x04
 
 
 /*
@@ -282,6 +284,7 @@ __hidden int __eventbuf_item_ref(struct eventbuf_item *item);
 #endif
 __hidden struct eventbuf_item *__eventbuf_item_alloc(uint8_t kind, size_t n,
 						     size_t extra);
+__hidden void __eventbuf_item_free(struct eventbuf_item *item);
 __hidden struct eventbuf_item *
 __eventbuf_item_carve_slow(struct eventbuf_pool *pool, uint8_t kind, size_t n,
 			   size_t extra);
@@ -430,6 +433,12 @@ __hidden void __eventbuf_join_fork_lock(bool lock);
 __hidden void __eventbuf_stats_fork_lock(bool lock);
 __hidden void __eventbuf_drain_fork_lock(bool lock);
 __hidden void __eventbuf_fdpool_fork_lock(bool lock);
+__hidden void __eventbuf_blocks_fork_lock(bool lock);
+__hidden void __eventbuf_blocks_trim(void);
+__hidden void __eventbuf_blocks_fork_child(void);
+#ifdef CONFIG_EVENTBUF_TESTING
+__hidden uint32_t __eventbuf_blocks_idle(size_t size);
+#endif
 __hidden void __eventbuf_fd_fork(void);
 __hidden void __eventbuf_fd_fork_child(void);
 

@@ -28,13 +28,34 @@
 #include "internal.h"
 #include "wake.h"
 
-/* An item from malloc(): sentinels, followers, big items. */
+/*
+ * An item from outside the slabs: sentinels, followers, big items, and
+ * every item of a buffer whose writer is slow (slab.c). Those without
+ * extra bytes are blocks (blocks.c): ->nevents gives their size back.
+ */
 struct eventbuf_item *__eventbuf_item_alloc(uint8_t kind, size_t n,
 					    size_t extra)
 {
-	struct eventbuf_item *item = malloc(__eventbuf_item_bytes(n, extra));
+	struct eventbuf_item *item;
 
-	return item ? __eventbuf_item_init(item, kind, n, ITEM_MALLOCED) : NULL;
+	if (extra) {
+		item = malloc(__eventbuf_item_bytes(n, extra));
+		return item ? __eventbuf_item_init(item, kind, n,
+						   ITEM_MALLOCED) : NULL;
+	}
+	item = __eventbuf_block_alloc(__eventbuf_item_bytes(n, 0));
+	return item ? __eventbuf_item_init(item, kind, n,
+					   ITEM_MALLOCED | ITEM_BLOCK) : NULL;
+}
+
+/* Free an item of __eventbuf_item_alloc(). */
+void __eventbuf_item_free(struct eventbuf_item *item)
+{
+	if (item->flags & ITEM_BLOCK)
+		__eventbuf_block_free(item,
+				      __eventbuf_item_bytes(item->nevents, 0));
+	else
+		free(item);
 }
 
 /*

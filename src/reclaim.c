@@ -179,7 +179,7 @@ static void free_item(struct eventbuf_item *item, struct slab_run *run)
 					item->nevents, item->u.batch.arg);
 	__eventbuf_item_mark(item, ITEM_DEBUG_FREED);
 	if (item->flags & ITEM_MALLOCED) {
-		free(item);
+		__eventbuf_item_free(item);
 		return;
 	}
 	if (run->item && !same_slab(run->item, item))
@@ -401,4 +401,5 @@ void eventbuf_barrier(void)
 	       smp_load_acquire(&__eventbuf_counters.dropping) != 0)
 		rcu_barrier();
 	__eventbuf_fd_pool_drain();
+	__eventbuf_blocks_trim();
 }

@@ -476,6 +476,60 @@ static void test_fork_kept_eventfd_not_reused(void **state)
 	close(keep_open);
 }
 
+void *__eventbuf_block_alloc(size_t size);
+void __eventbuf_block_free(void *p, size_t size);
+uint32_t __eventbuf_blocks_idle(size_t size);
+
+enum { BIG = 256, HELD = 16 };	/* a class nothing else here uses */
+
+static void *hold_idle_blocks(void *arg)
+{
+	pthread_barrier_t *step = arg;
+	void *b[HELD];
+
+	for (int i = 0; i < HELD; i++)
+		b[i] = __eventbuf_block_alloc(BIG);
+	for (int i = 0; i < HELD; i++)
+		__eventbuf_block_free(b[i], BIG);
+	pthread_barrier_wait(step);	/* idle in this thread's list */
+	pthread_barrier_wait(step);	/* the fork is done: exit */
+	return NULL;
+}
+
+/*
+ * Idle blocks in the list of a thread that does not exist in the child
+ * (fewer than a batch, so not in the depot) are given to the child's
+ * depot, where eventbuf_barrier() can free them: they are not lost.
+ */
+static void test_fork_child_adopts_idle_blocks(void **state)
+{
+	pthread_barrier_t step;
+	pthread_t t;
+	pid_t pid;
+
+	(void)state;
+	skip_under_tsan();
+	eventbuf_barrier();
+	assert_int_equal(__eventbuf_blocks_idle(BIG), 0);
+	assert_int_equal(pthread_barrier_init(&step, NULL, 2), 0);
+	assert_int_equal(pthread_create(&t, NULL, hold_idle_blocks, &step), 0);
+	pthread_barrier_wait(&step);
+	assert_int_equal(__eventbuf_blocks_idle(BIG), 0);
+	child_pipe_open();
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		child_end(__eventbuf_blocks_idle(BIG) == HELD ? 0 : 1);
+	assert_int_equal(reap(pid), 0);
+	pthread_barrier_wait(&step);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	pthread_barrier_destroy(&step);
+	/* The thread's exit gave them to the parent's depot. */
+	assert_int_equal(__eventbuf_blocks_idle(BIG), HELD);
+	eventbuf_barrier();
+	assert_int_equal(__eventbuf_blocks_idle(BIG), 0);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -485,6 +539,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_fork_pooled_eventfds_not_shared,
 					  teardown_nothing_left),
 		cmocka_unit_test_teardown(test_fork_kept_eventfd_not_reused,
+					  teardown_nothing_left),
+		cmocka_unit_test_teardown(test_fork_child_adopts_idle_blocks,
 					  teardown_nothing_left),
 	};
 

@@ -65,6 +65,16 @@ extern "C" {
  * (one per reader, closed by eventbuf_reader_free()). Pollers
  * (<eventbuf/poller.h>) rely on the reuse to park without a system call.
  *
+ * Memory. The items of a buffer whose writer appends fewer than about
+ * 100,000 a second (the rest come from slabs), a buffer's first item, and
+ * a publisher's record of each publish are small blocks that are usually
+ * freed by reclamation's thread, not by the thread that made them. Once
+ * freed, the library keeps them for reuse rather than giving them back to
+ * malloc(): at most 4,096 per size class (80, 128 and 256 bytes: 1.9 MB
+ * in all) shared by every thread, plus fewer than 64 per class in each
+ * thread that made or freed one. A thread that exits gives its own to the
+ * shared ones; eventbuf_barrier() frees the shared ones and the caller's.
+ *
  * Errors. Actions return 0 or a negative errno. A next call (of an item,
  * a reader or a subscription) returns either one of the library's own codes
  * or a *user code*: the terminal error a writer appended
@@ -637,7 +647,9 @@ EVENTBUF_API int eventbuf_reader_error(const struct eventbuf_reader *reader,
  * what release callbacks use, and before unloading the library. It also
  * closes the eventfds the library keeps for reuse (see "Descriptors" in
  * the DOC block at the top), but for the 4 each other thread that runs a
- * poller keeps at hand, so that a program can check it leaks none.
+ * poller keeps at hand, so that a program can check it leaks none, and
+ * frees the memory blocks it keeps for reuse (see "Memory" there), but
+ * for those each other thread holds.
  *
  * Context: may block for several callback periods (liburcu runs call_rcu()
  * callbacks every 10 ms or so). Called from a release callback or inside

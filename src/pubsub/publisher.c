@@ -415,7 +415,7 @@ static size_t fill_groups(struct eventbuf_publisher *pub, struct record *rec,
 		while (t_end < n && s[t_end].topic == s[i].topic)
 			t_end++;
 		if (wild) {
-			rec->groups[ngroups] = (struct group){ rec, (uint32_t)i,
+			record_groups(rec)[ngroups] = (struct group){ rec, (uint32_t)i,
 				(uint32_t)(t_end - i), 0 };
 			to[ngroups++] = (struct group_dest){ s[i].topic,
 				EVENTBUF_KEY_WILDCARD, wild_hash };
@@ -428,7 +428,7 @@ static size_t fill_groups(struct eventbuf_publisher *pub, struct record *rec,
 			while (k_end < t_end && s[k_end].group == s[i].group)
 				k_end++;
 			if (kb) {
-				rec->groups[ngroups] = (struct group){ rec,
+				record_groups(rec)[ngroups] = (struct group){ rec,
 					(uint32_t)i, (uint32_t)(k_end - i), 0 };
 				to[ngroups++] = (struct group_dest){ s[i].topic,
 						s[i].key, s[i].hash };
@@ -462,14 +462,14 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 	rec = __eventbuf_record_new(n, 2 * n, release, arg);
 	if (!s || !to || !rec) {
 		ret = -ENOMEM;
-		free(rec);
+		__eventbuf_record_free(rec);
 		goto out;
 	}
 	pthread_mutex_lock(&pub->lock);
 	ret = pub->shut_down ? -ESHUTDOWN : resolve(pub, events, n, &sc);
 	if (ret) {
 		pthread_mutex_unlock(&pub->lock);
-		free(rec);
+		__eventbuf_record_free(rec);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -480,7 +480,7 @@ int eventbuf_publish(struct eventbuf_publisher *pub,
 						to[g].key, to[g].hash);
 
 		if (kb)
-			publish_group(pub, kb, &rec->groups[g]);
+			publish_group(pub, kb, &record_groups(rec)[g]);
 	}
 	pthread_mutex_unlock(&pub->lock);
 	/* Drop the call's own reference: with no buffer, this releases. */

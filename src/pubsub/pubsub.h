@@ -45,19 +45,26 @@ struct group {
 
 /*
  * struct record - the events of one publish call (or one snapshot append),
- * with the caller's release callback. Referenced by every item made from
- * it (and by a closed subscription's last batch); the last put releases.
+ * with the caller's release callback, and room for @ngroups groups after
+ * the events (record_groups()); one block (blocks.c) of record_bytes().
+ * Referenced by every item made from it (and by a closed subscription's
+ * last batch); the last put releases.
  */
 struct record {
 	_Atomic uint32_t refs;
 	uint32_t n;
 	eventbuf_release_fn release;
 	void *arg;
-	struct group *groups;
+	size_t ngroups;
 	struct keyname *kn;		/* a snapshot's key, else NULL */
 	struct eventbuf_publisher *pub;	/* a snapshot's (its topic), else NULL */
 	struct eventbuf_event events[];
 };
+
+static inline struct group *record_groups(struct record *rec)
+{
+	return (struct group *)(rec->events + rec->n);
+}
 
 struct topic {
 	char *name;
@@ -169,6 +176,7 @@ __hidden struct record *__eventbuf_record_new(size_t n, size_t ngroups,
 					      void *arg);
 __hidden void __eventbuf_record_get(struct record *rec);
 __hidden void __eventbuf_record_put(struct record *rec);
+__hidden void __eventbuf_record_free(struct record *rec);
 __hidden struct keyname *__eventbuf_keyname_new(const char *key);
 __hidden struct keyname *__eventbuf_keyname_get(struct keyname *kn);
 __hidden void __eventbuf_keyname_put(struct keyname *kn);

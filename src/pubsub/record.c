@@ -50,24 +50,38 @@ bool eventbuf_event_is_new_snapshot(const struct eventbuf_event *ev)
 	return ev && ev->payload == (void *)__eventbuf_new_snapshot;
 }
 
-/* A record for @n events and up to @ngroups groups, one allocation. */
+static size_t record_bytes(size_t n, size_t ngroups)
+{
+	return sizeof(struct record) + n * sizeof(struct eventbuf_event) +
+	       ngroups * sizeof(struct group);
+}
+
+/*
+ * A record for @n events and up to @ngroups groups, one block: it is
+ * made on the publishing thread and nearly always freed by reclamation's.
+ */
 struct record *__eventbuf_record_new(size_t n, size_t ngroups,
 				     eventbuf_release_fn release, void *arg)
 {
-	struct record *rec;
+	struct record *rec = __eventbuf_block_alloc(record_bytes(n, ngroups));
 
-	rec = malloc(sizeof(*rec) + n * sizeof(rec->events[0]) +
-		     ngroups * sizeof(struct group));
 	if (!rec)
 		return NULL;
 	atomic_init(&rec->refs, 1);	/* the publish call's, for now */
 	rec->n = (uint32_t)n;
 	rec->release = release;
 	rec->arg = arg;
+	rec->ngroups = ngroups;
 	rec->kn = NULL;
 	rec->pub = NULL;
-	rec->groups = (struct group *)(rec->events + n);
 	return rec;
+}
+
+/* Free a record nobody references (NULL: nothing), without releasing. */
+void __eventbuf_record_free(struct record *rec)
+{
+	if (rec)
+		__eventbuf_block_free(rec, record_bytes(rec->n, rec->ngroups));
 }
 
 void __eventbuf_record_get(struct record *rec)
@@ -87,7 +101,7 @@ void __eventbuf_record_put(struct record *rec)
 		__eventbuf_keyname_put(rec->kn);
 	if (rec->pub)
 		__eventbuf_publisher_unref(rec->pub);
-	free(rec);
+	__eventbuf_record_free(rec);
 }
 
 struct keyname *__eventbuf_keyname_new(const char *key)

@@ -57,11 +57,11 @@ int eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
 	if (!rec)
 		return -ENOMEM;
 	memcpy(rec->events, events, n * sizeof(*events));
-	rec->groups[0] = (struct group){ rec, 0, (uint32_t)n, 0 };
+	record_groups(rec)[0] = (struct group){ rec, 0, (uint32_t)n, 0 };
 	rec->kn = __eventbuf_keyname_get(snap->kn);
 	rec->pub = snap->pub;
 	atomic_fetch_add_explicit(&snap->pub->refs, 1, memory_order_relaxed);
-	ret = __eventbuf_append_group(snap->buf, &rec->groups[0]);
+	ret = __eventbuf_append_group(snap->buf, &record_groups(rec)[0]);
 	if (ret)
 		rec->release = NULL;	/* not published: the caller keeps it */
 	__eventbuf_record_put(rec);
