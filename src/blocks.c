@@ -81,8 +81,12 @@ const uint32_t __eventbuf_block_batch = BLOCK_BATCH;
 const uint32_t __eventbuf_block_depot_max = DEPOT_MAX;
 #endif
 
-/* Payload sizes: an item of one event (72), a one-event record (128). */
-static const uint32_t class_size[] = { 80, 128, 256 };
+/*
+ * Sizes: a sentinel or follower item (40), an item of one event (72), a
+ * one-event record (128); each is a size glibc serves without rounding
+ * up (a chunk of the size plus 8 bytes), as malloc() did before.
+ */
+static const uint32_t class_size[] = { 40, 72, 128, 256 };
 #define NCLASSES	(sizeof(class_size) / sizeof(class_size[0]))
 #define NO_CLASS	UINT32_MAX
 
@@ -116,6 +120,7 @@ struct tset {
 	struct tlists l[NCLASSES];
 	struct tset *prev, *next;
 	bool keyed;		/* registered; the exit destructor empties it */
+	bool exited;		/* past that destructor: malloc() and free() */
 };
 
 static __thread struct tset mine;
@@ -231,9 +236,15 @@ static void unregister(struct tset *ts)
 	ts->keyed = false;
 }
 
+/*
+ * The thread exits. A destructor of another key may still free a block
+ * after this one ran: that goes to free(), so that no list outlives the
+ * thread and the registry never points at TLS that is gone.
+ */
 static void lists_exit(void *unused)
 {
 	(void)unused;
+	mine.exited = true;
 	lists_flush(&mine, false);
 	pthread_mutex_lock(&threads_lock);
 	unregister(&mine);
@@ -250,6 +261,8 @@ static bool lists_usable(void)
 {
 	if (__builtin_expect(mine.keyed, 1))
 		return true;
+	if (mine.exited)
+		return false;
 	pthread_once(&exit_once, exit_key_init);
 	/* The value only has to be non-NULL for the destructor to run. */
 	if (!have_exit_key || pthread_setspecific(exit_key, &mine))

@@ -70,8 +70,8 @@ extern "C" {
  * a publisher's record of each publish are small blocks that are usually
  * freed by reclamation's thread, not by the thread that made them. Once
  * freed, the library keeps them for reuse rather than giving them back to
- * malloc(): at most 4,096 per size class (80, 128 and 256 bytes: 1.9 MB
- * in all) shared by every thread, plus fewer than 64 per class in each
+ * malloc(): at most 4,096 per size class (40, 72, 128 and 256 bytes:
+ * 2 MB in all) shared by every thread, plus fewer than 64 per class in each
  * thread that made or freed one. A thread that exits gives its own to the
  * shared ones; eventbuf_barrier() frees the shared ones and the caller's.
  *
