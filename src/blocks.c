@@ -50,11 +50,14 @@
  * Fork. The depots' mutexes, and threads_lock over the registry of the
  * threads that hold lists, are among the process-wide locks fork.c takes
  * around fork(). The child keeps the forking thread's lists and the
- * depots, and gives the other threads' lists - still in its copy of their
- * TLS - to the depots, so that nothing idle is lost with them.
+ * depots, and gives the other threads' lists - still in its copy of the
+ * parent's memory - to the depots, so that nothing idle is lost with
+ * them. A list moves to or from the depot under the depot's lock, so the
+ * child never finds a chain in both (and hands its blocks out twice).
  *
  * AddressSanitizer builds poison an idle block's payload past the list
- * links, so that a use after free of a recycled block is still reported.
+ * links, so that a use after free of a recycled block is still reported,
+ * and a block in use past the size it was asked for.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -83,8 +86,9 @@ const uint32_t __eventbuf_block_depot_max = DEPOT_MAX;
 
 /*
  * Sizes: a sentinel or follower item (40), an item of one event (72), a
- * one-event record (128); each is a size glibc serves without rounding
- * up (a chunk of the size plus 8 bytes), as malloc() did before.
+ * one-event record (128): exactly what they asked malloc() for before, so
+ * none takes a bigger chunk than it did. Other sizes round up to the next
+ * class (a two-event item, 104 bytes, takes 128).
  */
 static const uint32_t class_size[] = { 40, 72, 128, 256 };
 #define NCLASSES	(sizeof(class_size) / sizeof(class_size[0]))
@@ -115,15 +119,17 @@ struct tlists {
 /*
  * A thread's lists, and its place among the threads that hold lists
  * (under threads_lock), where a fork child finds the threads it lost.
+ * Allocated, not thread-local: a thread whose last use of blocks comes
+ * after its exit destructor ran leaves a set that stays valid, reachable
+ * and adoptable by a fork child, not a registry entry in freed TLS.
  */
 struct tset {
 	struct tlists l[NCLASSES];
 	struct tset *prev, *next;
-	bool keyed;		/* registered; the exit destructor empties it */
-	bool exited;		/* past that destructor: malloc() and free() */
 };
 
-static __thread struct tset mine;
+static __thread struct tset *mine;
+static __thread bool exited;	/* past the exit destructor: malloc() */
 
 static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tset threads = { .prev = &threads, .next = &threads };
@@ -142,13 +148,16 @@ static void idle_poison(struct block *b, uint32_t cls)
 #endif
 }
 
-static void idle_unpoison(struct block *b, uint32_t cls)
+/* In use: the @size bytes asked for, not the rest of the class. */
+static void in_use_poison(struct block *b, uint32_t cls, size_t size)
 {
 #ifdef BLOCKS_ASAN
-	ASAN_UNPOISON_MEMORY_REGION(b, class_size[cls]);
+	ASAN_UNPOISON_MEMORY_REGION(b, size);
+	ASAN_POISON_MEMORY_REGION((char *)b + size, class_size[cls] - size);
 #else
 	(void)b;
 	(void)cls;
+	(void)size;
 #endif
 }
 
@@ -174,23 +183,32 @@ static bool depot_add(struct depot *d, struct block *first, uint32_t n)
 	return true;
 }
 
-/* Give the chain @first (@n blocks) to the depot, or to free(). */
-static void depot_put(uint32_t cls, struct block *first, uint32_t n,
+/*
+ * Move the chain at *@from (@n blocks) to the depot, or to free() if it
+ * does not fit. *@from is cleared under the depot's lock, which fork()
+ * holds: a child sees the chain in the list or in the depot, never in
+ * both (then its adoption would hand the blocks out twice).
+ */
+static void depot_put(uint32_t cls, struct block **from, uint32_t n,
 		      bool locked)
 {
 	struct depot *d = &depots[cls];
+	struct block *first;
 	bool kept;
 
 	if (!locked)
 		pthread_mutex_lock(&d->lock);
+	first = *from;
 	kept = depot_add(d, first, n);
+	*from = NULL;
 	if (!locked)
 		pthread_mutex_unlock(&d->lock);
 	if (!kept)
 		free_chain(first);
 }
 
-static struct block *depot_take(uint32_t cls)
+/* Take a batch into the empty list *@into, under the lock, as above. */
+static void depot_take(uint32_t cls, struct block **into)
 {
 	struct depot *d = &depots[cls];
 	struct block *b;
@@ -201,8 +219,8 @@ static struct block *depot_take(uint32_t cls)
 		d->batches = b->next_batch;
 		d->n -= b->n;
 	}
+	*into = b;
 	pthread_mutex_unlock(&d->lock);
-	return b;
 }
 
 static uint32_t chain_length(const struct block *b)
@@ -221,10 +239,9 @@ static void lists_flush(struct tset *ts, bool locked)
 		struct tlists *t = &ts->l[c];
 
 		if (t->out)
-			depot_put(c, t->out, chain_length(t->out), locked);
+			depot_put(c, &t->out, chain_length(t->out), locked);
 		if (t->in)
-			depot_put(c, t->in, chain_length(t->in), locked);
-		t->in = t->out = NULL;
+			depot_put(c, &t->in, chain_length(t->in), locked);
 		t->nout = 0;
 	}
 }
@@ -233,22 +250,23 @@ static void unregister(struct tset *ts)
 {
 	ts->prev->next = ts->next;
 	ts->next->prev = ts->prev;
-	ts->keyed = false;
 }
 
 /*
  * The thread exits. A destructor of another key may still free a block
- * after this one ran: that goes to free(), so that no list outlives the
- * thread and the registry never points at TLS that is gone.
+ * after this one ran: that goes to free(), and an allocation to malloc().
  */
-static void lists_exit(void *unused)
+static void lists_exit(void *arg)
 {
-	(void)unused;
-	mine.exited = true;
-	lists_flush(&mine, false);
+	struct tset *ts = arg;
+
+	exited = true;
+	mine = NULL;
+	lists_flush(ts, false);
 	pthread_mutex_lock(&threads_lock);
-	unregister(&mine);
+	unregister(ts);
 	pthread_mutex_unlock(&threads_lock);
+	free(ts);
 }
 
 static void exit_key_init(void)
@@ -256,25 +274,36 @@ static void exit_key_init(void)
 	have_exit_key = !pthread_key_create(&exit_key, lists_exit);
 }
 
-/* May the calling thread hold idle blocks? Only if its exit returns them. */
-static bool lists_usable(void)
+/*
+ * The calling thread's lists, made on its first use of blocks; NULL: it
+ * may not hold idle blocks (its exit could not give them back), so it
+ * uses malloc() and free() directly. The fork handlers are registered
+ * first: the depots' locks are process-wide locks a child must not
+ * inherit held, even in a process that never made a buffer.
+ */
+static struct tset *lists_of_caller(void)
 {
-	if (__builtin_expect(mine.keyed, 1))
-		return true;
-	if (mine.exited)
-		return false;
+	struct tset *ts = mine;
+
+	if (__builtin_expect(ts != NULL, 1))
+		return ts;
+	if (exited || __eventbuf_fork_init())
+		return NULL;
 	pthread_once(&exit_once, exit_key_init);
-	/* The value only has to be non-NULL for the destructor to run. */
-	if (!have_exit_key || pthread_setspecific(exit_key, &mine))
-		return false;
+	if (!have_exit_key || !(ts = calloc(1, sizeof(*ts))))
+		return NULL;
+	if (pthread_setspecific(exit_key, ts)) {
+		free(ts);
+		return NULL;
+	}
 	pthread_mutex_lock(&threads_lock);
-	mine.prev = &threads;
-	mine.next = threads.next;
-	threads.next->prev = &mine;
-	threads.next = &mine;
-	mine.keyed = true;
+	ts->prev = &threads;
+	ts->next = threads.next;
+	threads.next->prev = ts;
+	threads.next = ts;
 	pthread_mutex_unlock(&threads_lock);
-	return true;
+	mine = ts;
+	return ts;
 }
 
 static uint32_t class_of(size_t size)
@@ -316,18 +345,20 @@ static struct block *pop(struct block **list)
 
 static struct block *take_idle(uint32_t cls)
 {
-	struct tlists *t = &mine.l[cls];
+	struct tset *ts = lists_of_caller();
+	struct tlists *t;
 	struct block *b;
 
-	if (!lists_usable())
+	if (!ts)
 		return NULL;
+	t = &ts->l[cls];
 	if (t->out) {
 		b = pop(&t->out);
 		t->nout--;
 		return b;
 	}
 	if (!t->in)
-		t->in = depot_take(cls);
+		depot_take(cls, &t->in);
 	return pop(&t->in);
 }
 
@@ -340,8 +371,9 @@ void *__eventbuf_block_alloc(size_t size)
 		return malloc(size);
 	b = take_idle(cls);
 	if (!b)
-		return malloc(class_size[cls]);
-	idle_unpoison(b, cls);
+		b = malloc(class_size[cls]);
+	if (b)
+		in_use_poison(b, cls, size);
 	return b;
 }
 
@@ -350,20 +382,20 @@ void __eventbuf_block_free(void *p, size_t size)
 	uint32_t cls = class_of(size);
 	struct block *b = p;
 	struct tlists *t;
+	struct tset *ts;
 
 	if (!p)
 		return;
-	if (cls == NO_CLASS || !lists_usable()) {
+	if (cls == NO_CLASS || !(ts = lists_of_caller())) {
 		free(p);
 		return;
 	}
-	t = &mine.l[cls];
-	b->next = t->out;
+	t = &ts->l[cls];
 	idle_poison(b, cls);
+	b->next = t->out;
 	t->out = b;
 	if (++t->nout == BLOCK_BATCH) {
-		depot_put(cls, t->out, t->nout, false);
-		t->out = NULL;
+		depot_put(cls, &t->out, BLOCK_BATCH, false);
 		t->nout = 0;
 	}
 }
@@ -371,7 +403,8 @@ void __eventbuf_block_free(void *p, size_t size)
 /* eventbuf_barrier(): free every idle block the caller can reach. */
 void __eventbuf_blocks_trim(void)
 {
-	lists_flush(&mine, false);
+	if (mine)
+		lists_flush(mine, false);
 	for (uint32_t c = 0; c < NCLASSES; c++) {
 		struct depot *d = &depots[c];
 		struct block *batches;
@@ -405,10 +438,10 @@ void __eventbuf_blocks_fork_lock(bool lock)
 
 /*
  * In the child, with the locks held: only the forking thread lives on.
- * The others' lists are still in this address space (their TLS, which
- * nothing will free before the child makes a thread): give them to the
- * depots. A thread the fork caught between linking a freed block and
- * storing the list's head loses that block.
+ * Give the others' lists to the depots and free their sets. A list moves
+ * to or from the depot under the depot's lock, so nothing is in both; a
+ * thread the fork caught between linking a freed block and storing its
+ * list's head loses that one block, which then sits in no list.
  */
 void __eventbuf_blocks_fork_child(void)
 {
@@ -417,9 +450,10 @@ void __eventbuf_blocks_fork_child(void)
 	while (ts != &threads) {
 		struct tset *next = ts->next;
 
-		if (ts != &mine) {
+		if (ts != mine) {
 			lists_flush(ts, true);
 			unregister(ts);
+			free(ts);
 		}
 		ts = next;
 	}

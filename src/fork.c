@@ -13,8 +13,8 @@
  *
  * Order. The prepare handler first pauses the call_rcu threads
  * (call_rcu_before_fork(): it waits until they are between callbacks, and
- * our callbacks take drain_lock and the stats registry's lock, so we must
- * not hold those yet), then takes our locks, and last the bp flavor's
+ * our callbacks take drain_lock, the stats registry's lock and the block
+ * depots' locks (blocks.c), so we must not hold those yet), then takes our locks, and last the bp flavor's
  * registry and grace-period locks (rcu_bp_before_fork()): a thread holding
  * one of our locks may be about to enter its first read-side section,
  * which takes the bp registry lock. The parent and child handlers undo

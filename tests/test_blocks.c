@@ -7,8 +7,11 @@
  * realloc() and free() to count the library's live allocations exactly
  * (liburcu's and cmocka's own calls are not wrapped).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 
 #include "helpers.h"
 
@@ -275,6 +278,67 @@ static void test_blocks_reclaimed_items_reused(void **state)
 	eventbuf_drop(buf);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+/* A 104-byte block is one of the 128-byte class: 104 is its end. */
+static int write_past_size(void)
+{
+	volatile char *p = __eventbuf_block_alloc(104);
+
+	p[104] = 1;
+	return 0;
+}
+
+/* Freed, the block waits in this thread's list for reuse. */
+static int write_after_free(void)
+{
+	volatile char *p = __eventbuf_block_alloc(RECORD);
+
+	__eventbuf_block_free((void *)p, RECORD);
+	p[64] = 1;
+	return 0;
+}
+
+static const struct child_case child_cases[] = {
+	{ "write_past_size", write_past_size },
+	{ "write_after_free", write_after_free },
+};
+
+#ifdef UNDER_ASAN
+static void expect_asan_report(const char *name)
+{
+	char out[4096];
+	int status = child_case_status(name, out, sizeof(out));
+
+	/* An error exit, or an abort where ASAN_OPTIONS asks for one. */
+	assert_true((WIFEXITED(status) && WEXITSTATUS(status) != 0) ||
+		    (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT));
+	assert_non_null(strstr(out, "AddressSanitizer: use-after-poison"));
+}
+#endif
+
+/*
+ * Recycling keeps blocks away from the allocator, but not from
+ * AddressSanitizer: a write past the size a block was asked for, and a
+ * write to a block that waits for reuse, are reported.
+ */
+static void test_blocks_asan_sees_misuse(void **state)
+{
+	(void)state;
+#ifdef UNDER_ASAN
+	expect_asan_report("write_past_size");
+	expect_asan_report("write_after_free");
+#else
+	skip();
+#endif
+}
+
 /*
  * Start liburcu's call_rcu thread first. glibc gives a new thread the
  * cached stack of a joined one, with its TLS vector: had that thread
@@ -294,7 +358,7 @@ static int start_reclamation(void **state)
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_blocks_come_back_from_another_thread),
@@ -304,7 +368,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blocks_reclaimed_items_reused,
 						slow_writer_setup,
 						slow_writer_teardown),
+		cmocka_unit_test(test_blocks_asan_sees_misuse),
 	};
+
+	(void)argc;
+	child_case_run(argv[0], child_cases, 2);
 
 	return cmocka_run_group_tests(tests, start_reclamation, NULL);
 }

@@ -66,9 +66,10 @@ extern "C" {
  * (<eventbuf/poller.h>) rely on the reuse to park without a system call.
  *
  * Memory. The items of a buffer whose writer appends fewer than about
- * 100,000 a second (the rest come from slabs), a buffer's first item, and
- * a publisher's record of each publish are small blocks that are usually
- * freed by reclamation's thread, not by the thread that made them. Once
+ * 100,000 a second (the rest come from slabs), a buffer's first item, a
+ * follower (eventbuf_item_follow_after()), and the publisher's record of
+ * each publish and snapshot are small blocks that are usually freed by
+ * reclamation's thread, not by the thread that made them. Once
  * freed, the library keeps them for reuse rather than giving them back to
  * malloc(): at most 4,096 per size class (40, 72, 128 and 256 bytes:
  * 2 MB in all) shared by every thread, plus fewer than 64 per class in each
