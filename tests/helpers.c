@@ -199,6 +199,17 @@ int teardown_nothing_left(void **state)
 	return expect_nothing_left();
 }
 
+int warm_up_library(void **state)
+{
+	struct eventbuf *buf;
+
+	(void)state;
+	if (eventbuf_new(&buf))
+		return -1;
+	eventbuf_drop(buf);
+	return expect_nothing_left();
+}
+
 int empty_snapshot(void *arg, const char *topic, const char *key,
 		   struct eventbuf_snapshot *snap, uint64_t *index)
 {

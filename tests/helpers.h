@@ -135,6 +135,14 @@ int expect_nothing_left(void);
 int teardown_nothing_left(void **state);
 
 /*
+ * A group setup: make a buffer and drop it, then expect_nothing_left().
+ * That starts liburcu's call_rcu thread and the calling thread's block
+ * lists (src/blocks.c), both once per process or thread, before the
+ * group's tests count what they make.
+ */
+int warm_up_library(void **state);
+
+/*
  * A snapshot handler (eventbuf_publisher_register()) that answers an empty
  * snapshot at the index its @arg carries: register it with
  * (void *)(uintptr_t)index, or NULL for index 0.

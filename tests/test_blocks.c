@@ -339,25 +339,6 @@ static void test_blocks_asan_sees_misuse(void **state)
 #endif
 }
 
-/*
- * Start liburcu's call_rcu thread first. glibc gives a new thread the
- * cached stack of a joined one, with its TLS vector: had that thread
- * started after ours, valgrind would blame our pthread_create() for the
- * vector that thread still holds at exit (tests/valgrind.supp covers it
- * only as allocated for liburcu).
- */
-static int start_reclamation(void **state)
-{
-	struct eventbuf *buf;
-
-	(void)state;
-	if (eventbuf_new(&buf))
-		return -1;
-	eventbuf_drop(buf);
-	eventbuf_barrier();
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -374,5 +355,10 @@ int main(int argc, char **argv)
 	(void)argc;
 	child_case_run(argv[0], child_cases, 2);
 
-	return cmocka_run_group_tests(tests, start_reclamation, NULL);
+	/* warm_up_library() starts liburcu's call_rcu thread before ours:
+	 * glibc gives a new thread the cached stack of a joined one, with
+	 * its TLS vector, and valgrind would blame our pthread_create() for
+	 * the vector that thread still holds at exit (tests/valgrind.supp
+	 * covers it only as allocated for liburcu). */
+	return cmocka_run_group_tests(tests, warm_up_library, NULL);
 }

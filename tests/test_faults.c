@@ -1135,23 +1135,6 @@ static void test_faults_splice_head_overflow(void **state)
 	eventbuf_publisher_free(pub);
 }
 
-/*
- * A thread's first small block (blocks.c) also allocates the thread's
- * lists, once: make them before the sweeps, whose site counts are of the
- * operations. Each sweep step's expect_nothing_left() empties them again
- * (eventbuf_barrier()), so every block an operation takes is a malloc().
- */
-static int make_block_lists(void **state)
-{
-	struct eventbuf *buf;
-
-	(void)state;
-	if (eventbuf_new(&buf))
-		return -1;
-	eventbuf_drop(buf);
-	return expect_nothing_left();
-}
-
 int main(void)
 {
 	/* Slabs from the first item, so that their sites are covered; the
@@ -1176,6 +1159,11 @@ int main(void)
 		cmocka_unit_test_teardown(test_faults_poller_group, teardown),
 	};
 
-	return cmocka_run_group_tests_name("faults", tests, make_block_lists,
+	/* A thread's first small block also allocates its block lists,
+	 * once: warm_up_library() makes them before the sweeps, whose site
+	 * counts are of the operations. Each step's expect_nothing_left()
+	 * empties the lists (eventbuf_barrier()): every block an operation
+	 * takes is a malloc(). */
+	return cmocka_run_group_tests_name("faults", tests, warm_up_library,
 					   NULL);
 }
