@@ -64,15 +64,8 @@
 
 #include "internal.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define BLOCKS_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BLOCKS_ASAN 1
-#endif
-#endif
-
-#ifdef BLOCKS_ASAN
+/* EVENTBUF_SANITIZE: the AddressSanitizer builds (CONFIG_ASAN, CONFIG_FUZZ). */
+#ifdef EVENTBUF_SANITIZE
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -140,7 +133,7 @@ static bool have_exit_key;
 
 static void idle_poison(struct block *b, uint32_t cls)
 {
-#ifdef BLOCKS_ASAN
+#ifdef EVENTBUF_SANITIZE
 	ASAN_POISON_MEMORY_REGION(b + 1, class_size[cls] - sizeof(*b));
 #else
 	(void)b;
@@ -151,7 +144,7 @@ static void idle_poison(struct block *b, uint32_t cls)
 /* In use: the @size bytes asked for, not the rest of the class. */
 static void in_use_poison(struct block *b, uint32_t cls, size_t size)
 {
-#ifdef BLOCKS_ASAN
+#ifdef EVENTBUF_SANITIZE
 	ASAN_UNPOISON_MEMORY_REGION(b, size);
 	ASAN_POISON_MEMORY_REGION((char *)b + size, class_size[cls] - size);
 #else

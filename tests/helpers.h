@@ -90,6 +90,17 @@ extern int64_t __eventbuf_slab_warmup_ns;
 bool __eventbuf_item_in_slab(const struct eventbuf_item *item);
 
 /*
+ * Small blocks (src/blocks.c): the allocator itself, its batch size and
+ * depot bound, and the idle blocks in the depot of @size's class
+ * (testing library only).
+ */
+void *__eventbuf_block_alloc(size_t size);
+void __eventbuf_block_free(void *p, size_t size);
+extern const uint32_t __eventbuf_block_batch;
+extern const uint32_t __eventbuf_block_depot_max;
+uint32_t __eventbuf_blocks_idle(size_t size);
+
+/*
  * Reader threads that start from a new buffer's head, before the writer:
  * the buffer, a reference to its head (the threads' start), their ids and
  * a barrier for them and the writer. head_readers_init() asserts each

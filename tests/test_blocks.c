@@ -15,11 +15,6 @@
 
 #include "helpers.h"
 
-void *__eventbuf_block_alloc(size_t size);
-void __eventbuf_block_free(void *p, size_t size);
-extern const uint32_t __eventbuf_block_batch;
-extern const uint32_t __eventbuf_block_depot_max;
-
 void *__real_malloc(size_t size);
 void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t size);
@@ -278,14 +273,6 @@ static void test_blocks_reclaimed_items_reused(void **state)
 	eventbuf_drop(buf);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-
 /* A 104-byte block is one of the 128-byte class: 104 is its end. */
 static int write_past_size(void)
 {
@@ -310,7 +297,7 @@ static const struct child_case child_cases[] = {
 	{ "write_after_free", write_after_free },
 };
 
-#ifdef UNDER_ASAN
+#ifdef EVENTBUF_SANITIZE	/* AddressSanitizer builds */
 static void expect_asan_report(const char *name)
 {
 	char out[4096];
@@ -331,7 +318,7 @@ static void expect_asan_report(const char *name)
 static void test_blocks_asan_sees_misuse(void **state)
 {
 	(void)state;
-#ifdef UNDER_ASAN
+#ifdef EVENTBUF_SANITIZE	/* AddressSanitizer builds */
 	expect_asan_report("write_past_size");
 	expect_asan_report("write_after_free");
 #else

@@ -476,10 +476,6 @@ static void test_fork_kept_eventfd_not_reused(void **state)
 	close(keep_open);
 }
 
-void *__eventbuf_block_alloc(size_t size);
-void __eventbuf_block_free(void *p, size_t size);
-uint32_t __eventbuf_blocks_idle(size_t size);
-
 enum { BIG = 256, HELD = 16 };	/* a class nothing else here uses */
 
 static void *hold_idle_blocks(void *arg)
