@@ -362,6 +362,15 @@ bench: $(bench-bins)
 	$(Q)$(objtree)/bench/bench $(if $(filter 1,$(QUICK)),--quick) \
 		--out $(objtree)/bench $(BENCH_ARGS)
 
+# fanout and fanout-epoll at 1 to 16 readers, one bench process each
+# (scripts/fanout-scaling.sh): for machines with many cores.
+PHONY += bench-scaling
+SCALING_READERS ?= 1 2 4 8 12 16
+bench-scaling: $(bench-bins)
+	$(Q)$(srctree)/scripts/deps.sh gnuplot-nox
+	$(Q)$(srctree)/scripts/fanout-scaling.sh $(objtree)/bench/bench \
+		$(objtree)/bench-scaling $(SCALING_READERS)
+
 PHONY += example-run
 EXAMPLE_ARGS ?= 2000 3
 example-run: $(example-bins)
@@ -418,6 +427,7 @@ help:
 	@echo '  check         - build and run the cmocka suite (installs deps if missing),'
 	@echo '                  then the ABI, install, build and README checks'
 	@echo '  bench         - run the benchmark against the mutex variants (QUICK=1: smoke run)'
+	@echo '  bench-scaling - fanout and fanout-epoll at 1-16 readers (SCALING_READERS="1 2 4 ...")'
 	@echo '  example-run   - run examples/service: 2,000 clients over loopback TCP for 3 s'
 	@echo '                  (EXAMPLE_ARGS="clients seconds workers changes-per-second")'
 	@echo '  example-bench - examples/resp_server against redis-server, same RESP load (QUICK=1: smoke run)'
@@ -439,8 +449,9 @@ help:
 	@echo '  CONFIG_EVENTBUF_PUBSUB=n - leave the pub/sub layer (src/pubsub/) out'
 	@echo '  CONFIG_EVENTBUF_HUGEPAGES=y - advise slab arenas as transparent huge pages'
 	@echo '  QUICK=1                - short benchmark run'
-	@echo "  BENCH_ARGS='--only W'  - run one workload (append, fanout, fanout-epoll, wake,"
-	@echo '                           retained, fds, subscribers)'
+	@echo "  BENCH_ARGS='--only W'  - run some workloads, W comma-separated (append, fanout,"
+	@echo '                           fanout-epoll, wake, retained, fds, subscribers);'
+	@echo "                           '--readers 1,2,4,8,16': fanout's reader counts"
 
 PHONY += FORCE
 FORCE:

@@ -35,6 +35,8 @@
 #endif
 
 #define NIMPL 4
+#define MAX_READER_COUNTS 8
+#define MAX_READERS 64
 
 static const struct bench_impl *impls[NIMPL] = {
 	&bench_impl_rcu, &bench_impl_mutex, &bench_impl_mutex_batch,
@@ -46,12 +48,15 @@ struct options {
 	int reps;
 	uint64_t wake_samples;
 	const char *out;
-	const char *only;
+	const char *only;	/* comma-separated workloads; NULL: all */
 	bool quick;
+	int readers[MAX_READER_COUNTS];	/* fanout's reader counts */
+	int nreaders;
 };
 
 static struct options opt = {
 	.n = 2000000, .reps = 5, .wake_samples = 20000, .out = ".",
+	.readers = { 1, 2, 4, 8 }, .nreaders = 4,
 };
 
 /* ------------------------------------------------------------------ */
@@ -840,6 +845,50 @@ static void print_lines(void)
 	}
 }
 
+static bool want(const char *workload);
+
+/* One panel per fan-out workload that ran, x ticks at the reader counts. */
+static void write_plot_script(char *path, size_t size)
+{
+	bool ran[2] = { want("fanout"), want("fanout-epoll") };
+	FILE *f;
+
+	snprintf(path, size, "%s/fanout.gp", opt.out);
+	f = fopen(path, "w");
+	if (!f)
+		bench_die(path, errno);
+	fprintf(f,
+		"set terminal pngcairo size %d,460 font ',10'\n"
+		"set output '%s/fanout.png'\n"
+		"set key top left\n"
+		"set grid\n"
+		"set logscale x 2\n"
+		"set xtics (",
+		ran[0] && ran[1] ? 1100 : 600, opt.out);
+	for (int k = 0; k < opt.nreaders; k++)
+		fprintf(f, "%s%d", k ? ", " : "", opt.readers[k]);
+	fprintf(f, ")\n"
+		"set xrange [%g:%g]\n"
+		"set xlabel 'readers'\n"
+		"set ylabel 'delivered Mevents/s (median of %d)'\n"
+		"set yrange [0:*]\n"
+		"set multiplot layout 1,%d title 'eventbuf fan-out, n=%" PRIu64 "'\n",
+		opt.readers[0] * 0.8, opt.readers[opt.nreaders - 1] * 1.25,
+		opt.reps, ran[0] + ran[1], opt.n);
+	for (int w = 0; w < 2; w++) {
+		if (!ran[w])
+			continue;
+		fprintf(f, "set title '%s'\nplot ", w ? "fanout-epoll" : "fanout");
+		for (int i = 0; i < NIMPL; i++)
+			fprintf(f, "%s'%s/fanout.dat' index %d with linespoints lw 2 pt 7 title '%s'",
+				i ? ", " : "", opt.out, w * NIMPL + i,
+				impls[i]->name);
+		fprintf(f, "\n");
+	}
+	fprintf(f, "unset multiplot\n");
+	fclose(f);
+}
+
 static void write_csv_and_plot(void)
 {
 	char path[4096];
@@ -888,33 +937,7 @@ static void write_csv_and_plot(void)
 	}
 	fclose(f);
 
-	snprintf(path, sizeof(path), "%s/fanout.gp", opt.out);
-	f = fopen(path, "w");
-	if (!f)
-		bench_die(path, errno);
-	fprintf(f,
-		"set terminal pngcairo size 1100,460 font ',10'\n"
-		"set output '%s/fanout.png'\n"
-		"set key top left\n"
-		"set grid\n"
-		"set logscale x 2\n"
-		"set xtics (1, 2, 4, 8)\n"
-		"set xrange [0.8:10]\n"
-		"set xlabel 'readers'\n"
-		"set ylabel 'delivered Mevents/s (median of %d)'\n"
-		"set yrange [0:*]\n"
-		"set multiplot layout 1,2 title 'eventbuf fan-out, n=%" PRIu64 "'\n",
-		opt.out, opt.reps, opt.n);
-	for (int w = 0; w < 2; w++) {
-		fprintf(f, "set title '%s'\nplot ", w ? "fanout-epoll" : "fanout");
-		for (int i = 0; i < NIMPL; i++)
-			fprintf(f, "%s'%s/fanout.dat' index %d with linespoints lw 2 pt 7 title '%s'",
-				i ? ", " : "", opt.out, w * NIMPL + i,
-				impls[i]->name);
-		fprintf(f, "\n");
-	}
-	fprintf(f, "unset multiplot\n");
-	fclose(f);
+	write_plot_script(path, sizeof(path));
 	snprintf(path, sizeof(path), "gnuplot %s/fanout.gp 2>&1", opt.out);
 	if (system(path) == 0)
 		printf("wrote %s/fanout.png\n", opt.out);
@@ -926,14 +949,44 @@ static void write_csv_and_plot(void)
 
 static bool want(const char *workload)
 {
-	return !opt.only || !strcmp(opt.only, workload);
+	size_t len = strlen(workload);
+
+	if (!opt.only)
+		return true;
+	for (const char *p = opt.only; *p; p += strcspn(p, ",")) {
+		p += *p == ',';
+		if (!strncmp(p, workload, len) && (p[len] == ',' || !p[len]))
+			return true;
+	}
+	return false;
+}
+
+/* "1,2,4,8,16": fanout's reader counts, ascending, 1..MAX_READERS. */
+static bool parse_readers(const char *list)
+{
+	char *end;
+
+	opt.nreaders = 0;
+	for (const char *p = list; *p; p = end + (*end == ',')) {
+		long r = strtol(p, &end, 10);
+
+		if (end == p || (*end && *end != ',') || r < 1 ||
+		    r > MAX_READERS || opt.nreaders == MAX_READER_COUNTS ||
+		    (opt.nreaders && r <= opt.readers[opt.nreaders - 1]))
+			return false;
+		opt.readers[opt.nreaders++] = (int)r;
+	}
+	return opt.nreaders > 0;
 }
 
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: bench [--quick] [--n N] [--reps R] [--out DIR] [--only WORKLOAD]\n"
-		"workloads: append fanout fanout-epoll wake retained fds subscribers\n");
+		"usage: bench [--quick] [--n N] [--reps R] [--out DIR] [--only W[,W...]]\n"
+		"             [--readers R[,R...]]\n"
+		"workloads: append fanout fanout-epoll wake retained fds subscribers\n"
+		"--readers: fanout's reader counts, ascending, at most %d of 1..%d\n"
+		"           (default 1,2,4,8)\n", MAX_READER_COUNTS, MAX_READERS);
 	exit(2);
 }
 
@@ -945,6 +998,7 @@ static void parse(int argc, char **argv)
 		{ "reps", required_argument, NULL, 'r' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "only", required_argument, NULL, 'w' },
+		{ "readers", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -967,6 +1021,10 @@ static void parse(int argc, char **argv)
 			break;
 		case 'w':
 			opt.only = optarg;
+			break;
+		case 'R':
+			if (!parse_readers(optarg))
+				usage();
 			break;
 		default:
 			usage();
@@ -1006,7 +1064,6 @@ static void warm_up(void)
 
 int main(int argc, char **argv)
 {
-	static const int fan_readers[] = { 1, 2, 4, 8 };
 	uint64_t wake_per_rep;
 
 	parse(argc, argv);
@@ -1022,16 +1079,16 @@ int main(int argc, char **argv)
 		for (int e = 0; e < 2; e++) {
 			const char *wl = e ? "fanout-epoll" : "fanout";
 
-			for (int k = 0; want(wl) && k < 4; k++) {
+			for (int k = 0; want(wl) && k < opt.nreaders; k++) {
 				for (int j = 0; j < NIMPL; j++) {
 					int i = order(rep, j);
 					double ns, mev;
 
-					mev = run_fanout(i, fan_readers[k], opt.n,
+					mev = run_fanout(i, opt.readers[k], opt.n,
 							 e, &ns, NULL);
-					record(wl, fan_readers[k], opt.n,
+					record(wl, opt.readers[k], opt.n,
 					       "mevents_per_s", true, i, mev);
-					record(wl, fan_readers[k], opt.n,
+					record(wl, opt.readers[k], opt.n,
 					       "writer_ns", false, i, ns);
 				}
 			}
