@@ -50,6 +50,7 @@ struct options {
 	const char *out;
 	const char *only;	/* comma-separated workloads; NULL: all */
 	bool quick;
+	bool progress;		/* each fan-out run's figure to stderr */
 	int readers[MAX_READER_COUNTS];	/* fanout's reader counts */
 	int nreaders;
 };
@@ -894,6 +895,9 @@ static void write_csv_and_plot(void)
 	char path[4096];
 	FILE *f;
 
+	if (!want("fanout") && !want("fanout-epoll"))
+		return;
+
 	snprintf(path, sizeof(path), "%s/fanout.csv", opt.out);
 	f = fopen(path, "w");
 	if (!f)
@@ -983,10 +987,12 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: bench [--quick] [--n N] [--reps R] [--out DIR] [--only W[,W...]]\n"
-		"             [--readers R[,R...]]\n"
+		"             [--readers R[,R...]] [--progress]\n"
 		"workloads: append fanout fanout-epoll wake retained fds subscribers\n"
 		"--readers: fanout's reader counts, ascending, at most %d of 1..%d\n"
-		"           (default 1,2,4,8)\n", MAX_READER_COUNTS, MAX_READERS);
+		"           (default 1,2,4,8)\n"
+		"--progress: each fan-out run's figure on stderr as it ends\n",
+		MAX_READER_COUNTS, MAX_READERS);
 	exit(2);
 }
 
@@ -999,6 +1005,7 @@ static void parse(int argc, char **argv)
 		{ "out", required_argument, NULL, 'o' },
 		{ "only", required_argument, NULL, 'w' },
 		{ "readers", required_argument, NULL, 'R' },
+		{ "progress", no_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -1025,6 +1032,9 @@ static void parse(int argc, char **argv)
 		case 'R':
 			if (!parse_readers(optarg))
 				usage();
+			break;
+		case 'p':
+			opt.progress = true;
 			break;
 		default:
 			usage();
@@ -1090,6 +1100,10 @@ int main(int argc, char **argv)
 					       "mevents_per_s", true, i, mev);
 					record(wl, opt.readers[k], opt.n,
 					       "writer_ns", false, i, ns);
+					if (opt.progress)
+						fprintf(stderr, "  %s readers=%d %s: %.4g Mevents/s, writer %.4g ns\n",
+							wl, opt.readers[k],
+							impls[i]->name, mev, ns);
 				}
 			}
 		}

@@ -5,8 +5,9 @@
 # fanout-epoll workloads at each reader count, every implementation side by
 # side, one bench process per reader count. Each process runs under a time
 # limit (LIMIT seconds, default 30 + 8 per reader), so that a reader count
-# that runs long costs only its own row, not the whole run; bench prints
-# its figures at the end, so a process stopped at its limit leaves none.
+# that runs long costs only its own row, not the whole run. bench prints
+# its medians at the end; a process stopped at its limit leaves only the
+# figure of each run it finished (--progress), in scaling.log.
 # Ratios are only ever taken between implementations of one process, as
 # bench-spec.md asks.
 #
@@ -41,7 +42,7 @@ run_all() {
 	: >"$out/scaling.log"
 	for r in $readers; do
 		timeout "${LIMIT:-$((30 + 8 * r))}" "$bench" \
-			--only fanout,fanout-epoll --readers "$r" \
+			--only fanout,fanout-epoll --readers "$r" --progress \
 			--reps "${REPS:-3}" --n "${N:-300000}" \
 			--out "$tmp/r$r" >>"$out/scaling.log" 2>&1
 		rc=$?
@@ -64,6 +65,8 @@ plot() {
 	local w i impls tics
 
 	command -v gnuplot >/dev/null || { echo "no gnuplot: no plot"; return; }
+	[ "$(wc -l <"$out/scaling.csv")" -gt 1 ] ||
+		{ echo "no reader count finished: no plot"; return; }
 	impls=$(awk -F, 'NR > 1 && !seen[$3]++ { print $3 }' "$out/scaling.csv")
 	tics=$(awk -F, 'NR > 1 && !seen[$2]++ { printf "%s%s", n++ ? ", " : "", $2 }' \
 		"$out/scaling.csv")
