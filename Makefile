@@ -366,10 +366,11 @@ bench: $(bench-bins)
 # (scripts/fanout-scaling.sh): for machines with many cores.
 PHONY += bench-scaling
 SCALING_READERS ?= 1 2 4 8 12 16
+SCALING_OUT ?= $(objtree)/bench-scaling
 bench-scaling: $(bench-bins)
 	$(Q)$(srctree)/scripts/deps.sh gnuplot-nox
 	$(Q)$(srctree)/scripts/fanout-scaling.sh $(objtree)/bench/bench \
-		$(objtree)/bench-scaling $(SCALING_READERS)
+		$(SCALING_OUT) $(SCALING_READERS)
 
 PHONY += example-run
 EXAMPLE_ARGS ?= 2000 3
@@ -427,7 +428,8 @@ help:
 	@echo '  check         - build and run the cmocka suite (installs deps if missing),'
 	@echo '                  then the ABI, install, build and README checks'
 	@echo '  bench         - run the benchmark against the mutex variants (QUICK=1: smoke run)'
-	@echo '  bench-scaling - fanout and fanout-epoll at 1-16 readers (SCALING_READERS="1 2 4 ...")'
+	@echo '  bench-scaling - fanout and fanout-epoll at 1-16 readers (SCALING_READERS="1 2 4 ...",'
+	@echo '                  SCALING_OUT=dir, SPIN_NS=ns: see scripts/fanout-scaling.sh)'
 	@echo '  example-run   - run examples/service: 2,000 clients over loopback TCP for 3 s'
 	@echo '                  (EXAMPLE_ARGS="clients seconds workers changes-per-second")'
 	@echo '  example-bench - examples/resp_server against redis-server, same RESP load (QUICK=1: smoke run)'

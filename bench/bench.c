@@ -35,6 +35,10 @@
 #endif
 
 #define NIMPL 4
+#define MAX_SPIN_NS 1000000
+
+/* src/reader.c: a blocking reader's spin before it parks (--spin-ns). */
+extern _Atomic uint32_t __eventbuf_reader_spin_ns;
 #define MAX_READER_COUNTS 8
 #define MAX_READERS 64
 
@@ -51,6 +55,7 @@ struct options {
 	const char *only;	/* comma-separated workloads; NULL: all */
 	bool quick;
 	bool progress;		/* each fan-out run's figure to stderr */
+	unsigned long spin_ns;	/* eventbuf's blocking readers' spin */
 	int readers[MAX_READER_COUNTS];	/* fanout's reader counts */
 	int nreaders;
 };
@@ -777,6 +782,9 @@ static void banner(void)
 	       sysconf(_SC_NPROCESSORS_ONLN), model, u.sysname, u.release);
 	printf("liburcu %s (bp flavor), compiler gcc %s\n", URCU_VERSION,
 	       __VERSION__);
+	if (opt.spin_ns)
+		printf("eventbuf's blocking readers spin up to %lu ns before they park\n",
+		       opt.spin_ns);
 	printf("n=%" PRIu64 ", %d repetitions (median [min-max]), wake %"
 	       PRIu64 " samples per implementation, one of each per round\n\n",
 	       opt.n, opt.reps,
@@ -987,12 +995,14 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: bench [--quick] [--n N] [--reps R] [--out DIR] [--only W[,W...]]\n"
-		"             [--readers R[,R...]] [--progress]\n"
+		"             [--readers R[,R...]] [--progress] [--spin-ns NS]\n"
 		"workloads: append fanout fanout-epoll wake retained fds subscribers\n"
 		"--readers: fanout's reader counts, ascending, at most %d of 1..%d\n"
 		"           (default 1,2,4,8)\n"
-		"--progress: each fan-out run's figure on stderr as it ends\n",
-		MAX_READER_COUNTS, MAX_READERS);
+		"--progress: each fan-out run's figure on stderr as it ends\n"
+		"--spin-ns:  eventbuf's blocking readers spin up to NS (<= %d) before\n"
+		"            they park (default 0: they only yield)\n",
+		MAX_READER_COUNTS, MAX_READERS, MAX_SPIN_NS);
 	exit(2);
 }
 
@@ -1006,8 +1016,10 @@ static void parse(int argc, char **argv)
 		{ "only", required_argument, NULL, 'w' },
 		{ "readers", required_argument, NULL, 'R' },
 		{ "progress", no_argument, NULL, 'p' },
+		{ "spin-ns", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
+	char *end;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -1035,6 +1047,12 @@ static void parse(int argc, char **argv)
 			break;
 		case 'p':
 			opt.progress = true;
+			break;
+		case 's':
+			opt.spin_ns = strtoul(optarg, &end, 10);
+			if (*end || end == optarg || opt.spin_ns > MAX_SPIN_NS)
+				usage();
+			__eventbuf_reader_spin_ns = (uint32_t)opt.spin_ns;
 			break;
 		default:
 			usage();

@@ -26,7 +26,9 @@
 #
 # Usage: fanout-scaling.sh BENCH OUTDIR [READERS...]   (default 1 2 4 8 12 16)
 # Environment: REPS (default 3), N (default 300000), LIMIT (seconds per
-# reader count; default 30 + 8 * readers).
+# reader count; default 30 + 8 * readers), SPIN_NS (bench --spin-ns:
+# eventbuf's blocking readers spin that long before they park; default 0).
+# To compare, run it twice into two OUTDIRs, SPIN_NS=0 and, say, 2000.
 set -u
 
 bench=$1
@@ -44,6 +46,7 @@ run_all() {
 		timeout "${LIMIT:-$((30 + 8 * r))}" "$bench" \
 			--only fanout,fanout-epoll --readers "$r" --progress \
 			--reps "${REPS:-3}" --n "${N:-300000}" \
+			--spin-ns "${SPIN_NS:-0}" \
 			--out "$tmp/r$r" >>"$out/scaling.log" 2>&1
 		rc=$?
 		[ $rc -eq 0 ] || echo "readers=$r: bench ended with status $rc" |

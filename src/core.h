@@ -57,6 +57,14 @@ __hidden int64_t __eventbuf_deadline(int timeout_ms);
 /* CLOCK_MONOTONIC in nanoseconds, the clock of every deadline. */
 __hidden int64_t __eventbuf_now_ns(void);
 __hidden int __eventbuf_no_wait(int cancel_fd);
+/*
+ * reader.c: nanoseconds a blocking reader spins before it yields and
+ * parks; 0 (the default): it does not. Set by the benchmark and the tests.
+ */
+__hidden extern _Atomic uint32_t __eventbuf_reader_spin_ns;
+/* The spins @reader began, and in *@hits those that found an item. */
+__hidden uint32_t __eventbuf_reader_spins(const struct eventbuf_reader *reader,
+					  uint32_t *hits);
 
 /*
  * poller.c: what an attached reader or subscription embeds. All fields

@@ -34,6 +34,13 @@
  * park that costs several. It multiplied fan-out throughput with more
  * blocking readers than cores (docs/measurements.md).
  *
+ * On a machine with idle cores the yield can return before the writer
+ * has published again, and readers that each have a core may then park
+ * on every item (docs/measurements.md, 16 vCPUs). A spin before the yield
+ * (__eventbuf_reader_spin_ns) is built for measuring that case and is off
+ * (0) unless the benchmark or a test sets it: it burns a core while it
+ * lasts, and only a machine with many cores can show whether it pays.
+ *
  * A terminal error item is remembered (@error) and returned again by every
  * later call; it sits after @pos, so the anchor keeps it alive too.
  *
@@ -75,6 +82,8 @@ struct eventbuf_reader {
 	struct __eventbuf_pollnode pn;	/* its poller's, when attached */
 	struct __eventbuf_pollnode *lender;	/* holds the anchor, or NULL */
 	int lent_fd;			/* ... in its entry for this fd */
+	/* Spins begun, and those that found an item (read by the tests). */
+	_Atomic uint32_t spins, spin_hits;
 };
 
 struct __eventbuf_pollnode *__eventbuf_reader_node(struct eventbuf_reader *r)
@@ -417,6 +426,67 @@ int eventbuf_reader_wait_fd(struct eventbuf_reader *reader, int *fdp)
 	return ret ? 0 : 1;
 }
 
+_Atomic uint32_t __eventbuf_reader_spin_ns;
+
+/* Only the reader's thread writes its counters: no read-modify-write. */
+static void count(_Atomic uint32_t *counter)
+{
+	atomic_store_explicit(counter,
+			      atomic_load_explicit(counter, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+/*
+ * Look at @reader's position again and again until @until (CLOCK_MONOTONIC
+ * ns): true once there is something after it. The clock is read every 16
+ * looks.
+ */
+static bool spin_for_next(struct eventbuf_reader *reader, int64_t until)
+{
+	struct eventbuf_item *found, *tip;
+
+	count(&reader->spins);
+	for (unsigned int i = 1;; i++) {
+		rcu_read_lock();
+		found = __eventbuf_find_next(reader->pos, &tip);
+		rcu_read_unlock();
+		if (found) {
+			count(&reader->spin_hits);
+			return true;
+		}
+		caa_cpu_relax();
+		if (i % 16 == 0 && __eventbuf_now_ns() >= until)
+			return false;
+	}
+}
+
+/*
+ * Before the park: spin, if asked, but not past the caller's deadline
+ * (-1: none); then yield (the theory above).
+ */
+static void before_park(struct eventbuf_reader *reader, int64_t deadline)
+{
+	uint32_t ns = atomic_load_explicit(&__eventbuf_reader_spin_ns,
+					   memory_order_relaxed);
+	int64_t until;
+
+	if (ns) {
+		until = __eventbuf_now_ns() + ns;
+		if (deadline >= 0 && deadline < until)
+			until = deadline;
+		if (spin_for_next(reader, until))
+			return;
+	}
+	sched_yield();
+}
+
+uint32_t __eventbuf_reader_spins(const struct eventbuf_reader *reader,
+				 uint32_t *hits)
+{
+	*hits = atomic_load_explicit(&reader->spin_hits, memory_order_relaxed);
+	return atomic_load_explicit(&reader->spins, memory_order_relaxed);
+}
+
 int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
 			 int cancel_fd, const struct eventbuf_item **itemp)
 {
@@ -435,7 +505,7 @@ int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
 			return __eventbuf_no_wait(cancel_fd);
 		if (!yielded) {
 			yielded = true;
-			sched_yield();
+			before_park(reader, deadline);
 			continue;
 		}
 		yielded = false;

@@ -101,6 +101,15 @@ extern const uint32_t __eventbuf_block_depot_max;
 uint32_t __eventbuf_blocks_idle(size_t size);
 
 /*
+ * A blocking reader's spin before it parks (src/reader.c): its length in
+ * ns (0: none, the default), and the spins @reader began, with those that
+ * found an item in *@hits.
+ */
+extern _Atomic uint32_t __eventbuf_reader_spin_ns;
+uint32_t __eventbuf_reader_spins(const struct eventbuf_reader *reader,
+				 uint32_t *hits);
+
+/*
  * Reader threads that start from a new buffer's head, before the writer:
  * the buffer, a reference to its head (the threads' start), their ids and
  * a barrier for them and the writer. head_readers_init() asserts each

@@ -25,6 +25,7 @@ struct reader_ctx {
 	uint64_t want;
 	pthread_barrier_t *go;
 	struct reader_result res;
+	uint32_t spins, spin_hits;	/* BY_READER: its spins before parks */
 };
 
 static void read_by_reader(struct reader_ctx *c)
@@ -45,6 +46,7 @@ static void read_by_reader(struct reader_ctx *c)
 		}
 		reader_result_see(&c->res, it);
 	}
+	c->spins = __eventbuf_reader_spins(r, &c->spin_hits);
 	eventbuf_reader_free(r);
 }
 
@@ -127,17 +129,18 @@ static void writer_pause(unsigned int *seed)
 	nanosleep(&ts, NULL);
 }
 
-static void test_fuzz_readers_see_everything_in_order(void **state)
+/* Returns the spins that the readers began and, in *@hits, those that
+ * found an item. */
+static uint64_t readers_see_everything_in_order(uint64_t *hits)
 {
 	const int nreaders = 102;
 	const uint64_t nbatches = scaled(10000, 500);
 	struct reader_ctx *ctx = calloc(nreaders, sizeof(*ctx));
 	unsigned int seed = test_seed();
 	struct head_readers hr;
-	uint64_t events = 0;
+	uint64_t events = 0, spins = 0;
 	int64_t t0;
 
-	(void)state;
 	assert_non_null(ctx);
 	head_readers_init(&hr, nreaders);
 	for (int i = 0; i < nreaders; i++) {
@@ -180,7 +183,45 @@ static void test_fuzz_readers_see_everything_in_order(void **state)
 		assert_int_equal(ctx[i].res.next_expected, events);
 	}
 	head_readers_free(&hr);
+	*hits = 0;
+	for (int i = 0; i < nreaders; i++) {
+		spins += ctx[i].spins;
+		*hits += ctx[i].spin_hits;
+	}
 	free(ctx);
+	return spins;
+}
+
+static void test_fuzz_readers_see_everything_in_order(void **state)
+{
+	uint64_t hits;
+
+	(void)state;
+	assert_int_equal(readers_see_everything_in_order(&hits), 0);
+}
+
+/*
+ * The same with blocking readers that spin 5 us before they park
+ * (src/reader.c): the writer's pauses make them both find items while
+ * they spin and park after it.
+ */
+static void test_fuzz_spinning_readers_see_everything_in_order(void **state)
+{
+	uint64_t spins, hits;
+
+	(void)state;
+	atomic_store(&__eventbuf_reader_spin_ns, 5000);
+	spins = readers_see_everything_in_order(&hits);
+	printf("# %llu spins, %llu found an item\n", (unsigned long long)spins,
+	       (unsigned long long)hits);
+	assert_true(hits > 0);
+	assert_true(spins > hits);
+}
+
+static int teardown_spin_off(void **state)
+{
+	atomic_store(&__eventbuf_reader_spin_ns, 0);
+	return teardown_nothing_left(state);
 }
 
 /*
@@ -271,6 +312,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_fuzz_readers_see_everything_in_order, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_fuzz_spinning_readers_see_everything_in_order, teardown_spin_off),
 		cmocka_unit_test_teardown(test_fuzz_joiners_during_writes, teardown_nothing_left),
 	};
 

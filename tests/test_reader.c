@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * Readers: borrowed items in order, sticky errors, timeouts that are not
- * terminal, and the one reference that moves only when the reader parks or
- * every 64 batches.
+ * terminal, the one reference that moves only when the reader parks or
+ * every 64 batches, and the spin before a park when it is turned on.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -340,6 +340,93 @@ static void test_reader_starts_after_its_item(void **state)
 	eventbuf_reader_free(r);
 }
 
+/*
+ * A spin before the park (src/reader.c, __eventbuf_reader_spin_ns): the
+ * fixture's setup turns it on, its teardown off again.
+ */
+#define LONG_SPIN_NS 4000000000u	/* 4 s: far longer than the test */
+
+static int spin_setup(void **state)
+{
+	atomic_store(&__eventbuf_reader_spin_ns, LONG_SPIN_NS);
+	return buf_fixture_setup_head(state);
+}
+
+static int spin_teardown(void **state)
+{
+	atomic_store(&__eventbuf_reader_spin_ns, 0);
+	return buf_fixture_teardown(state);
+}
+
+struct blocked_next {
+	struct eventbuf_reader *r;
+	int timeout_ms;
+	int ret;
+	uint64_t index;		/* of the event read, when ret is 0 */
+};
+
+static void *blocked_next_run(void *arg)
+{
+	struct blocked_next *b = arg;
+	const struct eventbuf_item *it;
+
+	b->ret = eventbuf_reader_next(b->r, b->timeout_ms, -1, &it);
+	if (!b->ret)
+		b->index = eventbuf_item_events(it)[0].index;
+	return NULL;
+}
+
+/*
+ * An item published while the reader spins is read without a park: the
+ * spin that began is the one that found it. The append waits until the
+ * reader's counter shows the spin under way (bounded by a deadline).
+ */
+static void test_reader_spin_finds_item(void **state)
+{
+	struct buf_fixture *f = *state;
+	struct blocked_next b = { .timeout_ms = 30000, .ret = 1 };
+	int64_t deadline = now_ms() + 10000;
+	uint32_t hits;
+	pthread_t tid;
+
+	assert_int_equal(eventbuf_reader_new(f->start, &b.r), 0);
+	assert_int_equal(pthread_create(&tid, NULL, blocked_next_run, &b), 0);
+	while (__eventbuf_reader_spins(b.r, &hits) == 0)
+		assert_true(now_ms() < deadline);
+	assert_int_equal(append_batch(f->buf, 7, 1, &f->log), 0);
+	assert_int_equal(pthread_join(tid, NULL), 0);
+	assert_int_equal(b.ret, 0);
+	assert_int_equal(b.index, 7);
+	assert_int_equal(__eventbuf_reader_spins(b.r, &hits), 1);
+	assert_int_equal(hits, 1);
+	eventbuf_reader_free(b.r);
+}
+
+/* The spin ends at the caller's deadline: a 4 s spin does not make a
+ * 50 ms wait last 4 s, and the timeout is still not terminal. */
+static void test_reader_spin_keeps_deadline(void **state)
+{
+	struct buf_fixture *f = *state;
+	struct blocked_next b = { .timeout_ms = 50, .ret = 1 };
+	int64_t t0 = now_ms(), took;
+	uint32_t hits;
+
+	assert_int_equal(eventbuf_reader_new(f->start, &b.r), 0);
+	blocked_next_run(&b);
+	took = now_ms() - t0;
+	assert_int_equal(b.ret, -ETIMEDOUT);
+	assert_true(took >= 50);
+	assert_true(took < 2000);
+	assert_int_equal(__eventbuf_reader_spins(b.r, &hits), 1);
+	assert_int_equal(hits, 0);
+	assert_int_equal(append_batch(f->buf, 9, 1, &f->log), 0);
+	b.timeout_ms = 0;
+	blocked_next_run(&b);
+	assert_int_equal(b.ret, 0);
+	assert_int_equal(b.index, 9);
+	eventbuf_reader_free(b.r);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -354,6 +441,10 @@ int main(int argc, char **argv)
 		buf_fixture_head_test(test_reader_kept_fd_dropped_on_join),
 		buf_fixture_head_test(test_reader_releases_what_it_read),
 		buf_fixture_head_test(test_reader_starts_after_its_item),
+		cmocka_unit_test_setup_teardown(test_reader_spin_finds_item,
+						spin_setup, spin_teardown),
+		cmocka_unit_test_setup_teardown(test_reader_spin_keeps_deadline,
+						spin_setup, spin_teardown),
 	};
 
 	(void)argc;
