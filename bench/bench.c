@@ -35,12 +35,12 @@
 #endif
 
 #define NIMPL 4
+#define MAX_READER_COUNTS 8
+#define MAX_READERS 64
 #define MAX_SPIN_NS 1000000
 
 /* src/reader.c: a blocking reader's spin before it parks (--spin-ns). */
 extern _Atomic uint32_t __eventbuf_reader_spin_ns;
-#define MAX_READER_COUNTS 8
-#define MAX_READERS 64
 
 static const struct bench_impl *impls[NIMPL] = {
 	&bench_impl_rcu, &bench_impl_mutex, &bench_impl_mutex_batch,
@@ -55,7 +55,6 @@ struct options {
 	const char *only;	/* comma-separated workloads; NULL: all */
 	bool quick;
 	bool progress;		/* each fan-out run's figure to stderr */
-	unsigned long spin_ns;	/* eventbuf's blocking readers' spin */
 	int readers[MAX_READER_COUNTS];	/* fanout's reader counts */
 	int nreaders;
 };
@@ -782,9 +781,9 @@ static void banner(void)
 	       sysconf(_SC_NPROCESSORS_ONLN), model, u.sysname, u.release);
 	printf("liburcu %s (bp flavor), compiler gcc %s\n", URCU_VERSION,
 	       __VERSION__);
-	if (opt.spin_ns)
-		printf("eventbuf's blocking readers spin up to %lu ns before they park\n",
-		       opt.spin_ns);
+	if (__eventbuf_reader_spin_ns)
+		printf("eventbuf's blocking readers spin up to %u ns before they park\n",
+		       (unsigned int)__eventbuf_reader_spin_ns);
 	printf("n=%" PRIu64 ", %d repetitions (median [min-max]), wake %"
 	       PRIu64 " samples per implementation, one of each per round\n\n",
 	       opt.n, opt.reps,
@@ -1019,6 +1018,7 @@ static void parse(int argc, char **argv)
 		{ "spin-ns", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
+	unsigned long spin_ns;
 	char *end;
 	int c;
 
@@ -1049,10 +1049,10 @@ static void parse(int argc, char **argv)
 			opt.progress = true;
 			break;
 		case 's':
-			opt.spin_ns = strtoul(optarg, &end, 10);
-			if (*end || end == optarg || opt.spin_ns > MAX_SPIN_NS)
+			spin_ns = strtoul(optarg, &end, 10);
+			if (*end || end == optarg || spin_ns > MAX_SPIN_NS)
 				usage();
-			__eventbuf_reader_spin_ns = (uint32_t)opt.spin_ns;
+			__eventbuf_reader_spin_ns = (uint32_t)spin_ns;
 			break;
 		default:
 			usage();

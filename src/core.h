@@ -62,9 +62,11 @@ __hidden int __eventbuf_no_wait(int cancel_fd);
  * parks; 0 (the default): it does not. Set by the benchmark and the tests.
  */
 __hidden extern _Atomic uint32_t __eventbuf_reader_spin_ns;
+#ifdef CONFIG_EVENTBUF_TESTING
 /* The spins @reader began, and in *@hits those that found an item. */
 __hidden uint32_t __eventbuf_reader_spins(const struct eventbuf_reader *reader,
 					  uint32_t *hits);
+#endif
 
 /*
  * poller.c: what an attached reader or subscription embeds. All fields

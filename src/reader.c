@@ -82,8 +82,10 @@ struct eventbuf_reader {
 	struct __eventbuf_pollnode pn;	/* its poller's, when attached */
 	struct __eventbuf_pollnode *lender;	/* holds the anchor, or NULL */
 	int lent_fd;			/* ... in its entry for this fd */
-	/* Spins begun, and those that found an item (read by the tests). */
+#ifdef CONFIG_EVENTBUF_TESTING
+	/* Spins begun, and those that found an item: the tests read them. */
 	_Atomic uint32_t spins, spin_hits;
+#endif
 };
 
 struct __eventbuf_pollnode *__eventbuf_reader_node(struct eventbuf_reader *r)
@@ -428,13 +430,24 @@ int eventbuf_reader_wait_fd(struct eventbuf_reader *reader, int *fdp)
 
 _Atomic uint32_t __eventbuf_reader_spin_ns;
 
+#ifdef CONFIG_EVENTBUF_TESTING
 /* Only the reader's thread writes its counters: no read-modify-write. */
-static void count(_Atomic uint32_t *counter)
+#define count_spin(reader, counter)					\
+	atomic_store_explicit(&(reader)->counter,			\
+		atomic_load_explicit(&(reader)->counter,		\
+				     memory_order_relaxed) + 1,		\
+		memory_order_relaxed)
+
+uint32_t __eventbuf_reader_spins(const struct eventbuf_reader *reader,
+				 uint32_t *hits)
 {
-	atomic_store_explicit(counter,
-			      atomic_load_explicit(counter, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
+	*hits = atomic_load_explicit(&reader->spin_hits, memory_order_relaxed);
+	return atomic_load_explicit(&reader->spins, memory_order_relaxed);
 }
+#else
+/* Not in the installed library: no counter in every subscription. */
+#define count_spin(reader, counter) ((void)(reader))
+#endif
 
 /*
  * Look at @reader's position again and again until @until (CLOCK_MONOTONIC
@@ -445,13 +458,13 @@ static bool spin_for_next(struct eventbuf_reader *reader, int64_t until)
 {
 	struct eventbuf_item *found, *tip;
 
-	count(&reader->spins);
+	count_spin(reader, spins);
 	for (unsigned int i = 1;; i++) {
 		rcu_read_lock();
 		found = __eventbuf_find_next(reader->pos, &tip);
 		rcu_read_unlock();
 		if (found) {
-			count(&reader->spin_hits);
+			count_spin(reader, spin_hits);
 			return true;
 		}
 		caa_cpu_relax();
@@ -478,13 +491,6 @@ static void before_park(struct eventbuf_reader *reader, int64_t deadline)
 			return;
 	}
 	sched_yield();
-}
-
-uint32_t __eventbuf_reader_spins(const struct eventbuf_reader *reader,
-				 uint32_t *hits)
-{
-	*hits = atomic_load_explicit(&reader->spin_hits, memory_order_relaxed);
-	return atomic_load_explicit(&reader->spins, memory_order_relaxed);
 }
 
 int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,

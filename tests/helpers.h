@@ -103,7 +103,7 @@ uint32_t __eventbuf_blocks_idle(size_t size);
 /*
  * A blocking reader's spin before it parks (src/reader.c): its length in
  * ns (0: none, the default), and the spins @reader began, with those that
- * found an item in *@hits.
+ * found an item in *@hits (testing library only).
  */
 extern _Atomic uint32_t __eventbuf_reader_spin_ns;
 uint32_t __eventbuf_reader_spins(const struct eventbuf_reader *reader,
