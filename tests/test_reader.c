@@ -386,15 +386,19 @@ static void test_reader_spin_finds_item(void **state)
 	struct buf_fixture *f = *state;
 	struct blocked_next b = { .timeout_ms = 30000, .ret = 1 };
 	int64_t deadline = now_ms() + 10000;
+	bool spinning;
 	uint32_t hits;
 	pthread_t tid;
 
 	assert_int_equal(eventbuf_reader_new(f->start, &b.r), 0);
 	assert_int_equal(pthread_create(&tid, NULL, blocked_next_run, &b), 0);
-	while (__eventbuf_reader_spins(b.r, &hits) == 0)
-		assert_true(now_ms() < deadline);
+	while (!(spinning = __eventbuf_reader_spins(b.r, &hits) > 0) &&
+	       now_ms() < deadline)
+		;
+	/* Append and join before any assertion: the thread uses @b. */
 	assert_int_equal(append_batch(f->buf, 7, 1, &f->log), 0);
 	assert_int_equal(pthread_join(tid, NULL), 0);
+	assert_true(spinning);
 	assert_int_equal(b.ret, 0);
 	assert_int_equal(b.index, 7);
 	assert_int_equal(__eventbuf_reader_spins(b.r, &hits), 1);
