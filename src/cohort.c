@@ -64,14 +64,19 @@
  * idle) released a pass's descriptors before it armed any: with two loops
  * over 1,000 keys the cache and the pool overflowed, descriptors were
  * closed and created all the time, each a new epoll registration, and the
- * p99 latency reached a millisecond (docs/pollers.md). So a cohort pins
- * what it read for one pass at most. Two cohorts armed at one link
- * merge: the smaller one's members move.
+ * p99 latency reached a millisecond (docs/pollers.md). A pass has no
+ * end while the writer stays ahead of an open cohort, though, so the
+ * reference also moves every EVENTBUF_READER_ANCHOR_STRIDE batches, as a
+ * lone reader's anchor does (reader.c): an open cohort pins at most that
+ * many batches behind it, or what it read in one pass. Two cohorts armed
+ * at one link merge: the smaller one's members move.
  *
  * Lag limits. The publisher's lag check reads each subscription's last
  * sequence (publisher.c). Members that have a lag limit sit on ->lagged
- * and are told the cohort's sequence whenever it goes idle; others are
- * told only when they leave.
+ * and are told the cohort's sequence with every batch it hands out
+ * (a cohort that stays open while the writer publishes would otherwise
+ * look as far behind as the writer got, and be closed for it); others
+ * are told only when they leave.
  */
 #include <errno.h>
 #include <sched.h>
@@ -560,6 +565,8 @@ static int cohort_arm(struct eventbuf_poller *p, struct __eventbuf_cohort *c)
 	 * already watches.
 	 */
 	ret = c->ref != c->pos ? move_ref(c, c->pos) : 0;
+	if (!ret)
+		c->since_move = 0;
 	if (!ret && link_of(c->pos) != c->pos)
 		ret = -EINVAL;	/* not a writer's item: cannot happen */
 	if (!ret)
@@ -689,8 +696,18 @@ int eventbuf_poller_group_next(struct eventbuf_poller *poller,
 	found = __eventbuf_find_next(c->pos, &tip);
 	rcu_read_unlock();
 	if (found && c->ops->batch(found, c->skip, events, n, &seq)) {
+		struct __eventbuf_pollnode *m;
+
 		c->pos = found;
 		c->seq = seq;
+		/* Tell the lag check, and let go of what is behind (see
+		 * the top of this file). A failed move keeps the old
+		 * reference, which still covers ->pos. */
+		for (m = c->lagged; m; m = m->next)
+			m->group_ops->moved(m, seq);
+		if (++c->since_move >= EVENTBUF_READER_ANCHOR_STRIDE &&
+		    move_ref(c, found) == 0)
+			c->since_move = 0;
 		return 0;
 	}
 	if (found) {	/* for each member to read on its own */

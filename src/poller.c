@@ -599,16 +599,19 @@ static int take_reports(struct eventbuf_poller *p,
 int eventbuf_poller_ready(struct eventbuf_poller *poller,
 			  struct eventbuf_poll_event *evs, size_t max)
 {
+	bool untaken;
 	int ret;
 
 	if (!poller || !evs || !max)
 		return -EINVAL;
 	__eventbuf_group_end(poller);
-	/* Groups left untaken since the last call: fire again for them. */
-	if (__eventbuf_groups_untaken(poller))
-		kick(poller->kick_fd);
+	untaken = __eventbuf_groups_untaken(poller);
 	__eventbuf_fd_cache_enable();
 	ret = collect(poller, 0);
+	/* Groups left untaken since the last call: fire again for them
+	 * (after collect(), which would read the kick back). */
+	if (untaken)
+		kick(poller->kick_fd);
 	if (ret)
 		return ret;
 	__eventbuf_groups_new_pass(poller);

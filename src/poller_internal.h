@@ -53,6 +53,7 @@ struct __eventbuf_cohort {
 	struct eventbuf_item *pos;
 	uint64_t seq;			/* the batch at @pos, 0: none read */
 	uint64_t skip;			/* the members' highest skip_through */
+	unsigned int since_move;	/* batches since ->ref moved */
 	const struct __eventbuf_group_ops *ops;
 	struct eventbuf_poll_event *members;
 	struct __eventbuf_pollnode **nodes;

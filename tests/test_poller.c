@@ -14,6 +14,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -2026,6 +2027,110 @@ static void test_poller_group_lag_limit(void **state)
 	free(objs);
 }
 
+/*
+ * A caller that takes no group from a ready() call gets the descriptor
+ * fired again by its next ready() (poller.h), even though that call reads
+ * the poller's own eventfd back to zero while it collects.
+ */
+static void test_poller_group_untaken_fires_again(void **state)
+{
+	struct eventbuf_poll_event evs[4];
+	struct pollfd pfd;
+	struct eventbuf_poller *p;
+	struct obj objs[2];
+
+	(void)state;
+	group_setup(&p, objs, 2, 0);
+	assert_int_equal(publish("k", SNAP_INDEX + 1), 0);
+	assert_int_equal(eventbuf_poller_ready(p, evs, 4), 0);	/* untaken */
+	assert_int_equal(eventbuf_poller_ready(p, evs, 4), 0);
+	pfd = (struct pollfd){ .fd = eventbuf_poller_fd(p), .events = POLLIN };
+	assert_int_equal(poll(&pfd, 1, 0), 1);
+	while (ready_once(p, EVS_MAX) > 0)
+		;
+	assert_objs(objs, 2, SNAP_INDEX + 2, 1);
+	for (int i = 0; i < 2; i++)
+		eventbuf_unsubscribe(objs[i].s);
+	eventbuf_poller_free(p);
+}
+
+#define OPEN_BATCHES	(8 * EVENTBUF_READER_ANCHOR_STRIDE)
+
+/*
+ * Read one group batch by batch while the writer stays one batch ahead,
+ * so that the group never reaches the tip and stays open: the @n
+ * members of "k" that group_setup() parked. Every member sees every batch.
+ */
+static void read_open_group(struct eventbuf_poller *p, struct obj *objs,
+			    int n, uint64_t batches)
+{
+	const struct eventbuf_event *ev;
+	size_t nev;
+
+	assert_int_equal(publish("k", SNAP_INDEX + 1), 0);
+	open_group(p, objs, n, n);
+	for (uint64_t b = 1; b <= batches; b++) {
+		assert_int_equal(eventbuf_poller_group_next(p, &ev, &nev), 0);
+		assert_int_equal(nev, 1);
+		assert_int_equal(ev[0].index, SNAP_INDEX + b);
+		for (int i = 0; i < n; i++)
+			see(&objs[i], ev, nev);
+		assert_int_equal(publish("k", SNAP_INDEX + b + 1), 0);
+	}
+}
+
+/*
+ * Members with a lag limit that read every batch of a group that stays
+ * open are one batch behind the writer, never closed for lag: the group
+ * tells the lag check how far they read with every batch, not only when
+ * it goes idle.
+ */
+static void test_poller_group_lag_limit_while_open(void **state)
+{
+	struct eventbuf_poller *p;
+	struct obj objs[2];
+
+	(void)state;
+	group_setup(&p, objs, 2, 4);
+	read_open_group(p, objs, 2, 64);
+	while (ready_once(p, EVS_MAX) > 0)
+		;
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(objs[i].term, 0);
+	assert_objs(objs, 2, SNAP_INDEX + 66, 65);
+	for (int i = 0; i < 2; i++)
+		eventbuf_unsubscribe(objs[i].s);
+	eventbuf_poller_free(p);
+}
+
+/*
+ * A group that stays open lets go of what it read, as a lone reader
+ * does: after OPEN_BATCHES batches the items still alive are about one
+ * anchor stride's worth, not every batch since the group opened.
+ */
+static void test_poller_group_open_pins_bounded(void **state)
+{
+	struct eventbuf_poller *p;
+	struct eventbuf_stats st;
+	struct obj objs[2];
+
+	(void)state;
+	group_setup(&p, objs, 2, 0);
+	read_open_group(p, objs, 2, OPEN_BATCHES);
+	eventbuf_barrier();
+	eventbuf_stats(&st);
+	print_message("live items after %u open batches: %llu\n",
+		      (unsigned int)OPEN_BATCHES,
+		      (unsigned long long)st.live_items);
+	assert_true(st.live_items <= 3 * EVENTBUF_READER_ANCHOR_STRIDE);
+	while (ready_once(p, EVS_MAX) > 0)
+		;
+	assert_objs(objs, 2, SNAP_INDEX + OPEN_BATCHES + 2, OPEN_BATCHES + 1);
+	for (int i = 0; i < 2; i++)
+		eventbuf_unsubscribe(objs[i].s);
+	eventbuf_poller_free(p);
+}
+
 static void test_poller_group_bad_input(void **state)
 {
 	struct eventbuf_poll_group g;
@@ -2164,6 +2269,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poller_group_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_group_merge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_group_lag_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_group_untaken_fires_again, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_group_lag_limit_while_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_group_open_pins_bounded, setup_nocache, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_group_bad_input, setup, teardown),
 	};
 

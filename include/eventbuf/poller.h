@@ -293,6 +293,11 @@ eventbuf_poller_wait(struct eventbuf_poller *poller,
  *   eventbuf_poller_group_next() or eventbuf_poller_ready() call on the
  *   poller. eventbuf_poller_group_next() returns -EAGAIN at the end of the
  *   group, when its members have read everything.
+ * - A group that stays open while the writer keeps ahead of it holds what
+ *   it read no longer than a lone reader would (at most
+ *   EVENTBUF_READER_ANCHOR_STRIDE batches behind it), and its members'
+ *   lag (eventbuf_subscribe_req's @lag_limit) counts from the last batch
+ *   it handed out.
  * - A member that leaves while its group is open (unsubscribed, detached,
  *   closed by the publisher and collected, or read on its own with
  *   eventbuf_sub_next_nonblock()) has its entry in g.members cleared
