@@ -25,6 +25,18 @@
  * Per-object locks (a buffer's slab pool, a publisher's mutex, a
  * subscription's mutex) are not taken: the objects a child inherits are
  * documented as unusable there (eventbuf.h).
+ *
+ * Callbacks. A release callback may run in the call_rcu thread, and a
+ * fork() from there would wait in call_rcu_before_fork() for that thread
+ * to pause between callbacks - itself - for ever, and every later fork()
+ * and eventbuf_barrier() in the process with it. Which thread runs a
+ * release is not the caller's choice, so fork() from any release
+ * callback aborts with a message (context.c), before anything is taken.
+ * A fork() from a snapshot handler is allowed; the child's thread is no
+ * longer in the parent's handler as far as the library is concerned (the
+ * objects it could deadlock on are the inherited ones, unusable there),
+ * so the child forgets the thread's callback mark and may use publishers
+ * of its own.
  */
 #include <pthread.h>
 
@@ -45,6 +57,8 @@ static void lock_all(bool lock)
 
 static void fork_prepare(void)
 {
+	if (__eventbuf_callback & EVENTBUF_IN_RELEASE)
+		__eventbuf_misuse("fork", "called from a release callback");
 	call_rcu_before_fork();
 	lock_all(true);
 	rcu_bp_before_fork();
@@ -60,6 +74,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+	__eventbuf_callback = 0;
 	__eventbuf_fd_fork();
 	__eventbuf_fd_fork_child();
 	__eventbuf_blocks_fork_child();

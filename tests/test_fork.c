@@ -526,6 +526,91 @@ static void test_fork_child_adopts_idle_blocks(void **state)
 	assert_int_equal(__eventbuf_blocks_idle(BIG), 0);
 }
 
+/*
+ * A fork() from inside a snapshot handler: the child, still inside the
+ * handler, creates and uses a publisher of its own (child_work()), which
+ * the thread's "in a handler" mark must not refuse.
+ */
+static int fork_snapshot(void *arg, const char *topic, const char *key,
+			 struct eventbuf_snapshot *snap, uint64_t *index)
+{
+	pid_t *pid = arg;
+
+	(void)topic;
+	(void)key;
+	(void)snap;
+	*index = 1;
+	child_pipe_open();
+	*pid = fork();
+	if (*pid == 0)
+		child_end(child_work());
+	return *pid < 0 ? -errno : 0;
+}
+
+static void test_fork_in_snapshot_handler(void **state)
+{
+	struct eventbuf_subscribe_req req = { .topic = "f", .key = "k" };
+	struct eventbuf_subscription *sub;
+	struct eventbuf_publisher *pub;
+	pid_t pid = -1;
+
+	(void)state;
+	skip_under_tsan();
+	assert_int_equal(eventbuf_publisher_new(NULL, &pub), 0);
+	assert_int_equal(eventbuf_publisher_register(pub, "f", fork_snapshot,
+						     &pid, 0), 0);
+	assert_int_equal(eventbuf_subscribe(pub, &req, &sub), 0);
+	assert_true(pid > 0);
+	assert_int_equal(reap(pid), 0);
+	eventbuf_unsubscribe(sub);
+	eventbuf_publisher_free(pub);
+}
+
+/*
+ * A fork() from a release callback aborts with a message: run in the
+ * call_rcu thread (as here, after eventbuf_barrier() queued it), it would
+ * wait for that thread to pause, for ever.
+ */
+static void fork_release(struct eventbuf_event *events, size_t n, void *arg)
+{
+	pid_t pid;
+
+	(void)events;
+	(void)n;
+	(void)arg;
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+}
+
+static int fork_in_release(void)
+{
+	struct eventbuf_event ev = { .index = 1 };
+	struct eventbuf *buf;
+
+	if (eventbuf_new(&buf) ||
+	    eventbuf_append(buf, &ev, 1, fork_release, NULL) ||
+	    eventbuf_append(buf, &ev, 1, NULL, NULL))
+		return 2;
+	eventbuf_barrier();	/* runs fork_release() */
+	eventbuf_drop(buf);
+	eventbuf_barrier();
+	return 3;
+}
+
+static void test_fork_in_release_aborts(void **state)
+{
+	(void)state;
+	expect_child_abort("fork_in_release", "fork()",
+			   "called from a release callback");
+}
+
+static const struct child_case child_cases[] = {
+	{ "fork_in_release", fork_in_release },
+};
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -538,10 +623,16 @@ int main(int argc, char **argv)
 					  teardown_nothing_left),
 		cmocka_unit_test_teardown(test_fork_child_adopts_idle_blocks,
 					  teardown_nothing_left),
+		cmocka_unit_test_teardown(test_fork_in_snapshot_handler,
+					  teardown_nothing_left),
+		cmocka_unit_test_teardown(test_fork_in_release_aborts,
+					  teardown_nothing_left),
 	};
 
 	(void)argc;
 	self = argv[0];
+	child_case_run(argv[0], child_cases,
+		       sizeof(child_cases) / sizeof(child_cases[0]));
 	if (getenv("EVENTBUF_FORK_CHILD"))
 		return child_work();
 	return cmocka_run_group_tests_name("fork", tests, NULL, NULL);

@@ -159,6 +159,8 @@ struct eventbuf_event {
  *   process aborts with a message) nor any publisher function (they
  *   return -EDEADLK; eventbuf_unsubscribe() and eventbuf_publisher_free()
  *   abort);
+ * * does not fork(): in the call_rcu thread it would wait for that thread
+ *   to pause, for ever, so it aborts with a message in any thread;
  * * may call the other eventbuf functions under their own rules - say
  *   eventbuf_item_put() of a reference it owns, or eventbuf_append() to a
  *   buffer it is the single writer of - but none that waits
@@ -620,14 +622,16 @@ EVENTBUF_API int eventbuf_reader_error(const struct eventbuf_reader *reader,
  * the bp flavor's thread registry) and its own process-wide locks with
  * pthread_atfork() when the first buffer is created. So a process may fork
  * at any time, from any thread, while other threads append, read, wait,
- * publish or subscribe:
+ * publish or subscribe - but not from inside a release callback (the
+ * process aborts with a message, see eventbuf_release_fn):
  *
  * * the parent goes on unaffected;
  * * a child that calls exec starts afresh, as any new program;
  * * a child that does not exec may create and use buffers, readers,
  *   publishers and subscriptions of its own, and eventbuf_barrier() and
  *   eventbuf_stats() (whose counters include what it inherited): its
- *   reclamation runs in a fresh call_rcu thread;
+ *   reclamation runs in a fresh call_rcu thread. That holds for a child
+ *   forked inside a snapshot handler too, from within the handler;
  * * objects the child inherited (buffers, items, readers, pollers,
  *   publishers, subscriptions created before the fork) must not be used or
  *   freed in the child: the threads that used them are gone, and the locks
