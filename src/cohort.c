@@ -635,6 +635,7 @@ int eventbuf_poller_enable_groups(struct eventbuf_poller *poller)
 {
 	if (!poller)
 		return -EINVAL;
+	poller_check(poller, __func__);
 	poller->grouping = true;
 	return 0;
 }
@@ -647,6 +648,7 @@ int eventbuf_poller_group(struct eventbuf_poller *poller,
 
 	if (!poller || !group)
 		return -EINVAL;
+	poller_check(poller, __func__);
 	__eventbuf_group_end(poller);
 	while ((fd = fired_pop(poller)) >= 0) {
 		group_open(poller, fd);
@@ -682,6 +684,7 @@ int eventbuf_poller_group_next(struct eventbuf_poller *poller,
 
 	if (!poller || !events || !n)
 		return -EINVAL;
+	poller_check(poller, __func__);
 	*events = NULL;
 	*n = 0;
 	c = poller->open;

@@ -44,6 +44,42 @@ __hidden void __eventbuf_release_call(eventbuf_release_fn release,
 				      void *arg);
 
 /*
+ * debug.c, CONFIG_EVENTBUF_DEBUG=y: handles (subscriptions, pollers,
+ * readers) used or freed after their free call. A handle carries
+ * EVENTBUF_HANDLE_MAGIC, its type's live value until its free call
+ * marks it freed and gives it to handle_free(), which keeps it a while
+ * (debug.c) so that the mark stays readable; handle_check() aborts with
+ * a message when the mark is not the live one. Without the option the
+ * mark does not exist, the check is nothing and handle_free() is free().
+ */
+#define EVENTBUF_SUB_LIVE	0x53554231u	/* "SUB1" */
+#define EVENTBUF_POLLER_LIVE	0x504f4c31u	/* "POL1" */
+#define EVENTBUF_READER_LIVE	0x52454431u	/* "RED1" */
+#ifdef CONFIG_EVENTBUF_DEBUG
+#define EVENTBUF_HANDLE_MAGIC	uint32_t magic;
+#define handle_live(h, live)	((h)->magic = (live))
+#define handle_check(h, live, what, freer, fn) \
+	__eventbuf_handle_check((h)->magic == (live), (h), (what), (fn), \
+				(freer))
+#define handle_free(h) \
+	do { (h)->magic = 0; __eventbuf_handle_free(h); } while (0)
+__hidden void __eventbuf_handle_check(bool live, const void *h,
+				      const char *what, const char *fn,
+				      const char *freer);
+__hidden void __eventbuf_handle_free(void *h);
+/* poller.c: the poller's mark, for the calls in subscription.c. */
+struct eventbuf_poller;
+__hidden void __eventbuf_poller_check(const struct eventbuf_poller *p,
+				      const char *fn);
+#else
+#define __eventbuf_poller_check(p, fn)	((void)0)
+#define EVENTBUF_HANDLE_MAGIC
+#define handle_live(h, live)	((void)0)
+#define handle_check(h, live, what, freer, fn)	((void)0)
+#define handle_free(h)		free(h)
+#endif
+
+/*
  * blocks.c: small blocks that may be freed on another thread than the one
  * that made them (records, items outside slabs). Free takes the size the
  * block was asked for, and NULL.

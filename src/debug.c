@@ -13,6 +13,17 @@
  * item's may be overwritten once freed, so that case is best effort). The
  * item calls check the mark, and a put also checks that a reference is
  * there to drop: a caller's put always has one.
+ *
+ * Handles - subscriptions, pollers, readers - are freed by one call each
+ * (eventbuf_unsubscribe(), eventbuf_poller_free(), eventbuf_reader_free()),
+ * and a second call, or any call after it, would read freed memory. Their
+ * free calls clear a mark in the handle (core.h) and hand the memory to a
+ * quarantine instead of free(): the last QUARANTINE handles freed stay
+ * allocated, so the next call on one of them finds the mark cleared and
+ * aborts naming the call. Beyond that window it is best effort, as for
+ * malloc()ed items. The quarantine is a ring of slots taken with an
+ * atomic increment and swapped with an atomic exchange: no lock, so a
+ * fork() never inherits one held.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,5 +64,31 @@ void __eventbuf_item_check(const struct eventbuf_item *item, const char *fn,
 		return;
 	fprintf(stderr, "eventbuf: %s(): item %p %s; each eventbuf_item_put() must drop a reference the caller holds, once\n",
 		fn, (const void *)item, what);
+	abort();
+}
+
+#define QUARANTINE 4096
+
+static void *_Atomic quarantine[QUARANTINE];
+static _Atomic size_t quarantine_next;
+
+void __eventbuf_handle_free(void *h)
+{
+	size_t slot = atomic_fetch_add_explicit(&quarantine_next, 1,
+						memory_order_relaxed) % QUARANTINE;
+
+	/* acq_rel: the handle's last writes (its cleared mark) happen before
+	 * whoever takes it out of the slot frees it. */
+	free(atomic_exchange_explicit(&quarantine[slot], h,
+				      memory_order_acq_rel));
+}
+
+void __eventbuf_handle_check(bool live, const void *h, const char *what,
+			     const char *fn, const char *freer)
+{
+	if (live)
+		return;
+	fprintf(stderr, "eventbuf: %s(): %s %p was freed by %s(); a handle is freed once and not used after that\n",
+		fn, what, h, freer);
 	abort();
 }

@@ -454,7 +454,7 @@ __hidden void __eventbuf_poller_unborrow(struct __eventbuf_pollnode *node,
 
 /* reader.c, for pollers (core.h has what subscriptions use) */
 __hidden struct __eventbuf_pollnode *
-__eventbuf_reader_node(struct eventbuf_reader *reader);
+__eventbuf_reader_node(struct eventbuf_reader *reader, const char *fn);
 __hidden int __eventbuf_reader_park(struct eventbuf_reader *reader,
 				    struct eventbuf_item **linkp, int *fdp,
 				    bool exported);

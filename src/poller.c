@@ -119,6 +119,7 @@ int eventbuf_poller_new(struct eventbuf_poller **pollerp)
 	if (p->kick_fd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->kick_fd, &ev))
 		goto fail;
 	pthread_mutex_init(&p->inbox_lock, NULL);
+	handle_live(p, EVENTBUF_POLLER_LIVE);
 	*pollerp = p;
 	return 0;
 fail:
@@ -135,6 +136,7 @@ void eventbuf_poller_free(struct eventbuf_poller *poller)
 {
 	if (!poller)
 		return;
+	poller_check(poller, __func__);
 	__eventbuf_group_end(poller);
 	while (poller->attached)
 		__eventbuf_poller_detach(poller->attached);
@@ -145,12 +147,22 @@ void eventbuf_poller_free(struct eventbuf_poller *poller)
 		free(poller->regs[c]);
 	free(poller->regs);
 	__eventbuf_groups_free(poller);
-	free(poller);
+	handle_free(poller);
 }
+
+#ifdef CONFIG_EVENTBUF_DEBUG
+void __eventbuf_poller_check(const struct eventbuf_poller *p, const char *fn)
+{
+	poller_check(p, fn);
+}
+#endif
 
 int eventbuf_poller_fd(const struct eventbuf_poller *poller)
 {
-	return poller ? poller->epfd : -EINVAL;
+	if (!poller)
+		return -EINVAL;
+	poller_check(poller, __func__);
+	return poller->epfd;
 }
 
 int eventbuf_poller_stats(const struct eventbuf_poller *poller,
@@ -158,6 +170,7 @@ int eventbuf_poller_stats(const struct eventbuf_poller *poller,
 {
 	if (!poller || !stats)
 		return -EINVAL;
+	poller_check(poller, __func__);
 	*stats = poller->st;
 	return 0;
 }
@@ -476,7 +489,8 @@ int eventbuf_poller_add_reader(struct eventbuf_poller *poller,
 
 	if (!poller || !reader)
 		return -EINVAL;
-	n = __eventbuf_reader_node(reader);
+	poller_check(poller, __func__);
+	n = __eventbuf_reader_node(reader, __func__);
 	if (n->poller)
 		return -EBUSY;
 	n->data = data;
@@ -490,7 +504,8 @@ int eventbuf_poller_del_reader(struct eventbuf_poller *poller,
 
 	if (!poller || !reader)
 		return -EINVAL;
-	n = __eventbuf_reader_node(reader);
+	poller_check(poller, __func__);
+	n = __eventbuf_reader_node(reader, __func__);
 	if (n->poller != poller)
 		return -ENOENT;
 	__eventbuf_poller_detach(n);
@@ -604,6 +619,7 @@ int eventbuf_poller_ready(struct eventbuf_poller *poller,
 
 	if (!poller || !evs || !max)
 		return -EINVAL;
+	poller_check(poller, __func__);
 	__eventbuf_group_end(poller);
 	untaken = __eventbuf_groups_untaken(poller);
 	__eventbuf_fd_cache_enable();

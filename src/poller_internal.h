@@ -82,7 +82,17 @@ struct eventbuf_poller {
 	struct __eventbuf_cohort *scan;	/* the next idle one to look at */
 	bool pass_open;			/* groups handed out, not yet 0 */
 	bool yielded;			/* this pass gave the CPU away */
+	EVENTBUF_HANDLE_MAGIC		/* debug.c */
 };
+
+static inline void poller_check(const struct eventbuf_poller *p,
+				const char *fn)
+{
+	(void)p;
+	(void)fn;
+	handle_check(p, EVENTBUF_POLLER_LIVE, "poller",
+		     "eventbuf_poller_free", fn);
+}
 
 /*
  * The entry of @fd, or NULL where this poller never claimed one in its

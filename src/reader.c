@@ -82,14 +82,26 @@ struct eventbuf_reader {
 	struct __eventbuf_pollnode pn;	/* its poller's, when attached */
 	struct __eventbuf_pollnode *lender;	/* holds the anchor, or NULL */
 	int lent_fd;			/* ... in its entry for this fd */
+	EVENTBUF_HANDLE_MAGIC		/* debug.c */
 #ifdef CONFIG_EVENTBUF_TESTING
 	/* Spins begun, and those that found an item: the tests read them. */
 	_Atomic uint32_t spins, spin_hits;
 #endif
 };
 
-struct __eventbuf_pollnode *__eventbuf_reader_node(struct eventbuf_reader *r)
+static inline void reader_check(const struct eventbuf_reader *r,
+				const char *fn)
 {
+	(void)r;
+	(void)fn;
+	handle_check(r, EVENTBUF_READER_LIVE, "reader",
+		     "eventbuf_reader_free", fn);
+}
+
+struct __eventbuf_pollnode *__eventbuf_reader_node(struct eventbuf_reader *r,
+					       const char *fn)
+{
+	reader_check(r, fn);
 	return &r->pn;
 }
 
@@ -115,6 +127,7 @@ int eventbuf_reader_new(struct eventbuf_item *start,
 	r->pn.owner = r;
 	r->pn.fd = -1;
 	r->kept_fd = -1;
+	handle_live(r, EVENTBUF_READER_LIVE);
 	counter_add(&__eventbuf_counters.readers, 1);
 	*readerp = r;
 	return 0;
@@ -124,6 +137,7 @@ void eventbuf_reader_free(struct eventbuf_reader *reader)
 {
 	if (!reader)
 		return;
+	reader_check(reader, __func__);
 	if (reader->lender)
 		__eventbuf_poller_unborrow(reader->lender, reader->lent_fd);
 	else
@@ -132,7 +146,7 @@ void eventbuf_reader_free(struct eventbuf_reader *reader)
 	__eventbuf_fd_drop_kept(reader->kept_fd);
 	__eventbuf_poller_detach(&reader->pn);
 	counter_sub(&__eventbuf_counters.readers, 1);
-	free(reader);
+	handle_free(reader);
 }
 
 /*
@@ -393,6 +407,7 @@ int eventbuf_reader_next_nonblock(struct eventbuf_reader *reader,
 
 	if (!reader || !itemp)
 		return -EINVAL;
+	reader_check(reader, __func__);
 	for (;;) {
 		ret = read_one(reader, itemp);
 		if (ret != -EAGAIN || !reader->pn.poller)
@@ -410,6 +425,7 @@ int eventbuf_reader_wait_fd(struct eventbuf_reader *reader, int *fdp)
 
 	if (!reader || !fdp)
 		return -EINVAL;
+	reader_check(reader, __func__);
 	*fdp = -1;
 	if (reader->pn.poller)
 		return -EISCONN;
@@ -501,6 +517,8 @@ int eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
 	bool yielded = false;
 	int ret, fd;
 
+	if (reader)
+		reader_check(reader, __func__);
 	if (reader && reader->pn.poller && timeout_ms != 0)
 		return -EISCONN;
 	for (;;) {
@@ -531,7 +549,10 @@ int eventbuf_reader_error(const struct eventbuf_reader *reader,
 {
 	if (msg)
 		*msg = NULL;
-	if (!reader || !reader->error)
+	if (!reader)
+		return 0;
+	reader_check(reader, __func__);
+	if (!reader->error)
 		return 0;
 	if (msg)
 		*msg = reader->error->u.err.msg;

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <eventbuf/poller.h>
 #include <eventbuf/publisher.h>
 
 #include "helpers.h"
@@ -195,11 +196,159 @@ static void test_debug_freed_publisher_aborts(void **state)
 			   "was freed by eventbuf_publisher_free()");
 }
 
+/*
+ * Handles freed twice or used after their free call: subscriptions,
+ * pollers and readers. Each child returns only if the call was not caught.
+ */
+static struct eventbuf_publisher *child_pub;
+
+static struct eventbuf_subscription *child_sub(void)
+{
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = "k" };
+	struct eventbuf_subscription *sub;
+
+	if (eventbuf_publisher_new(NULL, &child_pub) ||
+	    eventbuf_publisher_register(child_pub, "t", empty_snapshot, NULL, 0) ||
+	    eventbuf_subscribe(child_pub, &req, &sub))
+		exit(2);
+	return sub;
+}
+
+static int double_unsubscribe(void)
+{
+	struct eventbuf_subscription *sub = child_sub();
+
+	eventbuf_unsubscribe(sub);
+	eventbuf_unsubscribe(sub);
+	return 3;
+}
+
+static int read_after_unsubscribe(void)
+{
+	struct eventbuf_subscription *sub = child_sub();
+	const struct eventbuf_event *got;
+	size_t n;
+
+	eventbuf_unsubscribe(sub);
+	return eventbuf_sub_next_nonblock(sub, &got, &n) ? 3 : 4;
+}
+
+static int attach_after_unsubscribe(void)
+{
+	struct eventbuf_subscription *sub = child_sub();
+	struct eventbuf_poller *p;
+
+	if (eventbuf_poller_new(&p))
+		return 2;
+	eventbuf_unsubscribe(sub);
+	return eventbuf_poller_add_sub(p, sub, NULL) ? 3 : 4;
+}
+
+static int double_poller_free(void)
+{
+	struct eventbuf_poller *p;
+
+	if (eventbuf_poller_new(&p))
+		return 2;
+	eventbuf_poller_free(p);
+	eventbuf_poller_free(p);
+	return 3;
+}
+
+static int poller_ready_after_free(void)
+{
+	struct eventbuf_poll_event evs[4];
+	struct eventbuf_poller *p;
+
+	if (eventbuf_poller_new(&p))
+		return 2;
+	eventbuf_poller_free(p);
+	return eventbuf_poller_ready(p, evs, 4) ? 3 : 4;
+}
+
+static int attach_to_freed_poller(void)
+{
+	struct eventbuf_subscription *sub = child_sub();
+	struct eventbuf_poller *p;
+
+	if (eventbuf_poller_new(&p))
+		return 2;
+	eventbuf_poller_free(p);
+	return eventbuf_poller_add_sub(p, sub, NULL) ? 3 : 4;
+}
+
+static struct eventbuf_reader *child_reader(void)
+{
+	struct eventbuf_item *start;
+	struct eventbuf_reader *r;
+	struct eventbuf *buf;
+
+	if (eventbuf_new(&buf) || eventbuf_head(buf, &start) ||
+	    eventbuf_reader_new(start, &r))
+		exit(2);
+	return r;
+}
+
+static int double_reader_free(void)
+{
+	struct eventbuf_reader *r = child_reader();
+
+	eventbuf_reader_free(r);
+	eventbuf_reader_free(r);
+	return 3;
+}
+
+static int read_after_reader_free(void)
+{
+	struct eventbuf_reader *r = child_reader();
+	const struct eventbuf_item *it;
+
+	eventbuf_reader_free(r);
+	return eventbuf_reader_next_nonblock(r, &it) ? 3 : 4;
+}
+
+static void test_debug_freed_handles_abort(void **state)
+{
+	(void)state;
+	expect_child_abort("double_unsubscribe",
+			   "eventbuf_unsubscribe(): subscription",
+			   "was freed by eventbuf_unsubscribe()");
+	expect_child_abort("read_after_unsubscribe",
+			   "eventbuf_sub_next_nonblock(): subscription",
+			   "was freed by eventbuf_unsubscribe()");
+	expect_child_abort("attach_after_unsubscribe",
+			   "eventbuf_poller_add_sub(): subscription",
+			   "was freed by eventbuf_unsubscribe()");
+	expect_child_abort("double_poller_free",
+			   "eventbuf_poller_free(): poller",
+			   "was freed by eventbuf_poller_free()");
+	expect_child_abort("poller_ready_after_free",
+			   "eventbuf_poller_ready(): poller",
+			   "was freed by eventbuf_poller_free()");
+	expect_child_abort("attach_to_freed_poller",
+			   "eventbuf_poller_add_sub(): poller",
+			   "was freed by eventbuf_poller_free()");
+	expect_child_abort("double_reader_free",
+			   "eventbuf_reader_free(): reader",
+			   "was freed by eventbuf_reader_free()");
+	expect_child_abort("read_after_reader_free",
+			   "eventbuf_reader_next_nonblock(): reader",
+			   "was freed by eventbuf_reader_free()");
+}
+
 static const struct child_case child_cases[] = {
 	{ "double_put", double_put },
 	{ "put_after_last_put", put_after_last_put },
 	{ "use_after_put", use_after_put },
 	{ "publish_after_free", publish_after_free },
+	{ "double_unsubscribe", double_unsubscribe },
+	{ "read_after_unsubscribe", read_after_unsubscribe },
+	{ "attach_after_unsubscribe", attach_after_unsubscribe },
+	{ "double_poller_free", double_poller_free },
+	{ "poller_ready_after_free", poller_ready_after_free },
+	{ "attach_to_freed_poller", attach_to_freed_poller },
+	{ "double_reader_free", double_reader_free },
+	{ "read_after_reader_free", read_after_reader_free },
 };
 
 struct serial {
@@ -263,11 +412,13 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_debug_serialised_appenders_pass, teardown_nothing_left),
 		cmocka_unit_test_teardown(test_debug_double_put_aborts, teardown_nothing_left),
 		cmocka_unit_test_teardown(test_debug_freed_publisher_aborts, teardown_nothing_left),
+		cmocka_unit_test_teardown(test_debug_freed_handles_abort, teardown_nothing_left),
 	};
 
 	(void)argc;
 	self = argv[0];
-	child_case_run(argv[0], child_cases, 4);
+	child_case_run(argv[0], child_cases,
+		       sizeof(child_cases) / sizeof(child_cases[0]));
 	if (getenv("EVENTBUF_TWO_WRITERS"))
 		return two_writers();
 	return cmocka_run_group_tests_name("debug", tests, NULL, NULL);

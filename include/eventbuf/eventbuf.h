@@ -523,6 +523,10 @@ eventbuf_reader_new(struct eventbuf_item *start,
  * eventbuf_reader_free() - drop a reader and its reference
  * @reader: the reader, or NULL (no-op).
  *
+ * After this call @reader must be passed to no function, this one included
+ * (a use-after-free); CONFIG_EVENTBUF_DEBUG=y builds abort with a message
+ * naming the call for the last 4,096 handles freed.
+ *
  * Context: the thread using the reader; never blocks.
  */
 EVENTBUF_API void eventbuf_reader_free(struct eventbuf_reader *reader);

@@ -127,6 +127,10 @@ eventbuf_poller_new(struct eventbuf_poller **pollerp);
  * owned by the caller, no longer parked and usable on their own or with
  * another poller. Nothing attached is freed.
  *
+ * After this call @poller must be passed to no function, this one included
+ * (a use-after-free); CONFIG_EVENTBUF_DEBUG=y builds abort with a message
+ * naming the call for the last 4,096 handles freed.
+ *
  * Context: the poller's thread; never blocks.
  */
 EVENTBUF_API void eventbuf_poller_free(struct eventbuf_poller *poller);

@@ -318,6 +318,10 @@ eventbuf_subscribe(struct eventbuf_publisher *pub,
  *
  * A subscription attached to a poller is detached first.
  *
+ * After this call @sub must be passed to no function, this one included
+ * (a use-after-free); CONFIG_EVENTBUF_DEBUG=y builds abort with a message
+ * naming the call for the last 4,096 handles freed.
+ *
  * Context: the subscription's owner, not concurrently with a read on it;
  * the poller's thread when it is attached to one; not from a snapshot
  * handler or a release callback (the process aborts).

@@ -559,6 +559,7 @@ void eventbuf_unsubscribe(struct eventbuf_subscription *sub)
 		return;
 	if (in_callback())
 		__eventbuf_misuse(__func__, "called from a snapshot handler or a release callback");
+	sub_check(sub, __func__);
 	pub = sub->pub;
 	pthread_mutex_lock(&pub->lock);
 	__eventbuf_sub_detach(pub, sub);

@@ -159,7 +159,17 @@ struct eventbuf_subscription {
 	int epfd_link;			/* link fd registered in epfd, or -1 */
 	/* its poller's, when attached (poller.c) */
 	struct __eventbuf_pollnode pn;
+	EVENTBUF_HANDLE_MAGIC		/* debug.c */
 };
+
+static inline void sub_check(const struct eventbuf_subscription *sub,
+			     const char *fn)
+{
+	(void)sub;
+	(void)fn;
+	handle_check(sub, EVENTBUF_SUB_LIVE, "subscription",
+		     "eventbuf_unsubscribe", fn);
+}
 
 /* Where a new subscriber starts, and what it has seen of its key. */
 struct start_point {

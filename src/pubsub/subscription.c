@@ -145,6 +145,7 @@ int __eventbuf_sub_alloc(struct eventbuf_publisher *pub,
 	if (!sub)
 		return -ENOMEM;
 	pthread_mutex_init(&sub->lock, NULL);
+	handle_live(sub, EVENTBUF_SUB_LIVE);
 	sub->pub = pub;
 	sub->tag = req->tag;
 	sub->lag_limit = req->lag_limit;
@@ -281,7 +282,7 @@ void __eventbuf_sub_free(struct eventbuf_subscription *sub)
 		close(sub->epfd);
 	}
 	__eventbuf_publisher_unref(sub->pub);
-	free(sub);
+	handle_free(sub);
 }
 
 /* Empty epfd's ready list (edge-triggered events already seen). */
@@ -396,6 +397,7 @@ int eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
 
 	if (!sub || !events || !n)
 		return -EINVAL;
+	sub_check(sub, __func__);
 	pthread_mutex_lock(&sub->lock);
 	drop_held(sub);
 	/*
@@ -434,6 +436,8 @@ int eventbuf_sub_next(struct eventbuf_subscription *sub, int timeout_ms,
 	int64_t deadline = __eventbuf_deadline(timeout_ms);
 	int ret;
 
+	if (sub)
+		sub_check(sub, __func__);
 	if (sub && timeout_ms != 0) {
 		ret = eventbuf_sub_fd(sub);
 		if (ret < 0)
@@ -459,6 +463,7 @@ int eventbuf_sub_fd(const struct eventbuf_subscription *csub)
 
 	if (!sub)
 		return -EINVAL;
+	sub_check(sub, __func__);
 	pthread_mutex_lock(&sub->lock);
 	ret = sub->pn.poller ? -EISCONN : make_fds(sub);
 	pthread_mutex_unlock(&sub->lock);
@@ -472,6 +477,8 @@ int eventbuf_poller_add_sub(struct eventbuf_poller *poller,
 
 	if (!poller || !sub)
 		return -EINVAL;
+	__eventbuf_poller_check(poller, __func__);
+	sub_check(sub, __func__);
 	pthread_mutex_lock(&sub->lock);
 	own_fd = sub->epfd >= 0;
 	pthread_mutex_unlock(&sub->lock);
@@ -486,6 +493,8 @@ int eventbuf_poller_del_sub(struct eventbuf_poller *poller,
 {
 	if (!poller || !sub)
 		return -EINVAL;
+	__eventbuf_poller_check(poller, __func__);
+	sub_check(sub, __func__);
 	if (sub->pn.poller != poller)
 		return -ENOENT;
 	__eventbuf_poller_detach(&sub->pn);
