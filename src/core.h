@@ -26,6 +26,7 @@ static inline bool code_is_reserved(int code)
 	case EAGAIN: case ETIMEDOUT: case ECANCELED: case ENOMEM:
 	case EMFILE: case ENFILE: case EINVAL: case EOVERFLOW: case EDEADLK:
 	case ENOSPC:	/* a subscription's epoll_ctl(): retry, not the end */
+	case EISCONN:	/* attached to a poller: wait through it */
 		return true;
 	default:
 		return false;

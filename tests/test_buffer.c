@@ -168,6 +168,17 @@ static void test_buffer_bad_input(void **state)
 	assert_int_equal(eventbuf_append_error(f->buf, -EAGAIN, NULL), -EINVAL);
 	assert_int_equal(eventbuf_append_error(f->buf, -ETIMEDOUT, NULL), -EINVAL);
 	assert_int_equal(eventbuf_append_error(f->buf, -ECANCELED, NULL), -EINVAL);
+	/* Every library code of eventbuf.h's table, not only the above. */
+	{
+		static const int library[] = {
+			EINVAL, EOVERFLOW, ENOMEM, EMFILE, ENFILE, ENOSPC,
+			EDEADLK, EISCONN,
+		};
+
+		for (size_t i = 0; i < sizeof(library) / sizeof(library[0]); i++)
+			assert_int_equal(eventbuf_append_error(f->buf, -library[i],
+							       NULL), -EINVAL);
+	}
 	assert_int_equal(eventbuf_head(NULL, &head), -EINVAL);
 	assert_int_equal(eventbuf_head(f->buf, NULL), -EINVAL);
 	assert_int_equal(eventbuf_item_get(NULL), -EINVAL);

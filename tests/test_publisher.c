@@ -909,6 +909,51 @@ static void test_publisher_handler_error(void **state)
 	}
 }
 
+/*
+ * Commit-then-publish (as the churn test does): the snapshot already
+ * holds the events published after it, which the subscription skips.
+ * Skipping them is reading them: a subscription that keeps up is never
+ * closed for lag, however many it skips.
+ */
+static void test_publisher_skipped_batches_are_read(void **state)
+{
+	struct eventbuf_subscribe_req req = { .topic = "test", .key = "k",
+					      .lag_limit = 32 };
+	struct eventbuf_subscription *sub;
+	const struct eventbuf_event *ev;
+	size_t n;
+
+	(void)state;
+	fx.snap_index = 100;	/* state committed through 100 */
+	assert_int_equal(eventbuf_subscribe(fx.pub, &req, &sub), 0);
+	expect_snapshot(sub, 100);
+	for (uint64_t i = 51; i <= 100; i++) {	/* their publishes follow */
+		assert_int_equal(publish("test", "k", i), 0);
+		/* the subscriber keeps up: it has nothing to read */
+		assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n),
+				 -EAGAIN);
+	}
+	assert_int_equal(publish("test", "k", 101), 0);
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), 0);
+	assert_int_equal(ev->index, 101);
+	eventbuf_unsubscribe(sub);
+}
+
+/* A handler's -EISCONN, a library code of eventbuf.h's table, is -EIO. */
+static void test_publisher_handler_eisconn_is_eio(void **state)
+{
+	struct eventbuf_subscription *sub;
+	const struct eventbuf_event *ev;
+	size_t n;
+
+	(void)state;
+	fx.mode = SNAP_FAIL;
+	fx.fail_code = -EISCONN;
+	sub = subscribe("k", 0);
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -EIO);
+	eventbuf_unsubscribe(sub);
+}
+
 static _Atomic int topic_seen_in_release;
 
 static void topic_check_release(struct eventbuf_event *events, size_t n,
@@ -1373,6 +1418,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_release_reentry_edeadlk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_bad_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_churn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_handler_eisconn_is_eio, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_skipped_batches_are_read, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("publisher", tests, NULL, NULL);

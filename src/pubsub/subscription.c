@@ -378,11 +378,12 @@ static int read_batch(struct eventbuf_subscription *sub,
 			return 0;
 		}
 		g = ev->payload;
+		/* read by check_lag() (publisher.c): a skipped batch is read too */
+		if (g->seq)
+			WRITE_ONCE(sub->last_seq, g->seq);
 		/* A live batch the snapshot already covered: skip it. */
 		if (g->seq && ev->index <= sub->skip_through)
 			continue;
-		if (g->seq)	/* read by check_lag() (publisher.c) */
-			WRITE_ONCE(sub->last_seq, g->seq);
 		sub->cur = g->rec;
 		*events = &g->rec->events[g->off];
 		*n = g->n;
