@@ -660,8 +660,8 @@ int eventbuf_poller_wait(struct eventbuf_poller *poller,
 		if (ret != 0 || __eventbuf_groups_pending(poller))
 			return ret;
 		if (timeout_ms == 0)
-			return -ETIMEDOUT;
-		if (cancel_fd >= 0) {
+			return __eventbuf_no_wait(cancel_fd);
+		if (cancel_fd != -1) {
 			ret = __eventbuf_wait(poller->epfd, cancel_fd, deadline);
 			if (ret)
 				return ret;

@@ -309,8 +309,9 @@ int64_t __eventbuf_deadline(int timeout_ms)
 /*
  * Wait until @fd or @cancel_fd is readable, or the deadline passes.
  * Return 0 when @fd is readable (checked first: data wins over a
- * simultaneous cancel), -ECANCELED, -ETIMEDOUT, -EINVAL (@cancel_fd is not
- * open), -ENOMEM or -EDEADLK: only codes the library reserves.
+ * simultaneous cancel), -ECANCELED, -ETIMEDOUT, -EINVAL (@cancel_fd is
+ * neither -1 nor open), -ENOMEM or -EDEADLK: only codes the library
+ * reserves.
  */
 int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline)
 {
@@ -321,6 +322,9 @@ int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline)
 	struct timespec ts, *tsp = NULL;
 	int ret;
 
+	/* -1 is "none"; another negative number would wait uncancellable. */
+	if (cancel_fd < -1)
+		return -EINVAL;
 	/* Sleeping here would stall every grace period, hence reclamation. */
 	if (rcu_read_ongoing())
 		return -EDEADLK;
@@ -353,11 +357,13 @@ int __eventbuf_wait(int fd, int cancel_fd, int64_t deadline)
 
 /*
  * The result of a call that found nothing and may not wait (timeout 0):
- * -ETIMEDOUT, or -EINVAL for a @cancel_fd that is not open, the answer a
- * waiting call gives (POLLNVAL above).
+ * -ETIMEDOUT, or -EINVAL for a @cancel_fd that is neither -1 nor open, the
+ * answer a waiting call gives (POLLNVAL above).
  */
 int __eventbuf_no_wait(int cancel_fd)
 {
+	if (cancel_fd < -1)
+		return -EINVAL;
 	if (cancel_fd >= 0 && fcntl(cancel_fd, F_GETFD) < 0 && errno == EBADF)
 		return -EINVAL;
 	return -ETIMEDOUT;

@@ -2203,6 +2203,9 @@ static void test_poller_bad_input(void **state)
 	assert_true(closed_fd >= 0);
 	close(closed_fd);
 	assert_int_equal(eventbuf_poller_wait(p, evs, 2, 100, closed_fd), -EINVAL);
+	assert_int_equal(eventbuf_poller_wait(p, evs, 2, 0, closed_fd), -EINVAL);
+	assert_int_equal(eventbuf_poller_wait(p, evs, 2, 0, -2), -EINVAL);
+	assert_int_equal(eventbuf_poller_wait(p, evs, 2, -1, -2), -EINVAL);
 	/* A readable one cancels; a report wins over it. */
 	{
 		int cfd = eventfd(1, EFD_CLOEXEC);

@@ -1205,6 +1205,9 @@ static void test_publisher_bad_input(void **state)
 	ev.index = 2;
 	assert_int_equal(eventbuf_publish(fx.pub, &ev, 1, NULL, NULL), 0);
 	expect_live(sub, 2);
+	/* A cancel_fd neither -1 nor open, with nothing to read. */
+	assert_int_equal(eventbuf_sub_next(sub, 0, -2, &out, &n), -EINVAL);
+	assert_int_equal(eventbuf_sub_next(sub, -1, -2, &out, &n), -EINVAL);
 	eventbuf_unsubscribe(sub);
 }
 

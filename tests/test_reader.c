@@ -81,7 +81,11 @@ static void test_reader_timeout_not_terminal(void **state)
 	eventbuf_reader_free(r);
 }
 
-/* A cancel_fd that is not open: -EINVAL, with a timeout or without. */
+/*
+ * A cancel_fd that is neither -1 nor open: -EINVAL, with a timeout or
+ * without - forever included, where another negative number would
+ * otherwise wait uncancellable.
+ */
 static void test_reader_bad_cancel_fd(void **state)
 {
 	struct buf_fixture *f = *state;
@@ -99,6 +103,14 @@ static void test_reader_bad_cancel_fd(void **state)
 	assert_int_equal(eventbuf_reader_next(r, 20, p[0], &it), -EINVAL);
 	assert_int_equal(eventbuf_item_next(f->start, 0, p[0], &next), -EINVAL);
 	assert_int_equal(eventbuf_item_next(f->start, 20, p[0], &next), -EINVAL);
+	for (int bad = -2; bad >= -3; bad--) {
+		assert_int_equal(eventbuf_reader_next(r, 0, bad, &it), -EINVAL);
+		assert_int_equal(eventbuf_reader_next(r, -1, bad, &it), -EINVAL);
+		assert_int_equal(eventbuf_item_next(f->start, 0, bad, &next),
+				 -EINVAL);
+		assert_int_equal(eventbuf_item_next(f->start, -1, bad, &next),
+				 -EINVAL);
+	}
 	/* Not terminal, and only checked when there is nothing to return. */
 	assert_int_equal(append_batch(f->buf, 5, 1, &f->log), 0);
 	assert_int_equal(eventbuf_reader_next(r, 0, p[0], &it), 0);

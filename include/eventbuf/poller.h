@@ -247,7 +247,9 @@ eventbuf_poller_ready(struct eventbuf_poller *poller,
  * critical section).
  * Return: the number of reports (at least 1, or 0 when groups are
  * waiting, see eventbuf_poller_group()); -ETIMEDOUT; -ECANCELED;
- * -EINVAL as eventbuf_poller_ready() or for an invalid @cancel_fd;
+ * -EINVAL as eventbuf_poller_ready() or for a @cancel_fd that is neither
+ * -1 nor an open descriptor (checked when nothing is there to report,
+ * whatever @timeout_ms: 0 too);
  * -EDEADLK (called inside an RCU read-side critical section of the
  * library's flavor).
  */
