@@ -2131,6 +2131,51 @@ static void test_poller_group_open_pins_bounded(void **state)
 	eventbuf_poller_free(p);
 }
 
+/*
+ * A reader polled through its own descriptor, then through a poller, then
+ * on its own again: eventbuf_reader_wait_fd() gives the same descriptor,
+ * with 0, or with 1 and EPOLL_CTL_ADD answers EEXIST (eventbuf.h); either
+ * way the set it is in reports the next append.
+ */
+static void test_poller_reader_wait_fd_after_detach(void **state)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+	struct eventbuf_poller *p;
+	struct eventbuf_item *head;
+	struct eventbuf_reader *r;
+	struct eventbuf *buf;
+	struct obj o = { 0 };
+	int ep, fd1, fd2, ret;
+
+	(void)state;
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	assert_true(ep >= 0);
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(eventbuf_new(&buf), 0);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r), 0);
+	eventbuf_item_put(head);
+	assert_int_equal(eventbuf_reader_wait_fd(r, &fd1), 1);
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, fd1, &ev), 0);
+	o.r = r;
+	assert_int_equal(eventbuf_poller_add_reader(p, r, &o), 0);
+	assert_int_equal(ready_once(p, EVS_MAX), 1);	/* parks it */
+	assert_int_equal(eventbuf_poller_del_reader(p, r), 0);
+	ret = eventbuf_reader_wait_fd(r, &fd2);
+	assert_true(ret == 0 || ret == 1);
+	assert_int_equal(fd2, fd1);
+	if (ret == 1) {
+		assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, fd2, &ev), -1);
+		assert_int_equal(errno, EEXIST);
+	}
+	assert_int_equal(append_batch(buf, 1, 1, NULL), 0);
+	assert_int_equal(epoll_wait(ep, &ev, 1, 5000), 1);
+	eventbuf_reader_free(r);
+	eventbuf_poller_free(p);
+	eventbuf_drop(buf);
+	close(ep);
+}
+
 static void test_poller_group_bad_input(void **state)
 {
 	struct eventbuf_poll_group g;
@@ -2275,6 +2320,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poller_group_untaken_fires_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_group_lag_limit_while_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_group_open_pins_bounded, setup_nocache, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_reader_wait_fd_after_detach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_group_bad_input, setup, teardown),
 	};
 

@@ -594,7 +594,10 @@ eventbuf_reader_next(struct eventbuf_reader *reader, int timeout_ms,
  * Context: the reader's thread; never blocks.
  * Return:
  * * 1         - wait on *@fdp, a descriptor this reader has not returned
- *               before: add it to the epoll set.
+ *               before: add it to the epoll set. After the reader was
+ *               attached to a poller and detached, it may be the one
+ *               returned last before that: EPOLL_CTL_ADD then fails with
+ *               EEXIST, which means it is in the set already.
  * * 0         - wait on *@fdp, the same descriptor as the previous call
  *               that returned one: it is in the set already.
  * * -EALREADY - something is already there; call a next function.
