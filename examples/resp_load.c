@@ -16,9 +16,10 @@
  *    delivery. With -r PID it also reads the server's VmRSS before and
  *    after connecting the (still idle) subscribers.
  *  - With -S, one more subscriber of ch0 never reads while the messages
- *    go out: the server must close it (its output limit: resp_server -o,
- *    Redis's client-output-buffer-limit pubsub), while the others still
- *    get every message. PUBLISH replies on ch0 may count it until then.
+ *    go out, nor for STALLED_MS after: the server must close it (its
+ *    output limit: resp_server -o, Redis's client-output-buffer-limit
+ *    pubsub), while the others still get every message. PUBLISH replies
+ *    on ch0 may count it until then.
  *
  * Exit status: 0 when every check passed, 1 when one failed, 3 when the
  * descriptor limit cannot hold N connections (nothing was run).
@@ -169,10 +170,18 @@ static int sub_message(struct loop *l, struct sub *s, const struct resp_msg *m)
 	return 0;
 }
 
-/* Read what the socket holds; -1 on an error or a failed check. */
+/*
+ * A few buffers' worth of what the socket holds, then the next socket
+ * (the set is level-triggered: it reports this one again): a server that
+ * refills one socket as fast as it is read must not starve the others,
+ * which it would then see as readers that stopped. -1 on an error or a
+ * failed check.
+ */
+#define READS_PER_TURN 4
+
 static int sub_read(struct loop *l, struct sub *s)
 {
-	for (;;) {
+	for (int turn = 0; turn < READS_PER_TURN; turn++) {
 		size_t len, off = 0;
 		ssize_t n;
 
@@ -218,6 +227,7 @@ static int sub_read(struct loop *l, struct sub *s)
 			return fail(s, "frame too long");
 		memcpy(s->part, l->buf + off, s->partlen);
 	}
+	return 0;
 }
 
 static void *loop_run(void *arg)
@@ -494,15 +504,22 @@ fail:
 }
 
 /*
- * Read what the stalled subscriber was sent; true when the server closed
- * the connection, false when it stayed open with nothing more to send
- * (5 s without a byte).
+ * Still not reading for STALLED_MS (resp_server closes a client that
+ * took nothing for a second while owed more than its limit), then read
+ * what the stalled subscriber was sent; true when the server closed the
+ * connection, false when it stayed open with nothing more to send (5 s
+ * without a byte).
  */
+#define STALLED_MS 2000
+
 static bool stalled_closed(int fd, uint64_t *bytes)
 {
+	const struct timespec stall = { STALLED_MS / 1000,
+					(STALLED_MS % 1000) * 1000000L };
 	char *buf = malloc(64 * 1024);
 	bool closed = false;
 
+	nanosleep(&stall, NULL);
 	while (buf) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		ssize_t n;

@@ -12,7 +12,8 @@
  *    sockets and the descriptor of its own poller (<eventbuf/poller.h>),
  *    to which every subscription of its clients is attached: a worker
  *    watches one descriptor for all its subscriptions.
- *  - A channel is the key of topic "resp" of one publisher. PUBLISH encodes
+ *  - A channel is a key of topic "resp" of one publisher (its name behind
+ *    KEY_PREFIX, so that "*" is a channel too). PUBLISH encodes
  *    the "message" push once, into a buffer that the event's payload points
  *    at and that its release callback frees once no subscription needs it;
  *    each subscriber's worker copies those bytes to the client's output.
@@ -41,8 +42,9 @@
  *    the channel's count when it subscribes, under the same lock). A
  *    client whose output fills up (its socket takes no more) joins its
  *    worker's @full list; every LIMIT_CHECK_MS the worker closes those
- *    still full and owed more than the limit, and lets the others go, so
- *    a check costs the stalled clients, not all 10,000 of a worker.
+ *    still full, owed more than the limit and sent nothing for STALL_MS
+ *    (@sent, @sent_at), and lets the others go, so a check costs the
+ *    stalled clients, not all 10,000 of a worker.
  *    A client that keeps reading is not closed, however far behind the
  *    publishers its worker is: that lag is the server's, as a client of
  *    Redis is not owed what Redis has not yet processed. The library's lag limit
@@ -94,6 +96,7 @@
 #define READ_BUDGET (512 * 1024) /* input handled per wake-up and client */
 #define PUB_BATCH 1024		/* PUBLISH commands per eventbuf_publish() */
 #define LIMIT_CHECK_MS 100	/* how often each worker checks -o */
+#define STALL_MS 1000		/* how long a full client sent nothing */
 
 struct config {
 	int port, workers;
@@ -114,8 +117,16 @@ struct channel {
 	 * read by every worker for the output limit (a count, relaxed). */
 	_Atomic uint64_t bytes;
 	size_t len;
-	char name[];		/* NUL-terminated: it is the eventbuf key */
+	char key[];		/* KEY_PREFIX, the name, NUL: the eventbuf key */
 };
+
+/*
+ * A channel's eventbuf key is its name behind a prefix: any name is a
+ * valid key then, "*" included (alone it is EVENTBUF_KEY_WILDCARD, which
+ * subscribe and publish refuse).
+ */
+#define KEY_PREFIX	':'
+#define chan_name(ch)	((ch)->key + 1)
 
 static pthread_mutex_t chan_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct channel **chan_slots;
@@ -142,7 +153,8 @@ static struct channel *chan_find(const char *name, size_t len, uint64_t h)
 	if (!chan_nslots)
 		return NULL;
 	for (ch = chan_slots[h & (chan_nslots - 1)]; ch; ch = ch->next)
-		if (ch->hash == h && ch->len == len && !memcmp(ch->name, name, len))
+		if (ch->hash == h && ch->len == len &&
+		    !memcmp(chan_name(ch), name, len))
 			return ch;
 	return NULL;
 }
@@ -173,15 +185,16 @@ static struct channel *chan_get(const char *name, size_t len)
 		chan_slots = slots;
 		chan_nslots = n;
 	}
-	ch = malloc(sizeof(*ch) + len + 1);
+	ch = malloc(sizeof(*ch) + 1 + len + 1);
 	if (!ch)
 		return NULL;
 	ch->hash = h;
 	ch->subs = 0;
 	atomic_init(&ch->bytes, 0);
 	ch->len = len;
-	memcpy(ch->name, name, len);
-	ch->name[len] = '\0';
+	ch->key[0] = KEY_PREFIX;
+	memcpy(chan_name(ch), name, len);
+	chan_name(ch)[len] = '\0';
 	ch->next = chan_slots[h & (chan_nslots - 1)];
 	chan_slots[h & (chan_nslots - 1)] = ch;
 	chan_count++;
@@ -247,6 +260,8 @@ struct csub {
 	struct eventbuf_subscription *sub;
 	uint64_t bytes_seen;	/* of ch->bytes, copied to the output */
 	bool stalled;		/* reported, not read to -EAGAIN */
+	bool resting;		/* on the worker's @resting, detached */
+	struct csub *rest_next, *rest_prev;
 };
 
 struct client {
@@ -254,6 +269,7 @@ struct client {
 	uint32_t events;	/* what the epoll set waits for now */
 	bool closed, paused;	/* paused: output is full, input waits */
 	size_t nsubs;
+	size_t nstalled;	/* subs stalled on the output: EPOLLOUT stays */
 	struct csub *subs;
 	char *in;		/* an incomplete command, or NULL */
 	size_t inlen, incap;
@@ -261,6 +277,9 @@ struct client {
 	struct client *next, *prev;
 	struct client *full_next, *full_prev;	/* on the worker's @full */
 	bool on_full;
+	uint64_t sent;		/* bytes it took, */
+	uint64_t sent_checked;	/* how many at the last -o check, */
+	int64_t sent_at;	/* and when that count last grew */
 };
 
 /* A PUBLISH waiting for its batch: it points into the input buffer. */
@@ -279,6 +298,8 @@ struct worker {
 	struct csub *dead_subs;
 	struct client *full;		/* output was full: -o checks these */
 	int64_t next_limit_check;	/* CLOCK_MONOTONIC, ns */
+	struct csub *resting;		/* could not park: retried each tick */
+	int64_t next_retry;		/* CLOCK_MONOTONIC, ns */
 	struct resp_msg msg;
 	/* PUBLISH commands of one read, published together. */
 	struct pubreq pend[PUB_BATCH];
@@ -294,6 +315,40 @@ static const struct resp_limits cmd_limits_init = { .max_args = RESP_ARGS_CAP,
 						    .max_inline = 64 * 1024 };
 static struct resp_limits cmd_limits;
 
+/*
+ * A subscription that could not park (no descriptor or memory left) is
+ * reported again by the poller at once, and a worker that read it again
+ * at once would spin until descriptors come back. It rests instead:
+ * detached, so that the poller forgets it, and attached again on the
+ * next tick, when the poller reports it and the read is retried
+ * (retry_resting()).
+ */
+static void rest(struct worker *w, struct csub *s)
+{
+	if (s->resting)
+		return;
+	(void)eventbuf_poller_del_sub(w->poller, s->sub);
+	s->resting = true;
+	s->rest_prev = NULL;
+	s->rest_next = w->resting;
+	if (w->resting)
+		w->resting->rest_prev = s;
+	w->resting = s;
+}
+
+static void unrest(struct worker *w, struct csub *s)
+{
+	if (!s->resting)
+		return;
+	s->resting = false;
+	if (s->rest_prev)
+		s->rest_prev->rest_next = s->rest_next;
+	else
+		w->resting = s->rest_next;
+	if (s->rest_next)
+		s->rest_next->rest_prev = s->rest_prev;
+}
+
 static void unsubscribe(struct worker *w, struct client *c, struct csub *s)
 {
 	struct csub **pp = &c->subs;
@@ -302,6 +357,9 @@ static void unsubscribe(struct worker *w, struct client *c, struct csub *s)
 		pp = &(*pp)->next;
 	*pp = s->next;
 	c->nsubs--;
+	if (s->stalled)
+		c->nstalled--;
+	unrest(w, s);
 	eventbuf_unsubscribe(s->sub);	/* detaches it from the poller */
 	s->sub = NULL;
 	chan_put(s->ch);
@@ -323,12 +381,22 @@ static void client_unlink(struct worker *w, struct client *c)
 	pthread_mutex_unlock(&w->lock);
 }
 
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* @c's output filled up: the output limit checks it from now on. */
 static void full_add(struct worker *w, struct client *c)
 {
 	if (c->on_full)
 		return;
 	c->on_full = true;
+	c->sent_checked = c->sent;
+	c->sent_at = now_ns();
 	c->full_prev = NULL;
 	c->full_next = w->full;
 	if (w->full)
@@ -411,10 +479,20 @@ static void flush(struct worker *w, struct client *c)
 			return;
 		}
 		resp_out_consume(&c->out, (size_t)n);
+		c->sent += (uint64_t)n;
 	}
 	if (!c->closed) {
 		resp_out_free(&c->out);
-		if (!c->paused)
+		/*
+		 * A subscription that stalled on the full output is not
+		 * reported by the poller again (it did not read to -EAGAIN):
+		 * EPOLLOUT, which fires at once on an empty socket, brings
+		 * it back to pump(). Without it, an output that drained here
+		 * right after the stall left it unread for good.
+		 */
+		if (c->nstalled)
+			set_events(w, c, c->paused ? EPOLLOUT : EPOLLIN | EPOLLOUT);
+		else if (!c->paused)
 			set_events(w, c, EPOLLIN);
 	}
 }
@@ -424,7 +502,8 @@ static bool full(const struct client *c)
 	return resp_out_pending(&c->out) >= OUT_HIGH;
 }
 
-/* Codes after which an attached subscription is reported again. */
+/* Codes after which an attached subscription is reported again: it
+ * rests until the next tick instead (rest()). */
 static bool read_later(int err)
 {
 	return err == -EMFILE || err == -ENFILE || err == -ENOMEM ||
@@ -441,6 +520,8 @@ static bool read_later(int err)
 static void pump(struct worker *w, struct client *c, struct csub *s,
 		 bool reported)
 {
+	if (s->stalled)
+		c->nstalled--;
 	s->stalled = false;
 	while (!c->closed) {
 		const struct eventbuf_event *evs;
@@ -451,13 +532,17 @@ static void pump(struct worker *w, struct client *c, struct csub *s,
 			flush(w, c);
 			if (full(c) && !reported) {
 				s->stalled = !c->closed;
-				if (s->stalled)
+				if (s->stalled) {
+					c->nstalled++;
 					full_add(w, c);
+				}
 				return;
 			}
 			reported = false;
 		}
 		ret = eventbuf_sub_next_nonblock(s->sub, &evs, &n);
+		if (read_later(ret))
+			rest(w, s);
 		if (ret == -EAGAIN || read_later(ret))
 			break;
 		if (ret) {
@@ -503,7 +588,7 @@ static int put_sub_reply(struct resp_out *o, const char *kind, const char *ch,
 static struct csub *find_sub(struct client *c, const char *name, size_t len)
 {
 	for (struct csub *s = c->subs; s; s = s->next)
-		if (s->ch->len == len && !memcmp(s->ch->name, name, len))
+		if (s->ch->len == len && !memcmp(chan_name(s->ch), name, len))
 			return s;
 	return NULL;
 }
@@ -528,7 +613,7 @@ static int subscribe_one(struct worker *w, struct client *c, const char *name,
 	s->ch = chan_get(name, len);
 	ret = s->ch ? 0 : -ENOMEM;
 	if (!ret) {
-		req.key = s->ch->name;
+		req.key = s->ch->key;
 		ret = eventbuf_subscribe(pub, &req, &s->sub);
 		/* Owed from here: what is published after the SUBSCRIBE. */
 		s->bytes_seen = atomic_load_explicit(&s->ch->bytes,
@@ -585,7 +670,7 @@ static int cmd_unsubscribe(struct worker *w, struct client *c,
 			int ret;
 
 			/* Reply before the entry may go with the subscription. */
-			ret = put_sub_reply(&c->out, "unsubscribe", ch->name,
+			ret = put_sub_reply(&c->out, "unsubscribe", chan_name(ch),
 					    ch->len, c->nsubs - 1);
 			unsubscribe(w, c, s);
 			if (ret)
@@ -609,7 +694,7 @@ static int cmd_unsubscribe(struct worker *w, struct client *c,
 static size_t pubmsg_size(size_t chlen, size_t msglen)
 {
 	size_t n = sizeof(struct pubmsg) + resp_message_len(chlen, msglen) +
-		chlen + 1;
+		1 + chlen + 1;
 
 	return (n + 7) & ~(size_t)7;
 }
@@ -645,8 +730,9 @@ static void publish_pending(struct worker *w, struct client *c)
 		pm->len = resp_encode_message(pm->frame, r->ch, r->chlen, r->msg,
 					      r->msglen);
 		pm->key = pm->frame + pm->len;
-		memcpy(pm->key, r->ch, r->chlen);
-		pm->key[r->chlen] = '\0';
+		pm->key[0] = KEY_PREFIX;
+		memcpy(pm->key + 1, r->ch, r->chlen);
+		pm->key[1 + r->chlen] = '\0';
 		w->evs[i] = (struct eventbuf_event){ .topic = TOPIC,
 						     .key = pm->key,
 						     .payload = pm };
@@ -869,15 +955,15 @@ static void on_readable(struct worker *w, struct client *c)
 
 		if (c->inlen) {
 			/* An incomplete command: read on behind it. */
-			if (c->incap - c->inlen < READ_CHUNK) {
+			if (c->incap - c->inlen < READ_CHUNK &&
+			    c->incap < most + READ_CHUNK) {
 				size_t cap = c->incap * 2 > c->inlen + READ_CHUNK ?
 					c->incap * 2 : c->inlen + READ_CHUNK;
 				char *in;
 
-				if (cap > most + READ_CHUNK) {
-					client_close(w, c);
-					return;
-				}
+				/* Up to the longest command, not past it. */
+				if (cap > most + READ_CHUNK)
+					cap = most + READ_CHUNK;
 				in = realloc(c->in, cap);
 				if (!in) {
 					client_close(w, c);
@@ -958,14 +1044,6 @@ static void on_poller(struct worker *w)
 	}
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* The bytes @c is owed: its output, and its channels' pushes not copied. */
 static uint64_t owed(const struct client *c)
 {
@@ -983,7 +1061,12 @@ static uint64_t owed(const struct client *c)
 	return n;
 }
 
-/* Close the clients that stopped reading, owed more than the limit (-o). */
+/*
+ * Close the clients that stopped reading, owed more than the limit (-o):
+ * full, and nothing sent for STALL_MS. A shorter stall is a busy client
+ * or machine (a 2-core VM's load generator left sockets unread for over
+ * 100 ms), not one that stopped.
+ */
 static void check_output_limit(struct worker *w)
 {
 	struct client *c, *next;
@@ -996,8 +1079,35 @@ static void check_output_limit(struct worker *w)
 		next = c->full_next;
 		if (!full(c))
 			full_del(w, c);		/* it read: no longer stalled */
-		else if (cfg.out_limit && owed(c) > cfg.out_limit)
+		else if (c->sent != c->sent_checked)
+			c->sent_checked = c->sent, c->sent_at = now;
+		else if (cfg.out_limit && now - c->sent_at >=
+			 (int64_t)STALL_MS * 1000000 &&
+			 owed(c) > cfg.out_limit)
 			client_close(w, c);
+	}
+}
+
+static void retry_resting(struct worker *w)
+{
+	struct csub *s = w->resting;
+	int64_t now;
+
+	if (!s)
+		return;
+	now = now_ns();
+	if (now < w->next_retry)
+		return;
+	w->next_retry = now + (int64_t)LIMIT_CHECK_MS * 1000000;
+	w->resting = NULL;
+	while (s) {
+		struct csub *next = s->rest_next;
+
+		s->resting = false;
+		/* Reported by the poller's next ready(); no memory: later. */
+		if (eventbuf_poller_add_sub(w->poller, s->sub, s))
+			rest(w, s);
+		s = next;
 	}
 }
 
@@ -1018,6 +1128,7 @@ static void *worker_run(void *arg)
 				on_socket(w, c, evs[i].events);
 		}
 		check_output_limit(w);
+		retry_resting(w);
 		free_dead(w);
 	}
 	return NULL;

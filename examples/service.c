@@ -182,6 +182,8 @@ struct conn {
 	const struct eventbuf_event *batch;	/* valid until the next read */
 	size_t batch_n, batch_i;		/* its length, and what is out */
 	struct conn *next, *prev;
+	bool resting;				/* on the worker's @resting */
+	struct conn *rest_next, *rest_prev;
 };
 
 struct worker {
@@ -193,7 +195,66 @@ struct worker {
 	struct conn *dead;		/* closed: freed after each wake-up */
 	uint64_t delivered;
 	uint64_t retries;		/* reads that said "later" */
+	struct conn *resting;		/* could not park: retried each tick */
+	int64_t next_retry;		/* CLOCK_MONOTONIC, ns */
 };
+
+/*
+ * A subscription that could not park (no descriptor or memory left) is
+ * reported again by the poller at once, and a worker that read it again
+ * at once would spin until descriptors come back. It rests instead:
+ * detached, so that the poller forgets it, and attached again on the
+ * next tick, when the poller reports it and the read is retried
+ * (retry_resting()).
+ */
+static void rest(struct worker *w, struct conn *c)
+{
+	if (c->resting)
+		return;
+	(void)eventbuf_poller_del_sub(w->poller, c->sub);
+	c->resting = true;
+	c->rest_prev = NULL;
+	c->rest_next = w->resting;
+	if (w->resting)
+		w->resting->rest_prev = c;
+	w->resting = c;
+}
+
+static void unrest(struct worker *w, struct conn *c)
+{
+	if (!c->resting)
+		return;
+	c->resting = false;
+	if (c->rest_prev)
+		c->rest_prev->rest_next = c->rest_next;
+	else
+		w->resting = c->rest_next;
+	if (c->rest_next)
+		c->rest_next->rest_prev = c->rest_prev;
+}
+
+static void retry_resting(struct worker *w)
+{
+	struct conn *c = w->resting;
+	int64_t now;
+
+	if (!c)
+		return;
+	now = now_ns();
+	if (now < w->next_retry)
+		return;
+	w->next_retry = now + 100 * 1000000;
+	w->resting = NULL;
+	while (c) {
+		struct conn *next = c->rest_next;
+
+		c->resting = false;
+		/* Reported by the poller's next ready(); no memory: later. */
+		if (eventbuf_poller_add_sub(w->poller, c->sub, c))
+			rest(w, c);
+		c = next;
+	}
+}
 
 static void conn_unlink(struct worker *w, struct conn *c)
 {
@@ -221,6 +282,7 @@ static void conn_close(struct worker *w, struct conn *c)
 	conn_unlink(w, c);
 	c->next = w->dead;
 	w->dead = c;
+	unrest(w, c);
 	eventbuf_unsubscribe(c->sub);
 	c->sub = NULL;
 	close(c->fd);
@@ -295,7 +357,8 @@ static void refuse(struct worker *w, struct conn *c, int err)
 /*
  * Nothing to read yet, and the library could not park the subscription
  * (no descriptor, no memory, a full poller): not the end of it. The
- * poller reports it again, and the next read retries.
+ * poller would report it again at once; it rests until the next tick
+ * (rest()), and the read is retried then.
  */
 static bool read_later(int err)
 {
@@ -335,6 +398,7 @@ static void pump(struct worker *w, struct conn *c)
 			break;
 		if (read_later(ret)) {
 			w->retries++;
+			rest(w, c);
 			break;
 		}
 		if (ret) {
@@ -451,6 +515,7 @@ static void *worker_run(void *arg)
 			else if (!c->closed)
 				on_socket(w, c, evs[i].events);
 		}
+		retry_resting(w);
 		free_dead(w);
 	}
 	return NULL;
@@ -472,8 +537,14 @@ static void *acceptor_run(void *arg)
 		struct epoll_event ev = { .events = EPOLLIN };
 		struct conn *c;
 
-		if (fd < 0)
+		if (fd < 0) {
+			/* Out of descriptors: let the workers free some,
+			 * rather than spin on a listening socket that stays
+			 * readable. */
+			if (errno == EMFILE || errno == ENFILE)
+				usleep(10000);
 			continue;	/* woken by shutdown() at the end */
+		}
 		c = calloc(1, sizeof(*c));
 		if (!c) {
 			close(fd);

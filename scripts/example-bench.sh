@@ -93,6 +93,23 @@ for impl in eventbuf redis; do
 	echo "example-bench: $impl closed the subscriber that stopped reading" \
 		"after $(echo "$line" | sed -n 's/.* stalled_bytes=\([0-9]*\).*/\1/p') bytes; the 8 others got every message"
 done
+# A hot channel read as fast as it comes, with eventbuf's default limits
+# (-o 32 MiB, -l 1,048,576 messages): nobody may be closed, and nothing
+# may be left unsent (resp_load gives up after 20 s without a byte). A
+# subscription that stalled on a full output used to be forgotten when
+# the output drained right after: such a run stalled for good.
+port=$("$bin/resp_load" -F)
+"$bin/service" --resp -p "$port" >>"$out/eventbuf.log" 2>&1 &
+srv_pid=$!
+wait_port "$port"
+if ! line=$("$bin/resp_load" -p "$port" -n 8 -k 1 -m 3000000 -s 64); then
+	echo "$line" >&2
+	echo "example-bench: FAILED: a hot channel's readers did not get every message" >&2
+	exit 1
+fi
+stop_server
+echo "example-bench: 8 readers of one hot channel got all 3,000,000 messages" \
+	"($(echo "$line" | sed -n 's/.* deliveries_per_s=\([0-9]*\).*/\1/p') deliveries/s), nobody closed"
 # PUBLISH replies the publisher may wait for: its pipeline depth.
 window=1024
 hard=$(ulimit -Hn)
