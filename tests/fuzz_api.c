@@ -22,8 +22,11 @@
  * descriptor of an attached reader), and ready calls: every report names
  * an attached object with its data, once per call, and every attached
  * object that ran dry (-EAGAIN) and has something now (per the model) is
- * reported. Model: which objects are attached, and which ran dry since
- * they were last reported.
+ * reported. With groups, a group may also be read one batch per
+ * operation, so that publishes, reads on their own, detaches, closes and
+ * ready calls come while it is open: each batch is the next of every
+ * member still in it. Model: which objects are attached, and which ran
+ * dry since they were last reported.
  *
  * Every result is compared; every release callback must run exactly once
  * (checked after a grace period every 64 inputs and at exit); parked
@@ -743,6 +746,8 @@ static void pstate_free(struct pstate *p)
 
 static struct eventbuf_poller *poller;
 static bool grouping;		/* the poller hands out cohorts */
+static bool gopen;		/* op_group_step() left gcur open */
+static struct eventbuf_poll_group gcur;
 
 static void poller_forget(struct bstate *b, struct pstate *p)
 {
@@ -784,40 +789,103 @@ static void group_batch_seen(struct pstate *p, int j,
 	s->seen = k->hist[h];
 }
 
-/* Every group: each member an attached subscription, once; each batch
- * the next of every member still in the group; at the end they are dry. */
-static void poller_groups(struct pstate *p)
+/* A group just handed out: each member an attached subscription, once. */
+static void group_check(struct pstate *p, const struct eventbuf_poll_group *g)
+{
+	bool in[NSUBS] = { false };
+
+	CHECK(g->count > 0 && g->count <= NSUBS);
+	for (size_t m = 0; m < g->count; m++) {
+		int j = (int)((uintptr_t)g->members[m].data - 1 - NREADERS);
+
+		CHECK(!g->members[m].reader);
+		CHECK(j >= 0 && j < NSUBS && !in[j]);
+		CHECK(p->subs[j].sub == g->members[m].sub);
+		CHECK(p->subs[j].polled);
+		in[j] = true;
+		p->subs[j].dry = false;
+	}
+}
+
+/* The member of entry @m of @g's array, or -1 once it left the group. */
+static int member_of(const struct eventbuf_poll_group *g, size_t m)
+{
+	if (!g->members[m].sub)
+		return -1;
+	return (int)((uintptr_t)g->members[m].data - 1 - NREADERS);
+}
+
+/*
+ * The next batch of @g: 1 when read (the next of every member still in
+ * it), 0 at its end, where they are dry.
+ */
+static int group_step(struct pstate *p, const struct eventbuf_poll_group *g)
 {
 	const struct eventbuf_event *ev;
-	struct eventbuf_poll_group g;
-	bool in[NSUBS];
 	size_t n;
+	int ret = eventbuf_poller_group_next(poller, &ev, &n);
+
+	if (ret == 0) {
+		for (size_t m = 0; m < g->count; m++)
+			if (member_of(g, m) >= 0)
+				group_batch_seen(p, member_of(g, m), ev, n);
+		return 1;
+	}
+	CHECK(ret == -EAGAIN && !ev && !n);
+	for (size_t m = 0; m < g->count; m++)
+		if (member_of(g, m) >= 0)
+			p->subs[member_of(g, m)].dry = true;
+	return 0;
+}
+
+/* Every group, each read to its end. */
+static void poller_groups(struct pstate *p)
+{
+	struct eventbuf_poll_group g;
 	int ret;
 
 	op_name = "poller_group";
 	while ((ret = eventbuf_poller_group(poller, &g)) > 0) {
-		memset(in, 0, sizeof(in));
-		CHECK(g.count > 0 && g.count <= NSUBS);
-		for (size_t m = 0; m < g.count; m++) {
-			int j = (int)((uintptr_t)g.members[m].data - 1 - NREADERS);
-
-			CHECK(!g.members[m].reader);
-			CHECK(j >= 0 && j < NSUBS && !in[j]);
-			CHECK(p->subs[j].sub == g.members[m].sub);
-			CHECK(p->subs[j].polled);
-			in[j] = true;
-			p->subs[j].dry = false;
-		}
-		while ((ret = eventbuf_poller_group_next(poller, &ev, &n)) == 0)
-			for (int j = 0; j < NSUBS; j++)
-				if (in[j])
-					group_batch_seen(p, j, ev, n);
-		CHECK(ret == -EAGAIN && !ev && !n);
-		for (int j = 0; j < NSUBS; j++)
-			if (in[j])
-				p->subs[j].dry = true;
+		group_check(p, &g);
+		while (group_step(p, &g))
+			;
 	}
 	CHECK(ret == 0);
+}
+
+/*
+ * One step of a group read across operations: take the next group, or
+ * read one batch of the open one. A member the publisher closed reads the
+ * group's batches to its end, which the model does not follow: such a
+ * group is broken up by a ready call instead.
+ */
+static void poller_ready(struct bstate *b, struct pstate *p, size_t max);
+
+static void op_group_step(struct bstate *b, struct pstate *p)
+{
+	int ret;
+
+	if (!grouping) {
+		poller_ready(b, p, NREADERS + NSUBS);
+		return;
+	}
+	op_name = "poller_group_step";
+	if (!gopen) {
+		ret = eventbuf_poller_group(poller, &gcur);
+		CHECK(ret >= 0);
+		if (ret)
+			group_check(p, &gcur);
+		gopen = ret > 0;
+		return;
+	}
+	for (size_t m = 0; m < gcur.count; m++) {
+		if (member_of(&gcur, m) >= 0 &&
+		    p->subs[member_of(&gcur, m)].closed) {
+			poller_ready(b, p, NREADERS + NSUBS);
+			return;
+		}
+	}
+	gopen = group_step(p, &gcur);
 }
 
 /* Collect every report: each names an attached object, with its data,
@@ -830,6 +898,7 @@ static void poller_ready(struct bstate *b, struct pstate *p, size_t max)
 	int n;
 
 	op_name = "poller_ready";
+	gopen = false;	/* the call breaks an open group up */
 	do {
 		n = eventbuf_poller_ready(poller, evs, max);
 		CHECK(n >= 0 && (size_t)n <= max);
@@ -884,6 +953,7 @@ static void op_poller(struct bstate *b, struct pstate *p, uint8_t arg)
 		op_name = "poller_free";
 		eventbuf_poller_free(poller);
 		poller = NULL;
+		gopen = false;
 		poller_forget(b, p);
 		return;
 	case 1:
@@ -918,6 +988,9 @@ static void op_poller(struct bstate *b, struct pstate *p, uint8_t arg)
 		ret = eventbuf_poller_del_sub(poller, s->sub);
 		CHECK(ret == (s->polled ? 0 : -ENOENT));
 		s->polled = s->dry = false;
+		return;
+	case 5:
+		op_group_step(b, p);
 		return;
 	default:
 		poller_ready(b, p, 1 + arg % (NREADERS + NSUBS));
@@ -970,6 +1043,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	op_name = "teardown";
 	eventbuf_poller_free(poller);	/* detaches, then the objects go */
 	poller = NULL;
+	gopen = false;
 	pstate_free(&p);
 	bstate_free(&b);
 	if (++inputs % 64 == 0)
