@@ -23,6 +23,12 @@
  * grew between the first and the last third of the run (beyond a fixed
  * slack), or if, after everything stopped and a grace period passed, any
  * batch was not released exactly once or anything is left.
+ *
+ * The RSS test sees only a fast leak: a struct lost per subscription
+ * (about 20 KB/s here) stayed inside its slack. The AddressSanitizer
+ * build (make soak CONFIG_ASAN=y, in CI) catches every leak at exit
+ * instead (LeakSanitizer); there RSS is not judged, since ASan's
+ * quarantine keeps freed memory resident.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -748,12 +754,13 @@ int main(int argc, char **argv)
 	if (st.live_items || st.open_eventfds)
 		FAIL("left behind: %" PRIu64 " items, %" PRIu64 " eventfds\n",
 		     st.live_items, st.open_eventfds);
-#ifdef EVENTBUF_TSAN
+#if defined(EVENTBUF_TSAN) || defined(EVENTBUF_SANITIZE)
 	/* ThreadSanitizer's shadow of memory freed and reused stays
-	 * resident, so RSS grows under it whatever the library does: the
-	 * plain run judges growth; this one, the races. */
+	 * resident, and so does AddressSanitizer's quarantine, so RSS grows
+	 * under them whatever the library does: the plain run judges
+	 * growth; these, the races and (LeakSanitizer, at exit) leaks. */
 	if (growth)
-		printf("soak: growth not judged under ThreadSanitizer\n");
+		printf("soak: growth not judged under a sanitizer\n");
 #else
 	if (growth)
 		FAIL("RSS or descriptors grew with time\n");
