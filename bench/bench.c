@@ -508,9 +508,9 @@ static int cmp_u64(const void *a, const void *b)
 static void record_latency(const char *wl, int i, uint64_t *lat, uint64_t n)
 {
 	qsort(lat, n, sizeof(*lat), cmp_u64);
-	record(wl, -1, n, "p50_us", false, i, lat[n / 2] / 1e3);
-	record(wl, -1, n, "p99_us", false, i, lat[n * 99 / 100] / 1e3);
-	record(wl, -1, n, "p999_us", false, i, lat[n * 999 / 1000] / 1e3);
+	record(wl, -1, n, "p50_us", false, i, lat[bench_rank(n, 500)] / 1e3);
+	record(wl, -1, n, "p99_us", false, i, lat[bench_rank(n, 990)] / 1e3);
+	record(wl, -1, n, "p999_us", false, i, lat[bench_rank(n, 999)] / 1e3);
 }
 
 /*

@@ -60,6 +60,9 @@ void bench_die(const char *what, int err) __attribute__((noreturn));
 uint64_t bench_rss_kb(void);
 uint64_t bench_heap_bytes(void);
 double bench_median(const double *v, int n, double *lo, double *hi);
+/* The nearest-rank index of the @permille-th percentile of @n sorted
+ * samples: ceil(n * permille / 1000) - 1 (p99 of 2,000: 1,979). */
+uint64_t bench_rank(uint64_t n, uint64_t permille);
 struct eventbuf_snapshot;
 int bench_empty_snapshot(void *arg, const char *topic, const char *key,
 			 struct eventbuf_snapshot *snap, uint64_t *index);

@@ -59,3 +59,10 @@ int bench_empty_snapshot(void *arg, const char *topic, const char *key,
 	*index = 0;
 	return 0;
 }
+
+uint64_t bench_rank(uint64_t n, uint64_t permille)
+{
+	uint64_t r = (n * permille + 999) / 1000;
+
+	return r ? r - 1 : 0;
+}
