@@ -77,9 +77,20 @@ struct token {
 	_Atomic int released;
 };
 
+/*
+ * Released tokens are kept a while before they are freed: a second
+ * release of a batch released recently then finds its mark, instead of
+ * freed memory (where it would be caught only by luck, if at all).
+ */
+#define TOKENS_KEPT 65536
+
+static struct token *_Atomic tokens_kept[TOKENS_KEPT];
+static _Atomic size_t tokens_next;
+
 static void release_token(struct eventbuf_event *events, size_t n, void *arg)
 {
 	struct token *t = arg;
+	size_t slot;
 
 	(void)events;
 	(void)n;
@@ -88,7 +99,14 @@ static void release_token(struct eventbuf_event *events, size_t n, void *arg)
 		return;		/* keep it: freeing twice would hide nothing */
 	}
 	atomic_fetch_add(&released_batches, 1);
-	free(t);
+	slot = atomic_fetch_add(&tokens_next, 1) % TOKENS_KEPT;
+	free(atomic_exchange(&tokens_kept[slot], t));
+}
+
+static void tokens_free(void)
+{
+	for (size_t i = 0; i < TOKENS_KEPT; i++)
+		free(atomic_exchange(&tokens_kept[i], NULL));
 }
 
 static struct token *token_new(void)
@@ -286,6 +304,7 @@ static void *publisher(void *arg)
 struct subscriber {
 	unsigned int seed;
 	uint64_t last_index[KEYS];	/* to resume from */
+	uint64_t last_seq[KEYS];	/* its sequence number; 0: unknown */
 };
 
 /* One subscription: snapshot, then each sequence number once, in order. */
@@ -299,7 +318,9 @@ static void sub_round(struct subscriber *s)
 	};
 	int64_t end = now_ms() + 10 + rand_r(&s->seed) % 300;
 	struct eventbuf_subscription *sub;
-	uint64_t want = 0;	/* 0: not known until the snapshot */
+	/* 0: not known until the snapshot; resumed, the one after the last
+	 * event seen, so that a resume that loses an event is caught. */
+	uint64_t want = req.index && s->last_seq[k] ? s->last_seq[k] + 1 : 0;
 	bool live = req.index != 0;
 	int ret = eventbuf_subscribe(pub, &req, &sub);
 
@@ -330,6 +351,7 @@ static void sub_round(struct subscriber *s)
 		if (eventbuf_event_is_end_of_snapshot(ev)) {
 			live = true;
 			s->last_index[k] = ev->index;
+			s->last_seq[k] = 0;
 			continue;
 		}
 		for (size_t i = 0; i < n; i++) {
@@ -341,6 +363,7 @@ static void sub_round(struct subscriber *s)
 			want = seq + 1;
 			if (live) {
 				s->last_index[k] = ev[i].index;
+				s->last_seq[k] = seq;
 				atomic_fetch_add(&sub_events, 1);
 			}
 		}
@@ -733,6 +756,7 @@ int main(int argc, char **argv)
 	eventbuf_publisher_free(pub);
 	eventbuf_drop(raw);
 	eventbuf_barrier();
+	tokens_free();
 	eventbuf_stats(&st);
 	close(cancel_fd);
 	printf("soak: %" PRIu64 " batches published, %" PRIu64 " released; "
