@@ -748,6 +748,8 @@ static struct eventbuf_poller *poller;
 static bool grouping;		/* the poller hands out cohorts */
 static bool gopen;		/* op_group_step() left gcur open */
 static struct eventbuf_poll_group gcur;
+static bool gin[NSUBS];		/* its members as last seen */
+static uint64_t group_batches_stepped;	/* test_fuzz_replay checks it */
 
 static void poller_forget(struct bstate *b, struct pstate *p)
 {
@@ -807,34 +809,32 @@ static void group_check(struct pstate *p, const struct eventbuf_poll_group *g)
 	}
 }
 
-/* The member of entry @m of @g's array, or -1 once it left the group. */
-static int member_of(const struct eventbuf_poll_group *g, size_t m)
-{
-	if (!g->members[m].sub)
-		return -1;
-	return (int)((uintptr_t)g->members[m].data - 1 - NREADERS);
-}
-
 /*
  * The next batch of @g: 1 when read (the next of every member still in
- * it), 0 at its end, where they are dry.
+ * it), 0 at its end, where they are dry. The members are taken from
+ * @g's array before the call: the call that ends the group may free it.
  */
 static int group_step(struct pstate *p, const struct eventbuf_poll_group *g)
 {
 	const struct eventbuf_event *ev;
 	size_t n;
-	int ret = eventbuf_poller_group_next(poller, &ev, &n);
+	int ret;
 
+	memset(gin, 0, sizeof(gin));
+	for (size_t m = 0; m < g->count; m++)
+		if (g->members[m].sub)	/* cleared: it left */
+			gin[(uintptr_t)g->members[m].data - 1 - NREADERS] = true;
+	ret = eventbuf_poller_group_next(poller, &ev, &n);
 	if (ret == 0) {
-		for (size_t m = 0; m < g->count; m++)
-			if (member_of(g, m) >= 0)
-				group_batch_seen(p, member_of(g, m), ev, n);
+		for (int j = 0; j < NSUBS; j++)
+			if (gin[j])
+				group_batch_seen(p, j, ev, n);
 		return 1;
 	}
 	CHECK(ret == -EAGAIN && !ev && !n);
-	for (size_t m = 0; m < g->count; m++)
-		if (member_of(g, m) >= 0)
-			p->subs[member_of(g, m)].dry = true;
+	for (int j = 0; j < NSUBS; j++)
+		if (gin[j])
+			p->subs[j].dry = true;
 	return 0;
 }
 
@@ -854,11 +854,12 @@ static void poller_groups(struct pstate *p)
 }
 
 /*
- * One step of a group read across operations: take the next group, or
- * read one batch of the open one. A member the publisher closed reads the
- * group's batches to its end, which the model does not follow: such a
- * group is broken up by a ready call instead.
+ * One step of a group read across operations: collect and take one
+ * group, or read one batch of the open one. A member the publisher closed
+ * reads the group's batches to its end, which the model does not follow:
+ * such a group is broken up by a ready call instead.
  */
+static int poller_collect(struct bstate *b, struct pstate *p, size_t max);
 static void poller_ready(struct bstate *b, struct pstate *p, size_t max);
 
 static void op_group_step(struct bstate *b, struct pstate *p)
@@ -869,8 +870,9 @@ static void op_group_step(struct bstate *b, struct pstate *p)
 		poller_ready(b, p, NREADERS + NSUBS);
 		return;
 	}
-	op_name = "poller_group_step";
 	if (!gopen) {
+		poller_collect(b, p, NREADERS + NSUBS);
+		op_name = "poller_group_step";
 		ret = eventbuf_poller_group(poller, &gcur);
 		CHECK(ret >= 0);
 		if (ret)
@@ -878,24 +880,25 @@ static void op_group_step(struct bstate *b, struct pstate *p)
 		gopen = ret > 0;
 		return;
 	}
+	op_name = "poller_group_step";
 	for (size_t m = 0; m < gcur.count; m++) {
-		if (member_of(&gcur, m) >= 0 &&
-		    p->subs[member_of(&gcur, m)].closed) {
+		if (gcur.members[m].sub &&
+		    p->subs[(uintptr_t)gcur.members[m].data - 1 - NREADERS].closed) {
 			poller_ready(b, p, NREADERS + NSUBS);
 			return;
 		}
 	}
 	gopen = group_step(p, &gcur);
+	group_batches_stepped += gopen;
 }
 
 /* Collect every report: each names an attached object, with its data,
- * once; every dry object with something to read is among them, or (with
- * groups) read in a group. */
-static void poller_ready(struct bstate *b, struct pstate *p, size_t max)
+ * once. Returns how many. */
+static int poller_collect(struct bstate *b, struct pstate *p, size_t max)
 {
 	struct eventbuf_poll_event evs[NREADERS + NSUBS];
 	bool seen_r[NREADERS] = { false }, seen_s[NSUBS] = { false };
-	int n;
+	int n, total = 0;
 
 	op_name = "poller_ready";
 	gopen = false;	/* the call breaks an open group up */
@@ -922,9 +925,26 @@ static void poller_ready(struct bstate *b, struct pstate *p, size_t max)
 				p->subs[i].dry = false;
 			}
 		}
+		total += n > 0 ? n : 0;
 	} while (n > 0);
-	if (grouping)
+	return total;
+}
+
+/*
+ * Collect every report, then read every group, as a loop does until its
+ * descriptor stops firing: a group may hand a waiter back to be reported
+ * (one that read on its own while its link's entry waited to be taken),
+ * and the next collect reports it. Then every dry object with something
+ * to read was reported, or read in a group.
+ */
+static void poller_ready(struct bstate *b, struct pstate *p, size_t max)
+{
+	poller_collect(b, p, max);
+	while (grouping) {
 		poller_groups(p);
+		if (!poller_collect(b, p, max))
+			break;
+	}
 	for (int i = 0; i < NREADERS; i++)
 		CHECK(!b->readers[i].dry || !reader_has_more(b, i));
 	for (int i = 0; i < NSUBS; i++)
