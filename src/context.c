@@ -8,8 +8,9 @@
  * included); a publisher call from a snapshot handler (the handler runs
  * under the publisher's mutex) or from a release callback (which may run
  * under a subscription's mutex, in eventbuf_sub_next*() or
- * eventbuf_unsubscribe()). Rather than hang, they fail with -EDEADLK, or
- * abort with a message naming the rule where the call returns nothing.
+ * eventbuf_unsubscribe()); fork() from a release callback (fork.c). Rather
+ * than hang, they fail with -EDEADLK, or abort with a message naming the
+ * rule where the call returns nothing.
  *
  * The library marks the thread while it runs a caller's callback: one
  * thread-local word, saved and restored around each call, so nested
