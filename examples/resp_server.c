@@ -1079,9 +1079,10 @@ static void check_output_limit(struct worker *w)
 		next = c->full_next;
 		if (!full(c))
 			full_del(w, c);		/* it read: no longer stalled */
-		else if (c->sent != c->sent_checked)
-			c->sent_checked = c->sent, c->sent_at = now;
-		else if (cfg.out_limit && now - c->sent_at >=
+		else if (c->sent != c->sent_checked) {
+			c->sent_checked = c->sent;	/* it took some */
+			c->sent_at = now;
+		} else if (cfg.out_limit && now - c->sent_at >=
 			 (int64_t)STALL_MS * 1000000 &&
 			 owed(c) > cfg.out_limit)
 			client_close(w, c);

@@ -76,7 +76,7 @@ __hidden void __eventbuf_poller_check(const struct eventbuf_poller *p,
 #define __eventbuf_poller_check(p, fn)	((void)0)
 #define EVENTBUF_HANDLE_MAGIC
 #define handle_live(h, live)	((void)0)
-#define handle_check(h, live, what, freer, fn)	((void)0)
+#define handle_check(h, live, what, freer, fn)	((void)(h), (void)(fn))
 #define handle_free(h)		free(h)
 #endif
 

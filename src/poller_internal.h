@@ -88,8 +88,6 @@ struct eventbuf_poller {
 static inline void poller_check(const struct eventbuf_poller *p,
 				const char *fn)
 {
-	(void)p;
-	(void)fn;
 	handle_check(p, EVENTBUF_POLLER_LIVE, "poller",
 		     "eventbuf_poller_free", fn);
 }

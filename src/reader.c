@@ -92,8 +92,6 @@ struct eventbuf_reader {
 static inline void reader_check(const struct eventbuf_reader *r,
 				const char *fn)
 {
-	(void)r;
-	(void)fn;
 	handle_check(r, EVENTBUF_READER_LIVE, "reader",
 		     "eventbuf_reader_free", fn);
 }

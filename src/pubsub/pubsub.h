@@ -165,8 +165,6 @@ struct eventbuf_subscription {
 static inline void sub_check(const struct eventbuf_subscription *sub,
 			     const char *fn)
 {
-	(void)sub;
-	(void)fn;
 	handle_check(sub, EVENTBUF_SUB_LIVE, "subscription",
 		     "eventbuf_unsubscribe", fn);
 }
