@@ -43,6 +43,12 @@ extern "C" {
  *   then returns 0).
  * - A newly attached object is reported at once, so the first reads
  *   happen (and park it) without the caller keeping track.
+ * - An object whose read could not park it (-EMFILE, -ENFILE, -ENOMEM,
+ *   -ENOSPC, -EOVERFLOW: nothing to wait with) is reported again at once,
+ *   so that no read is lost; a loop that reads it again at once spins
+ *   while the process is out of descriptors. Rest it instead: detach it
+ *   and attach it again on a later tick, when it is reported and read
+ *   again (examples/service.c, rest()).
  * - The descriptor works with level- and edge-triggered registration:
  *   when eventbuf_poller_ready() leaves reports for the next call (the
  *   array was full), the poller makes its descriptor fire again.
