@@ -123,7 +123,7 @@ struct eventbuf_item;
  * @may_join:   may @node read @first, the first item after its link, with
  *              a cohort (open, nothing of its own to hand out first)?
  * @skip_through: batches at or below this index are not @node's to read.
- * @lag_limited: does the publisher check how far @node has read?
+ * @lag_limit:  how far behind the publisher lets @node fall (0: no limit).
  * @batch:      the events of @item, if it is a plain batch above @skip
  *              that every member reads as it is (false: each member reads
  *              it on its own); @seqp gets its sequence for the lag check.
@@ -133,7 +133,7 @@ struct __eventbuf_group_ops {
 	bool (*may_join)(struct __eventbuf_pollnode *node,
 			 const struct eventbuf_item *first);
 	uint64_t (*skip_through)(const struct __eventbuf_pollnode *node);
-	bool (*lag_limited)(const struct __eventbuf_pollnode *node);
+	uint64_t (*lag_limit)(const struct __eventbuf_pollnode *node);
 	bool (*batch)(const struct eventbuf_item *item, uint64_t skip,
 		      const struct eventbuf_event **events, size_t *n,
 		      uint64_t *seqp);

@@ -60,6 +60,8 @@ struct __eventbuf_cohort {
 	size_t count, cap;
 	size_t holes;			/* members that left while open */
 	struct __eventbuf_pollnode *lagged;	/* lag-limited members */
+	uint64_t lag_min;		/* their smallest limit (or less) */
+	uint64_t told;			/* the @seq they were last told */
 	struct __eventbuf_cohort *inext, *iprev;	/* on p->idle */
 };
 

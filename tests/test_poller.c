@@ -2085,22 +2085,30 @@ static void read_open_group(struct eventbuf_poller *p, struct obj *objs,
  * tells the lag check how far they read with every batch, not only when
  * it goes idle.
  */
-static void test_poller_group_lag_limit_while_open(void **state)
+static void lag_limit_while_open(uint64_t limit, uint64_t batches)
 {
 	struct eventbuf_poller *p;
 	struct obj objs[2];
 
-	(void)state;
-	group_setup(&p, objs, 2, 4);
-	read_open_group(p, objs, 2, 64);
+	group_setup(&p, objs, 2, limit);
+	read_open_group(p, objs, 2, batches);
 	while (ready_once(p, EVS_MAX) > 0)
 		;
 	for (int i = 0; i < 2; i++)
 		assert_int_equal(objs[i].term, 0);
-	assert_objs(objs, 2, SNAP_INDEX + 66, 65);
+	assert_objs(objs, 2, SNAP_INDEX + batches + 2, batches + 1);
 	for (int i = 0; i < 2; i++)
 		eventbuf_unsubscribe(objs[i].s);
 	eventbuf_poller_free(p);
+}
+
+static void test_poller_group_lag_limit_while_open(void **state)
+{
+	(void)state;
+	/* Told every batch (a limit below 64)... */
+	lag_limit_while_open(4, 64);
+	/* ... or every 1/64 of the limit: 10 here, over 3 limits' worth. */
+	lag_limit_while_open(640, 2000);
 }
 
 /*

@@ -308,8 +308,9 @@ eventbuf_poller_wait(struct eventbuf_poller *poller,
  * - A group that stays open while the writer keeps ahead of it holds what
  *   it read no longer than a lone reader would (at most
  *   EVENTBUF_READER_ANCHOR_STRIDE batches behind it), and its members'
- *   lag (eventbuf_subscribe_req's @lag_limit) counts from the last batch
- *   it handed out.
+ *   lag (eventbuf_subscribe_req's @lag_limit) counts from what it handed
+ *   out, told to the publisher at least every 1/64 of the smallest limit
+ *   among them: a member of a group may be closed up to that much early.
  * - A member that leaves while its group is open (unsubscribed, detached,
  *   closed by the publisher and collected, or read on its own with
  *   eventbuf_sub_next_nonblock()) has its entry in g.members cleared

@@ -114,11 +114,11 @@ static uint64_t sub_skip_through(const struct __eventbuf_pollnode *node)
 	return sub->skip_through;
 }
 
-static bool sub_lag_limited(const struct __eventbuf_pollnode *node)
+static uint64_t sub_lag_limit(const struct __eventbuf_pollnode *node)
 {
 	const struct eventbuf_subscription *sub = node->owner;
 
-	return sub->lag_limit != 0;
+	return sub->lag_limit;
 }
 
 static void sub_moved(struct __eventbuf_pollnode *node, uint64_t seq)
@@ -131,7 +131,7 @@ static void sub_moved(struct __eventbuf_pollnode *node, uint64_t seq)
 static const struct __eventbuf_group_ops sub_group_ops = {
 	.may_join = sub_may_join,
 	.skip_through = sub_skip_through,
-	.lag_limited = sub_lag_limited,
+	.lag_limit = sub_lag_limit,
 	.batch = sub_batch,
 	.moved = sub_moved,
 };
