@@ -533,7 +533,8 @@ static int arm_link(struct eventbuf_poller *p, struct eventbuf_item *link,
 		return 0;
 	}
 	/* The cohort's reference on @link keeps its eventfd while armed. */
-	ret = __eventbuf_prepare_wait(link, &fd, 0, NULL);
+	ret = __eventbuf_prepare_wait(link, &fd,
+				      __eventbuf_poller_quiet_flags(p), NULL);
 	if (!ret)
 		ret = __eventbuf_pl_reg_claim(p, link, fd);
 	if (!ret)

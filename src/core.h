@@ -172,6 +172,8 @@ __hidden void __eventbuf_poller_retry(struct __eventbuf_pollnode *node);
 __hidden void __eventbuf_poller_kick(struct __eventbuf_pollnode *node);
 
 /* reader.c, for subscriptions */
+__hidden unsigned int
+__eventbuf_poller_quiet_flags(const struct eventbuf_poller *poller);
 __hidden int __eventbuf_reader_park_polled(struct eventbuf_reader *reader,
 					   struct __eventbuf_pollnode *node);
 __hidden bool __eventbuf_reader_lending(const struct eventbuf_reader *reader);

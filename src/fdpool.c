@@ -26,7 +26,8 @@
  * Reset. A signalled eventfd holds a count; release reads it back to zero
  * (a read() that happens before the descriptor is pushed, and so before
  * any link can install it), so its next link starts unreadable. An
- * unsignalled one was never written and needs no read.
+ * unsignalled one was never written and needs no read, nor does one
+ * signalled quietly (ST_SIGNALED with ST_QUIET, quiet.c).
  *
  * What a recycled descriptor may still carry is a wake-up *already queued*
  * in an epoll ready list that watched it for the old link: an epoll set
@@ -425,8 +426,8 @@ void __eventbuf_fd_watched(int fd)
 }
 
 /*
- * Read a signalled descriptor back to zero. EAGAIN cannot happen (the
- * writer wrote it before it set ST_SIGNALED) but would mean zero anyway.
+ * Read a signalled descriptor back to zero. EAGAIN means it was zero: a
+ * quiet signal whose ST_QUIET a joiner cleared after it (quiet.c).
  */
 static bool fd_reset(int fd)
 {
@@ -443,7 +444,8 @@ void __eventbuf_fd_release(uint64_t w)
 		fd_close(fd);
 		return;
 	}
-	if ((w & ST_SIGNALED) && !fd_reset(fd)) {
+	/* Signalled quietly: never written (quiet.c). */
+	if ((w & ST_SIGNALED) && !(w & ST_QUIET) && !fd_reset(fd)) {
 		fd_close(fd);
 		return;
 	}

@@ -36,7 +36,8 @@
  * longer in the parent's handler as far as the library is concerned (the
  * objects it could deadlock on are the inherited ones, unusable there),
  * so the child forgets the thread's callback mark and may use publishers
- * of its own.
+ * of its own. Likewise the inherited pollers' slots for quiet signals
+ * (quiet.c) are forgotten, so that the child's own pollers get them.
  */
 #include <pthread.h>
 
@@ -77,6 +78,7 @@ static void fork_child(void)
 	__eventbuf_callback = 0;
 	__eventbuf_fd_fork();
 	__eventbuf_fd_fork_child();
+	__eventbuf_quiet_fork_child();
 	__eventbuf_blocks_fork_child();
 	rcu_bp_after_fork_child();
 	lock_all(false);

@@ -85,7 +85,11 @@ enum {
  *  bit  1      ST_PINNED: a buffer's pin (reclaim.c). Keeps the item, not
  *              its eventfd: the pin never waits.
  *  bits 2..31  reference count, in units of ST_REF.
- *  bits 32..59 the link's eventfd + 1 (0: none yet).
+ *  bits 32..55 the link's eventfd + 1 (0: none yet).
+ *  bits 56..59 ST_QUIET: the slot of the poller that installed the
+ *              eventfd and watches it for every waiter it has (0: none,
+ *              or somebody else waits on it too): the writer may signal
+ *              that poller instead of writing the eventfd (quiet.c).
  *  bit 60      ST_PRIVATE: the eventfd was installed for a reader that
  *              hands it to its caller (eventbuf_reader_wait_fd()) and
  *              nobody else has taken it from the link since: that reader
@@ -95,7 +99,9 @@ enum {
  *              subscription's own epoll set), who may keep it registered
  *              anywhere: it is closed when the link is done, never
  *              recycled (wait.c).
- *  bit 62      ST_SIGNALED: the writer has written the eventfd.
+ *  bit 62      ST_SIGNALED: the writer has signalled the link: written
+ *              the eventfd, or, with ST_QUIET still set, told the
+ *              poller through its ring (quiet.c).
  *  bit 63      ST_CLOSED: the eventfd has been closed.
  *
  * Whoever makes "no references, ROOT, not PINNED" true owns the item and
@@ -107,7 +113,9 @@ enum {
 #define ST_REF_MASK	0xfffffffcull
 #define ST_REF_LIMIT	(1ull << 29)
 #define ST_FD_SHIFT	32
-#define ST_FD_MASK	(0x0fffffffull << ST_FD_SHIFT)
+#define ST_FD_MASK	(0x00ffffffull << ST_FD_SHIFT)
+#define ST_QUIET_SHIFT	56
+#define ST_QUIET	(0xfull << ST_QUIET_SHIFT)
 #define ST_PRIVATE	(1ull << 60)
 #define ST_EXPORTED	(1ull << 61)
 #define ST_SIGNALED	(1ull << 62)
@@ -121,6 +129,12 @@ static inline uint64_t st_refs(uint64_t w)
 static inline bool st_owned(uint64_t w)
 {
 	return st_refs(w) == 0 && (w & (ST_ROOT | ST_PINNED)) == ST_ROOT;
+}
+
+/* The quiet poller slot recorded in @w (ST_QUIET), or 0. */
+static inline unsigned int st_quiet(uint64_t w)
+{
+	return (unsigned int)((w & ST_QUIET) >> ST_QUIET_SHIFT);
 }
 
 /* The eventfd recorded in @w, or -1. */
@@ -441,6 +455,7 @@ __hidden uint32_t __eventbuf_blocks_idle(size_t size);
 #endif
 __hidden void __eventbuf_fd_fork(void);
 __hidden void __eventbuf_fd_fork_child(void);
+__hidden void __eventbuf_quiet_fork_child(void);
 
 /* poller.c: the rest of the node's life (core.h has the struct) */
 __hidden int __eventbuf_poller_park(struct __eventbuf_pollnode *node,

@@ -79,6 +79,7 @@
 #include <eventbuf/poller.h>
 
 #include "poller_internal.h"
+#include "quiet.h"
 #include "wake.h"
 
 #define KICK_DATA UINT64_MAX
@@ -108,6 +109,10 @@ int eventbuf_poller_new(struct eventbuf_poller **pollerp)
 
 	if (!pollerp)
 		return -EINVAL;
+	/* A poller holds process-wide state (its ring's slot, quiet.c) and
+	 * frees through call_rcu(): fork() must know (fork.c). */
+	if (__eventbuf_fork_init())
+		return -ENOMEM;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -118,6 +123,11 @@ int eventbuf_poller_new(struct eventbuf_poller **pollerp)
 	p->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (p->kick_fd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->kick_fd, &ev))
 		goto fail;
+	p->quiet = __eventbuf_quiet_new(p->kick_fd);
+	if (!p->quiet) {
+		errno = ENOMEM;
+		goto fail;
+	}
 	pthread_mutex_init(&p->inbox_lock, NULL);
 	handle_live(p, EVENTBUF_POLLER_LIVE);
 	*pollerp = p;
@@ -141,8 +151,8 @@ void eventbuf_poller_free(struct eventbuf_poller *poller)
 	while (poller->attached)
 		__eventbuf_poller_detach(poller->attached);
 	pthread_mutex_destroy(&poller->inbox_lock);
-	close(poller->kick_fd);
 	close(poller->epfd);
+	__eventbuf_quiet_free(poller->quiet);	/* and ->kick_fd */
 	for (size_t c = 0; c < poller->nchunks; c++)
 		free(poller->regs[c]);
 	free(poller->regs);
@@ -566,6 +576,33 @@ static void link_fired(struct eventbuf_poller *p, int fd)
 }
 
 /*
+ * The links signalled through our ring (quiet.c) fired as their eventfds
+ * would have; then tell the writers that we may sleep.
+ */
+static void take_quiet(struct eventbuf_poller *p)
+{
+	int fd;
+
+	do {
+		while ((fd = __eventbuf_quiet_take(p->quiet)) >= 0) {
+			uint64_t wakeups = p->st.wakeups;
+
+			link_fired(p, fd);
+			p->st.quiet += p->st.wakeups - wakeups;
+		}
+	} while (__eventbuf_quiet_idle(p->quiet));
+}
+
+/*
+ * The flag for __eventbuf_prepare_wait() with which @p's objects arm a
+ * link: an eventfd they install is marked with @p's slot (quiet.c).
+ */
+unsigned int __eventbuf_poller_quiet_flags(const struct eventbuf_poller *p)
+{
+	return WAIT_QUIET(p->quiet->slot);
+}
+
+/*
  * Take what fired: every descriptor event waiting, after waiting up to
  * @timeout_ms (< 0: forever) for the first. A signal ends the wait early.
  */
@@ -588,6 +625,7 @@ static int collect(struct eventbuf_poller *p, int timeout_ms)
 				link_fired(p, (int)evs[i].data.u64);
 		}
 	} while (n == EPOLL_BATCH);
+	take_quiet(p);
 	return 0;
 }
 

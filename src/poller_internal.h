@@ -67,7 +67,8 @@ struct __eventbuf_cohort {
 
 struct eventbuf_poller {
 	int epfd;
-	int kick_fd;
+	int kick_fd;			/* ->quiet's: closed with it */
+	struct __eventbuf_quiet *quiet;	/* quiet.c */
 	struct reg **regs;		/* chunks, NULL where none claimed */
 	size_t nchunks;
 	struct __eventbuf_pollnode *ready_first, *ready_last;

@@ -291,7 +291,9 @@ int __eventbuf_reader_park_polled(struct eventbuf_reader *r,
 	if (tip != link) {	/* a follower: keep an anchor of our own */
 		ret = move_anchor(r);
 		if (!ret)
-			ret = __eventbuf_prepare_wait(link, &fd, 0, NULL);
+			ret = __eventbuf_prepare_wait(link, &fd,
+				__eventbuf_poller_quiet_flags(node->poller),
+				NULL);
 		return ret ? ret : __eventbuf_poller_park(node, link, fd);
 	}
 	fd = __eventbuf_poller_joinable(node, link);
@@ -307,7 +309,9 @@ int __eventbuf_reader_park_polled(struct eventbuf_reader *r,
 		ret = __eventbuf_item_ref(link);
 		if (ret)
 			return ret;
-		ret = __eventbuf_prepare_wait(link, &fd, 0, NULL);
+		ret = __eventbuf_prepare_wait(link, &fd,
+				__eventbuf_poller_quiet_flags(node->poller),
+				NULL);
 		if (!ret)
 			ret = __eventbuf_poller_park(node, link, fd);
 		__eventbuf_put_deferred(link);

@@ -62,6 +62,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "quiet.h"
 #include "wake.h"
 
 static bool published(const struct eventbuf_item *link)
@@ -107,6 +108,20 @@ static void uncreate_fd(int fd, bool kept, int *keptp, bool still_last)
 enum installed { JOINED, INSTALLED, INSTALLED_KEPT };
 
 /*
+ * We take @link's descriptor from the waiter that installed it (a join):
+ * unless that was our own poller (@slot), the link is no longer waited on
+ * by one poller alone, so the writer must write its eventfd (quiet.c).
+ * Before R2: acq_rel, it is our store the writer's Q2 must see, or whose
+ * writer's W1 we must see.
+ */
+static void join_loud(struct eventbuf_item *link, uint64_t w, unsigned int slot)
+{
+	if (st_quiet(w) && st_quiet(w) != slot)
+		atomic_fetch_and_explicit(&link->state, ~ST_QUIET,
+					  memory_order_acq_rel);
+}
+
+/*
  * R1: make sure @link has an eventfd; return it, -EALREADY or -errno.
  * @set: what the installing compare-and-swap sets besides the descriptor
  * (ST_EXPORTED, ST_PRIVATE); @keptp: the caller's kept descriptor or NULL
@@ -120,6 +135,7 @@ enum installed { JOINED, INSTALLED, INSTALLED_KEPT };
 static int install_fd(struct eventbuf_item *link, uint64_t set, int *keptp,
 		      enum installed *how)
 {
+	unsigned int slot = st_quiet(set);
 	/* Acquire: pairs with another installer's CAS below. */
 	uint64_t w = smp_load_acquire(&link->state);
 	bool kept;
@@ -128,8 +144,10 @@ static int install_fd(struct eventbuf_item *link, uint64_t set, int *keptp,
 	*how = JOINED;
 	if (w & ST_CLOSED)
 		return -EALREADY;	/* closed => signalled => published */
-	if (st_fd(w) >= 0)
+	if (st_fd(w) >= 0) {
+		join_loud(link, w, slot);
 		return st_fd(w);
+	}
 	fd = create_fd(keptp, &kept);
 	if (fd < 0)
 		return fd;
@@ -142,7 +160,10 @@ static int install_fd(struct eventbuf_item *link, uint64_t set, int *keptp,
 	do {
 		if (st_fd(w) >= 0) {	/* another waiter won */
 			uncreate_fd(fd, kept, keptp, w & ST_CLOSED);
-			return (w & ST_CLOSED) ? -EALREADY : st_fd(w);
+			if (w & ST_CLOSED)
+				return -EALREADY;
+			join_loud(link, w, slot);
+			return st_fd(w);
 		}
 	} while (!atomic_compare_exchange_weak_explicit(&link->state, &w,
 			st_with_fd(w, fd) | set, memory_order_acq_rel,
@@ -201,7 +222,8 @@ static void share_fd(struct eventbuf_item *link, unsigned int flags)
 int __eventbuf_prepare_wait(struct eventbuf_item *link, int *fdp,
 			    unsigned int flags, int *keptp)
 {
-	uint64_t set = (flags & WAIT_EXPORTED) ? ST_EXPORTED : 0;
+	uint64_t set = ((flags & WAIT_EXPORTED) ? ST_EXPORTED : 0) |
+		       (uint64_t)WAIT_QUIET_SLOT(flags) << ST_QUIET_SHIFT;
 	enum installed how;
 	int fd;
 
@@ -244,6 +266,8 @@ void __eventbuf_signal_waiters(struct eventbuf_item *link, uint64_t old)
 	int fd = st_fd(old);
 	uint64_t new;
 
+	if (st_quiet(old) && __eventbuf_quiet_signal(link, &old))
+		return;
 	while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
 		;
 	/*
@@ -254,7 +278,8 @@ void __eventbuf_signal_waiters(struct eventbuf_item *link, uint64_t old)
 	 * use of the descriptor (epoll_ctl, poll).
 	 */
 	do {
-		new = old | ST_SIGNALED;
+		/* Written: its release resets it (quiet.c, "Recycling"). */
+		new = (old | ST_SIGNALED) & ~ST_QUIET;
 		if (st_refs(old) == 0)
 			new |= ST_CLOSED;
 	} while (!atomic_compare_exchange_weak_explicit(&link->state, &old,

@@ -527,6 +527,98 @@ static void test_fork_child_adopts_idle_blocks(void **state)
 }
 
 /*
+ * The pollers a child inherits hold no slot for quiet signals there: with
+ * every slot taken in the parent, the child's own poller still gets one,
+ * and its eventbuf_barrier() returns (a freed poller's eventfd is closed
+ * through call_rcu(), whose thread the child must have). The parent makes
+ * pollers only, no buffer: pollers alone must set up the fork handlers.
+ */
+static int grandchild_quiet_poller(void)
+{
+	struct eventbuf_poll_event pe;
+	struct eventbuf_poller_stats st;
+	const struct eventbuf_item *it;
+	struct eventbuf_poller *p;
+	struct eventbuf_reader *r;
+	struct eventbuf_item *head;
+	struct eventbuf *buf;
+	int ret = 1;
+
+	if (eventbuf_poller_new(&p) || eventbuf_new(&buf))
+		return 2;
+	if (eventbuf_head(buf, &head) || eventbuf_reader_new(head, &r))
+		return 3;
+	eventbuf_item_put(head);
+	if (eventbuf_poller_add_reader(p, r, NULL) ||
+	    eventbuf_poller_ready(p, &pe, 1) != 1 ||
+	    eventbuf_reader_next_nonblock(r, &it) != -EAGAIN ||
+	    append_batch(buf, 0, 1, NULL) ||
+	    eventbuf_poller_wait(p, &pe, 1, 5000, -1) != 1 ||
+	    eventbuf_reader_next_nonblock(r, &it) ||
+	    eventbuf_poller_stats(p, &st))
+		return 4;
+	if (st.quiet == 1)
+		ret = 0;
+	eventbuf_reader_free(r);
+	eventbuf_poller_free(p);
+	eventbuf_drop(buf);
+	alarm(5);	/* a barrier that hangs fails the case */
+	eventbuf_barrier();
+	return ret;
+}
+
+#define PARENT_POLLERS 15	/* every slot (src/quiet.h) */
+
+/* A child case: a process that has made no buffer. */
+static int pollers_then_fork(void)
+{
+	struct eventbuf_poller *p[PARENT_POLLERS];
+	int status;
+	pid_t pid;
+
+	for (int i = 0; i < PARENT_POLLERS; i++)
+		if (eventbuf_poller_new(&p[i]))
+			return 10;
+	/* One freed and made again: call_rcu()'s thread runs now. */
+	eventbuf_poller_free(p[0]);
+	if (eventbuf_poller_new(&p[0]))
+		return 11;
+	if (pipe(exit_pipe))
+		return 12;
+	pid = fork();
+	if (pid < 0)
+		return 13;
+	if (pid == 0)
+		child_end(grandchild_quiet_poller());
+	close(exit_pipe[1]);
+	{
+		unsigned char c = 14;
+
+		if (read(exit_pipe[0], &c, 1) != 1)
+			c = 15;		/* died without a result */
+		waitpid(pid, &status, 0);
+		for (int i = 0; i < PARENT_POLLERS; i++)
+			eventbuf_poller_free(p[i]);
+		eventbuf_barrier();
+		return c;
+	}
+}
+
+static void test_fork_child_gets_quiet_slot(void **state)
+{
+	char out[4096];
+	int status;
+
+	(void)state;
+	skip_under_tsan();
+	status = child_case_status("pollers_then_fork", out, sizeof(out));
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		printf("# child: status %#x, said: %s\n", status, out);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/*
  * A fork() from inside a snapshot handler: the child, still inside the
  * handler, creates and uses a publisher of its own (child_work()), which
  * the thread's "in a handler" mark must not refuse.
@@ -609,6 +701,7 @@ static void test_fork_in_release_aborts(void **state)
 
 static const struct child_case child_cases[] = {
 	{ "fork_in_release", fork_in_release },
+	{ "pollers_then_fork", pollers_then_fork },
 };
 
 int main(int argc, char **argv)
@@ -624,6 +717,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_fork_child_adopts_idle_blocks,
 					  teardown_nothing_left),
 		cmocka_unit_test_teardown(test_fork_in_snapshot_handler,
+					  teardown_nothing_left),
+		cmocka_unit_test_teardown(test_fork_child_gets_quiet_slot,
 					  teardown_nothing_left),
 		cmocka_unit_test_teardown(test_fork_in_release_aborts,
 					  teardown_nothing_left),

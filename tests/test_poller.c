@@ -2184,6 +2184,255 @@ static void test_poller_reader_wait_fd_after_detach(void **state)
 	close(ep);
 }
 
+/* ---- quiet signals ---------------------------------------------------- */
+
+#define QUIET_RING_CELLS	1024	/* src/quiet.h, QUIET_RING */
+#define QUIET_POLLERS		15	/* pollers with a ring at a time */
+
+/* @n readers of fresh buffers on @p, each parked on a link of its own. */
+static void quiet_readers(struct eventbuf_poller *p, struct eventbuf **bufs,
+			  struct obj *objs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(eventbuf_new(&bufs[i]), 0);
+		poller_add_head_reader(p, bufs[i], &objs[i].r);
+		assert_int_equal(eventbuf_poller_del_reader(p, objs[i].r), 0);
+		assert_int_equal(eventbuf_poller_add_reader(p, objs[i].r,
+							    &objs[i]), 0);
+	}
+	ready_all(p);
+	assert_int_equal(pstats(p).parked, n);
+}
+
+static void quiet_readers_free(struct eventbuf **bufs, struct obj *objs,
+			       size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		eventbuf_reader_free(objs[i].r);
+		eventbuf_drop(bufs[i]);
+	}
+}
+
+/* One event appended to each of @n buffers, the @round-th (from 0). */
+static void quiet_round(struct eventbuf **bufs, struct obj *objs, size_t n,
+			uint64_t round)
+{
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(append_batch(bufs[i], round, 1, NULL), 0);
+	set_want(objs, n, round + 1);
+}
+
+/*
+ * Links only one poller waits on are signalled through its ring: its
+ * descriptor fires once the writer publishes, every reader is reported
+ * and reads its event, and nothing was written to the links' eventfds
+ * (a written one would fire as well, for a link already reported: a stale
+ * event). Twice, the second time on recycled descriptors.
+ */
+static void test_poller_quiet_signal(void **state)
+{
+	struct eventbuf *bufs[3];
+	struct obj objs[3] = { 0 };
+	struct eventbuf_poller *p;
+
+	(void)state;
+	assert_int_equal(poller_new(&p), 0);
+	quiet_readers(p, bufs, objs, 3);
+	assert_false(fd_readable(eventbuf_poller_fd(p)));
+	for (uint64_t round = 0; round < 2; round++) {
+		quiet_round(bufs, objs, 3, round);
+		assert_true(fd_readable(eventbuf_poller_fd(p)));
+		ready_all(p);
+		assert_objs(objs, 3, round + 1, round + 1);
+		assert_int_equal(pstats(p).quiet, 3 * (round + 1));
+		assert_int_equal(pstats(p).wakeups, 3 * (round + 1));
+		assert_int_equal(pstats(p).stale, 0);
+		assert_false(fd_readable(eventbuf_poller_fd(p)));
+	}
+	quiet_readers_free(bufs, objs, 3);
+	eventbuf_poller_free(p);
+}
+
+/*
+ * A blocking reader's descriptor joins a link a poller armed quietly: the
+ * writer must write it (it is readable as soon as the append returns),
+ * and the poller hears of the link through that write.
+ */
+static void test_poller_quiet_joined_by_wait_fd(void **state)
+{
+	struct eventbuf *buf;
+	struct obj o = { 0 };
+	struct eventbuf_poller *p;
+	struct eventbuf_item *head;
+	struct eventbuf_reader *r2;
+	const struct eventbuf_item *it;
+	int fd, ret;
+
+	(void)state;
+	assert_int_equal(poller_new(&p), 0);
+	quiet_readers(p, &buf, &o, 1);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r2), 0);
+	eventbuf_item_put(head);
+	ret = eventbuf_reader_wait_fd(r2, &fd);
+	assert_true(ret == 0 || ret == 1);
+	assert_false(fd_readable(fd));
+	quiet_round(&buf, &o, 1, 0);
+	assert_true(fd_readable(fd));
+	ready_all(p);
+	assert_objs(&o, 1, 1, 1);
+	assert_int_equal(pstats(p).quiet, 0);
+	assert_int_equal(pstats(p).wakeups, 1);
+	assert_int_equal(eventbuf_reader_next_nonblock(r2, &it), 0);
+	eventbuf_reader_free(r2);
+	quiet_readers_free(&buf, &o, 1);
+	eventbuf_poller_free(p);
+}
+
+/* A second poller at a link another armed quietly: both are woken. */
+static void test_poller_quiet_joined_by_poller(void **state)
+{
+	struct eventbuf_poller *p[2];
+	struct eventbuf *buf;
+	struct obj o[2] = { 0 };
+
+	(void)state;
+	assert_int_equal(poller_new(&p[0]), 0);
+	assert_int_equal(poller_new(&p[1]), 0);
+	quiet_readers(p[0], &buf, &o[0], 1);
+	poller_add_head_reader(p[1], buf, &o[1].r);
+	assert_int_equal(eventbuf_poller_del_reader(p[1], o[1].r), 0);
+	assert_int_equal(eventbuf_poller_add_reader(p[1], o[1].r, &o[1]), 0);
+	ready_all(p[1]);
+	assert_int_equal(pstats(p[1]).parked, 1);
+	quiet_round(&buf, &o[0], 1, 0);
+	set_want(o, 2, 1);
+	for (int i = 0; i < 2; i++) {
+		assert_true(fd_readable(eventbuf_poller_fd(p[i])));
+		ready_all(p[i]);
+		assert_int_equal(pstats(p[i]).quiet, 0);
+		assert_int_equal(pstats(p[i]).wakeups, 1);
+	}
+	assert_objs(o, 2, 1, 1);
+	eventbuf_reader_free(o[1].r);
+	quiet_readers_free(&buf, &o[0], 1);
+	eventbuf_poller_free(p[0]);
+	eventbuf_poller_free(p[1]);
+}
+
+#define QUIET_FULL	1500	/* links signalled before the poller looks */
+
+/*
+ * More links signalled than the ring holds before the poller takes any:
+ * the ring's worth come through it, the rest through their eventfds, and
+ * every reader reads its event, twice.
+ */
+static void test_poller_quiet_ring_full(void **state)
+{
+	struct eventbuf **bufs = calloc(QUIET_FULL, sizeof(*bufs));
+	struct obj *objs = calloc(QUIET_FULL, sizeof(*objs));
+	struct eventbuf_poller *p;
+
+	(void)state;
+	assert_non_null(bufs);
+	assert_non_null(objs);
+	assert_int_equal(poller_new(&p), 0);
+	quiet_readers(p, bufs, objs, QUIET_FULL);
+	for (uint64_t round = 0; round < 2; round++) {
+		quiet_round(bufs, objs, QUIET_FULL, round);
+		ready_all(p);
+		assert_objs(objs, QUIET_FULL, round + 1, round + 1);
+		assert_int_equal(pstats(p).quiet,
+				 QUIET_RING_CELLS * (round + 1));
+		assert_int_equal(pstats(p).wakeups, QUIET_FULL * (round + 1));
+		assert_int_equal(pstats(p).stale, 0);
+	}
+	quiet_readers_free(bufs, objs, QUIET_FULL);
+	eventbuf_poller_free(p);
+	free(bufs);
+	free(objs);
+}
+
+#define QUIET_MANY	20
+
+/*
+ * Pollers past the first 15 alive have no ring and wait on eventfds; a
+ * freed poller's ring goes to the next poller made.
+ */
+static void test_poller_quiet_slots(void **state)
+{
+	struct eventbuf_poller *p[QUIET_MANY];
+	struct eventbuf *bufs[QUIET_MANY];
+	struct obj objs[QUIET_MANY] = { 0 };
+	int quiet = 0;
+
+	(void)state;
+	for (int i = 0; i < QUIET_MANY; i++) {
+		assert_int_equal(poller_new(&p[i]), 0);
+		quiet_readers(p[i], &bufs[i], &objs[i], 1);
+	}
+	quiet_round(bufs, objs, QUIET_MANY, 0);
+	for (int i = 0; i < QUIET_MANY; i++) {
+		ready_all(p[i]);
+		quiet += (int)pstats(p[i]).quiet;
+		assert_int_equal(pstats(p[i]).wakeups, 1);
+	}
+	assert_objs(objs, QUIET_MANY, 1, 1);
+	assert_int_equal(quiet, QUIET_POLLERS);
+	/* The first five go; five new ones get their rings. */
+	for (int i = 0; i < 5; i++) {
+		eventbuf_reader_free(objs[i].r);
+		eventbuf_drop(bufs[i]);
+		eventbuf_poller_free(p[i]);
+		memset(&objs[i], 0, sizeof(objs[i]));
+		assert_int_equal(poller_new(&p[i]), 0);
+		quiet_readers(p[i], &bufs[i], &objs[i], 1);
+	}
+	quiet_round(bufs, objs, 5, 0);
+	quiet_round(bufs + 5, objs + 5, QUIET_MANY - 5, 1);
+	quiet = 0;
+	for (int i = 0; i < QUIET_MANY; i++) {
+		ready_all(p[i]);
+		if (i < 5)
+			quiet += (int)pstats(p[i]).quiet;
+	}
+	assert_int_equal(quiet, 5);
+	assert_objs(objs, 5, 1, 1);
+	assert_objs(objs + 5, QUIET_MANY - 5, 2, 2);
+	for (int i = 0; i < QUIET_MANY; i++) {
+		quiet_readers_free(&bufs[i], &objs[i], 1);
+		eventbuf_poller_free(p[i]);
+	}
+}
+
+/*
+ * A poller freed with a quiet signal still queued for it: its reader,
+ * detached, reads the event on its own; the poller's descriptors are
+ * closed once a grace period passed.
+ */
+static void test_poller_quiet_free_pending(void **state)
+{
+	struct eventbuf_poller *p;
+	struct eventbuf *buf;
+	struct obj o = { 0 };
+	const struct eventbuf_item *it;
+	int fds;
+
+	(void)state;
+	eventbuf_barrier();
+	fds = count_fds();
+	assert_int_equal(poller_new(&p), 0);
+	quiet_readers(p, &buf, &o, 1);
+	quiet_round(&buf, &o, 1, 0);
+	eventbuf_poller_free(p);
+	assert_int_equal(eventbuf_reader_next_nonblock(o.r, &it), 0);
+	assert_int_equal(eventbuf_item_events(it)[0].index, 0);
+	assert_int_equal(eventbuf_reader_next_nonblock(o.r, &it), -EAGAIN);
+	quiet_readers_free(&buf, &o, 1);
+	eventbuf_barrier();
+	assert_int_equal(count_fds(), fds);
+}
+
 static void test_poller_group_bad_input(void **state)
 {
 	struct eventbuf_poll_group g;
@@ -2310,6 +2559,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poller_high_descriptor_numbers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_unsubscribe_while_kicked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_bad_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_quiet_signal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_quiet_joined_by_wait_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_quiet_joined_by_poller, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_quiet_ring_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_quiet_slots, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_quiet_free_pending, setup, teardown),
 		/* The same loops, reading subscriptions in groups. */
 		cmocka_unit_test_setup_teardown(test_poller_fan_out, setup_groups, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_wait_thread, setup_groups, teardown),

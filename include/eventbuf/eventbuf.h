@@ -64,6 +64,8 @@ extern "C" {
  * only one to take them, which then keeps its descriptor for its next link
  * (one per reader, closed by eventbuf_reader_free()). Pollers
  * (<eventbuf/poller.h>) rely on the reuse to park without a system call.
+ * A link's eventfd must be numbered below 16,777,214 (the link records it
+ * in 24 bits): past that, the call that needed one returns -EMFILE.
  *
  * Memory. The items of a buffer whose writer appends fewer than about
  * 100,000 a second (the rest come from slabs), a buffer's first item, a

@@ -52,6 +52,18 @@ extern "C" {
  * - The descriptor works with level- and edge-triggered registration:
  *   when eventbuf_poller_ready() leaves reports for the next call (the
  *   array was full), the poller makes its descriptor fire again.
+ * - Quiet signals. A link that only one poller waits on (its objects,
+ *   and no blocking reader, exported descriptor or other poller) is
+ *   signalled through that poller, not by a write of the link's eventfd:
+ *   the writer queues the link's descriptor number in a ring of the
+ *   poller's (1,024 entries) and writes the poller's own eventfd only if
+ *   the poller took everything queued since its last write. While the
+ *   loop works through one pass, publishes to the keys it alone waits on
+ *   cost the writer no system call, and the loop no read to reset a
+ *   descriptor. The first 15 pollers alive at a time get a ring; the
+ *   others, a full ring, and links with other waiters fall back to the
+ *   eventfd write. Nothing changes for the caller: the same reports,
+ *   the same descriptor.
  *
  * Threads. A poller, and every reader and subscription attached to it,
  * is used by one thread at a time (the loop's): ready, wait, add, del,
@@ -100,6 +112,10 @@ struct eventbuf_poll_event {
  *              fired for a link nobody here waits on any more).
  * @reports:    objects handed out by eventbuf_poller_ready(), and
  *              members by eventbuf_poller_group().
+ * @quiet:      of @wakeups, those whose writer signalled this poller
+ *              directly instead of writing the link's eventfd: a link
+ *              only this poller waits on, signalled while it was awake
+ *              (see "Quiet signals" above).
  */
 struct eventbuf_poller_stats {
 	uint64_t attached;
@@ -109,6 +125,7 @@ struct eventbuf_poller_stats {
 	uint64_t wakeups;
 	uint64_t stale;
 	uint64_t reports;
+	uint64_t quiet;
 };
 
 /**
@@ -132,6 +149,10 @@ eventbuf_poller_new(struct eventbuf_poller **pollerp);
  * Objects still attached are detached first: they are left as they were,
  * owned by the caller, no longer parked and usable on their own or with
  * another poller. Nothing attached is freed.
+ *
+ * The poller's epoll instance is closed at once; its own eventfd, which
+ * writers may still be signalling, after an RCU grace period
+ * (eventbuf_barrier() waits for it).
  *
  * After this call @poller must be passed to no function, this one included
  * (a use-after-free); CONFIG_EVENTBUF_DEBUG=y builds abort with a message
