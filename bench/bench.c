@@ -732,8 +732,8 @@ static void run_retained(int i, uint64_t n)
 	 * eventbuf's slabs are mapped directly, and malloc() may reuse pages
 	 * that were already resident.
 	 */
-	grew = heap1 - heap0;
-	if ((rss1 - rss0) * 1024 > grew)
+	grew = heap1 > heap0 ? heap1 - heap0 : 0;	/* either may shrink */
+	if (rss1 > rss0 && (rss1 - rss0) * 1024 > grew)
 		grew = (rss1 - rss0) * 1024;
 	released0 = atomic_load(&bench_release_count);
 	/* Stamp the releases from the last few on. */
