@@ -239,7 +239,7 @@ static long rcu_loop_run(void *loop, bench_subs_fn fn, void *loop_ctx,
 }
 
 static void rcu_loop_counts(void *loop, uint64_t *registrations,
-			    uint64_t *wakeups)
+			    uint64_t *wakeups, uint64_t *quiet)
 {
 	struct eventbuf_poller_stats st;
 
@@ -247,6 +247,7 @@ static void rcu_loop_counts(void *loop, uint64_t *registrations,
 		bench_die("eventbuf_poller_stats", EINVAL);
 	*registrations = st.epoll_adds;
 	*wakeups = st.wakeups + st.stale;
+	*quiet = st.quiet;
 }
 
 static void rcu_loop_free(void *loop)

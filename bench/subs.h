@@ -54,11 +54,12 @@ struct bench_subs_impl {
 	 */
 	int (*settle)(void *ps);
 	/*
-	 * What @loop did with descriptors so far: epoll registrations made
-	 * and wake-ups taken; may be NULL.
+	 * What @loop did with descriptors so far: epoll registrations made,
+	 * wake-ups taken, and of those, how many came without a write of a
+	 * link's eventfd (eventbuf's quiet signals); may be NULL.
 	 */
 	void (*loop_counts)(void *loop, uint64_t *registrations,
-			    uint64_t *wakeups);
+			    uint64_t *wakeups, uint64_t *quiet);
 };
 
 extern const struct bench_subs_impl bench_subs_rcu;

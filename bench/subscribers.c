@@ -374,20 +374,22 @@ static void raise_hard_limit(struct rlimit *rl)
  */
 static void print_loop_counts(const struct run *r, const struct config *c)
 {
-	uint64_t regs = 0, wakeups = 0, deliveries;
+	uint64_t regs = 0, wakeups = 0, quiet = 0, deliveries;
 
 	for (int k = 0; k < NLOOPS; k++) {
-		uint64_t rg, wk;
+		uint64_t rg, wk, qt;
 
-		r->impl->loop_counts(r->loops[k].loop, &rg, &wk);
+		r->impl->loop_counts(r->loops[k].loop, &rg, &wk, &qt);
 		regs += rg;
 		wakeups += wk;
+		quiet += qt;
 	}
 	deliveries = (r->nevents + r->nlat) * r->per_key;
 	printf("subscribers: %s subs=%" PRIu64 " keys=%" PRIu64 ": %" PRIu64
 	       " epoll registrations (%" PRIu64 " subscriptions) for %" PRIu64
-	       " deliveries and %" PRIu64 " wake-ups\n", r->impl->name,
-	       c->nsubs, c->nkeys, regs, r->nsubs, deliveries, wakeups);
+	       " deliveries and %" PRIu64 " wake-ups (%" PRIu64
+	       " signalled quietly)\n", r->impl->name, c->nsubs, c->nkeys,
+	       regs, r->nsubs, deliveries, wakeups, quiet);
 }
 
 static void run_one(struct config *c, int i)
