@@ -427,7 +427,7 @@ void __eventbuf_fd_watched(int fd)
 
 /*
  * Read a signalled descriptor back to zero. EAGAIN means it was zero: a
- * quiet signal whose ST_QUIET a joiner cleared after it (quiet.c).
+ * quiet signal whose slots a joiner cleared after it (quiet.c).
  */
 static bool fd_reset(int fd)
 {
@@ -445,7 +445,7 @@ void __eventbuf_fd_release(uint64_t w)
 		return;
 	}
 	/* Signalled quietly: never written (quiet.c). */
-	if ((w & ST_SIGNALED) && !(w & ST_QUIET) && !fd_reset(fd)) {
+	if ((w & ST_SIGNALED) && !(w & (ST_QUIET | ST_QUIET_B)) && !fd_reset(fd)) {
 		fd_close(fd);
 		return;
 	}

@@ -84,12 +84,15 @@ enum {
  *              item a reclamation walk stopped at).
  *  bit  1      ST_PINNED: a buffer's pin (reclaim.c). Keeps the item, not
  *              its eventfd: the pin never waits.
- *  bits 2..31  reference count, in units of ST_REF.
+ *  bits 2..27  reference count, in units of ST_REF.
+ *  bits 28..31 ST_QUIET_B: the slot of a second poller that waits on the
+ *              link with the first (0: none; set only with ST_QUIET).
  *  bits 32..55 the link's eventfd + 1 (0: none yet).
  *  bits 56..59 ST_QUIET: the slot of the poller that installed the
- *              eventfd and watches it for every waiter it has (0: none,
- *              or somebody else waits on it too): the writer may signal
- *              that poller instead of writing the eventfd (quiet.c).
+ *              eventfd (0: none, or somebody else waits on it too). With
+ *              ST_QUIET_B: every waiter on the link is one of those
+ *              pollers', and the writer may signal them instead of
+ *              writing the eventfd (quiet.c).
  *  bit 60      ST_PRIVATE: the eventfd was installed for a reader that
  *              hands it to its caller (eventbuf_reader_wait_fd()) and
  *              nobody else has taken it from the link since: that reader
@@ -110,8 +113,10 @@ enum {
 #define ST_ROOT		(1ull << 0)
 #define ST_PINNED	(1ull << 1)
 #define ST_REF		(1ull << 2)
-#define ST_REF_MASK	0xfffffffcull
-#define ST_REF_LIMIT	(1ull << 29)
+#define ST_REF_MASK	0x0ffffffcull
+#define ST_REF_LIMIT	(1ull << 25)
+#define ST_QUIET_B_SHIFT	28
+#define ST_QUIET_B	(0xfull << ST_QUIET_B_SHIFT)
 #define ST_FD_SHIFT	32
 #define ST_FD_MASK	(0x00ffffffull << ST_FD_SHIFT)
 #define ST_QUIET_SHIFT	56
@@ -135,6 +140,11 @@ static inline bool st_owned(uint64_t w)
 static inline unsigned int st_quiet(uint64_t w)
 {
 	return (unsigned int)((w & ST_QUIET) >> ST_QUIET_SHIFT);
+}
+
+static inline unsigned int st_quiet_b(uint64_t w)
+{
+	return (unsigned int)((w & ST_QUIET_B) >> ST_QUIET_B_SHIFT);
 }
 
 /* The eventfd recorded in @w, or -1. */

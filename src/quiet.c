@@ -17,37 +17,45 @@
  * Which links. A poller that installs a link's eventfd (R1, wait.c) sets
  * its slot in the state word (ST_QUIET, a number 1..15 that
  * __eventbuf_quiet_boxes[] maps to its ring) in the same compare-and-swap.
- * Everybody else who takes that descriptor from the link (a blocking
- * reader, eventbuf_reader_wait_fd(), a subscription's own epoll set, a
- * second poller) clears ST_QUIET with a read-modify-write before its R2
- * fence (install_fd(), wait.c): the link is then signalled by a write of
- * its eventfd, as before, which every poller that watches it sees too. So
- * ST_QUIET means "every waiter on this link is that poller's". Only 15
+ * A second poller that takes the descriptor from the link adds its own
+ * slot (ST_QUIET_B) with a compare-and-swap, before its R2 fence
+ * (join_loud(), wait.c): services hand connections to loops whatever they
+ * subscribe to, so a key's links are commonly waited on by two loops.
+ * Everybody else who takes the descriptor (a blocking reader,
+ * eventbuf_reader_wait_fd(), a subscription's own epoll set, a third
+ * poller) clears both slots with one read-modify-write before its R2
+ * fence: the link is then signalled by a write of its eventfd, as before,
+ * which every poller that watches it sees too. So slots in the state word
+ * mean "every waiter on this link is one of those pollers'". Only 15
  * pollers at a time have a slot; the others wait on eventfds alone.
  *
  * The writer (__eventbuf_signal_waiters(), W4): W3 loaded the state with
- * ST_QUIET. Inside the read-side section it publishes in, it
- *   Q1 reserves a cell in the slot's ring (a compare-and-swap on ->enq);
- *   Q2 sets ST_SIGNALED, ST_QUIET kept, with a compare-and-swap that
- *      expects ST_QUIET and a reference;
- *   Q3 stores the descriptor in the cell and releases it (->seq);
+ * ST_QUIET (and perhaps ST_QUIET_B). Inside the read-side section it
+ * publishes in, it
+ *   Q1 reserves a cell in each slot's ring (a compare-and-swap on ->enq);
+ *   Q2 sets ST_SIGNALED, the slots kept, with a compare-and-swap that
+ *      expects both slot fields as W3 saw them, and a reference;
+ *   Q3 stores the descriptor in each cell and releases it (->seq);
  *   Q4 smp_mb();
- *   Q5 loads ->armed; if set, exchanges it for 0 and, if it was still
- *      set, writes ->kick_fd.
- * It falls back to the write when the slot has no ring, the ring is full,
- * or Q2 finds ST_QUIET cleared or no reference left (then nobody waits
- * through the ring). A reserved cell is then filled with -1, which the
- * poller skips, and still goes through Q4 and Q5: the poller takes cells
+ *   Q5 loads each ring's ->armed; if set, exchanges it for 0 and, if it
+ *      was still set, writes that poller's ->kick_fd.
+ * It falls back to the write, which clears both slots, when a slot has
+ * no ring, a ring is full, or Q2 finds the slots changed (cleared, or a
+ * second poller joined since W3) or no reference left (then nobody waits
+ * through the rings). Its reserved cells are then filled with -1, which
+ * a poller skips, and still go through Q4 and Q5: a poller takes cells
  * in order, so another writer's cell behind ours may be waiting for it
  * (that writer's Q5 may have found ->armed clear while the poller was
  * still taking, and the poller's P3 looked at our cell).
  *
  * No lost wake-up, joiner against writer. Both change the state word with
  * read-modify-writes, so one comes first in its modification order. If
- * the joiner's clear does, Q2 fails and the writer writes the eventfd. If
- * Q2 does, the joiner's read-modify-write (acq_rel) reads from it, so the
- * writer's W1 happens before the joiner's R3: it finds ->next and does not
- * wait.
+ * the joiner's (a clear, or a second poller's slot) does, Q2 fails and
+ * the writer writes the eventfd, which both pollers watch. If Q2 does,
+ * the joiner's read-modify-write (acq_rel) reads from it, so the writer's
+ * W1 happens before the joiner's R3: it finds ->next and does not wait.
+ * (The W2/R2 fences of wait.c alone would make that joiner find ->next
+ * too; the compare of the slots is a second line.)
  *
  * No lost wake-up, poller against writer. The poller takes cells in order
  * (__eventbuf_quiet_take()) until the next is not filled, then (__eventbuf_
@@ -74,8 +82,8 @@
  * that finds nothing, as a stale epoll event is.
  *
  * Recycling. A quietly signalled eventfd was never written: its state
- * word has ST_SIGNALED and ST_QUIET both, and its release (fdpool.c) skips
- * the reset read. A write of it (the fallback) clears ST_QUIET in the
+ * word has ST_SIGNALED and a slot, and its release (fdpool.c) skips the
+ * reset read. A write of it (the fallback) clears both slots in the
  * compare-and-swap that sets ST_SIGNALED, so that release resets it.
  * Either way the writer set ST_SIGNALED before anyone may release, as
  * before (wait.c), and the ring cell outlives nothing: it names a number.
@@ -87,13 +95,15 @@
  * whose poller is gone, or whose slot another poller took since, is either
  * signalled by the write (no ring) or reports a descriptor the new poller
  * looks up and finds stale; the gone poller's waiters were detached, and
- * any of them that waits on the link again is a joiner that clears
- * ST_QUIET. tests/model/quiet.pml checks both Dekker pairs and the
+ * any of them that waits on the link again is a joiner: it clears the
+ * slots, or, through a new poller, adds that poller's slot beside the
+ * stale one, which is as safe (the stale slot is signalled as above). tests/model/quiet.pml checks both Dekker pairs and the
  * recycling, and catches a writer that does not check ->armed, a poller
  * that sleeps without the second look, a joiner that does not clear
  * ST_QUIET, and a fallback write that leaves it set; quiet2.pml checks
  * two writers, one of which gives up its cell, and catches a given-up
- * cell that is not announced.
+ * cell that is not announced; quiet3.pml checks a second poller that
+ * joins with its slot and a third party that clears both.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -191,14 +201,12 @@ static void ring_fill(struct __eventbuf_quiet *q, uint32_t pos, int fd)
 	smp_store_release(&c->seq, pos + 1);
 }
 
-/* Q2: mark @link signalled, ST_QUIET kept; false if it is not to be. */
+/* Q2: mark @link signalled, the slots kept; false if it is not to be. */
 static bool mark_signalled(struct eventbuf_item *link, uint64_t *oldp)
 {
-	uint64_t old = *oldp;
+	uint64_t old = *oldp, slots = old & (ST_QUIET | ST_QUIET_B);
 
-	/* acq_rel: the joiners' clear (wait.c) and the holders' puts are
-	 * read-modify-writes of this word; see "No lost wake-up". */
-	while (st_quiet(old) && st_refs(old)) {
+	while ((old & (ST_QUIET | ST_QUIET_B)) == slots && st_refs(old)) {
 		if (atomic_compare_exchange_weak_explicit(&link->state, &old,
 				old | ST_SIGNALED, memory_order_acq_rel,
 				memory_order_acquire))
@@ -208,21 +216,8 @@ static bool mark_signalled(struct eventbuf_item *link, uint64_t *oldp)
 	return false;
 }
 
-bool __eventbuf_quiet_signal(struct eventbuf_item *link, uint64_t *oldp)
+static void announce(struct __eventbuf_quiet *q)
 {
-	struct __eventbuf_quiet *q;
-	uint32_t pos;
-	bool quiet;
-
-	/* Inside the writer's read-side section (buffer.c, publish()). */
-	q = rcu_dereference(__eventbuf_quiet_boxes[st_quiet(*oldp)]);
-	if (!q || !ring_reserve(q, &pos))
-		return false;
-	quiet = mark_signalled(link, oldp);
-	/* A cell given up is announced too: the poller takes cells in
-	 * order, so a later writer's cell may be waiting behind ours. */
-	ring_fill(q, pos, quiet ? st_fd(*oldp) : -1);
-	smp_mb();	/* Q4: pairs with P2 in __eventbuf_quiet_idle() */
 	if (READ_ONCE(q->armed) &&
 	    atomic_exchange_explicit(&q->armed, 0, memory_order_relaxed)) {
 		static const uint64_t one = 1;
@@ -231,6 +226,32 @@ bool __eventbuf_quiet_signal(struct eventbuf_item *link, uint64_t *oldp)
 		       errno == EINTR)
 			;
 	}
+}
+
+bool __eventbuf_quiet_signal(struct eventbuf_item *link, uint64_t *oldp)
+{
+	struct __eventbuf_quiet *q[2];
+	unsigned int slot[2] = { st_quiet(*oldp), st_quiet_b(*oldp) };
+	uint32_t pos[2];
+	int n = 0, fd;
+	bool quiet;
+
+	/* Inside the writer's read-side section (buffer.c, publish()). */
+	for (int i = 0; i < 2; i++) {
+		if (!slot[i])
+			continue;
+		q[n] = rcu_dereference(__eventbuf_quiet_boxes[slot[i]]);
+		if (!q[n] || !ring_reserve(q[n], &pos[n]))
+			break;
+		n++;
+	}
+	quiet = n == (slot[1] ? 2 : 1) && mark_signalled(link, oldp);
+	fd = quiet ? st_fd(*oldp) : -1;
+	for (int i = 0; i < n; i++)
+		ring_fill(q[i], pos[i], fd);
+	smp_mb();	/* Q4 */
+	for (int i = 0; i < n; i++)
+		announce(q[i]);
 	return quiet;
 }
 

@@ -4,9 +4,9 @@
 
 /*
  * Quiet signals (quiet.c has the theory of operation): a link whose eventfd
- * only one poller waits on is signalled through that poller's ring and its
- * own eventfd, written once per pass of the poller's loop, instead of a
- * write of the link's eventfd per publish.
+ * only one or two pollers wait on is signalled through their rings and
+ * their own eventfds, written at most once per pass of each loop, instead
+ * of a write of the link's eventfd per publish.
  */
 #include "internal.h"
 
@@ -46,8 +46,8 @@ __hidden void __eventbuf_quiet_free(struct __eventbuf_quiet *q);
 
 /*
  * The writer, inside its read-side section, found @old in @link's state
- * with ST_QUIET: signal that poller instead of writing the eventfd. True
- * when it did (the state has ST_SIGNALED, ST_QUIET still set); false when
+ * with ST_QUIET: signal those pollers instead of writing the eventfd. True
+ * when it did (the state has ST_SIGNALED, the slots still set); false when
  * the caller must write the eventfd (*@oldp reloaded).
  */
 __hidden bool __eventbuf_quiet_signal(struct eventbuf_item *link,

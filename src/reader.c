@@ -190,7 +190,7 @@ static int move_anchor(struct eventbuf_reader *r)
  */
 void __eventbuf_reader_take_back(struct eventbuf_reader *r)
 {
-	/* 2^29 references on one item: nothing to fall back on here. */
+	/* 2^25 references on one item: nothing to fall back on here. */
 	if (r->lender && move_anchor(r))
 		abort();
 }
@@ -251,7 +251,7 @@ void __eventbuf_reader_group_join(struct eventbuf_reader *r)
 void __eventbuf_reader_group_own(struct eventbuf_reader *r,
 				 struct eventbuf_item *pos)
 {
-	/* 2^29 references on one item: nothing to fall back on here. */
+	/* 2^25 references on one item: nothing to fall back on here. */
 	if (__eventbuf_item_ref(pos))
 		abort();
 	r->pos = pos;

@@ -108,17 +108,28 @@ static void uncreate_fd(int fd, bool kept, int *keptp, bool still_last)
 enum installed { JOINED, INSTALLED, INSTALLED_KEPT };
 
 /*
- * We take @link's descriptor from the waiter that installed it (a join):
- * unless that was our own poller (@slot), the link is no longer waited on
- * by one poller alone, so the writer must write its eventfd (quiet.c).
- * Before R2: acq_rel, it is our store the writer's Q2 must see, or whose
- * writer's W1 we must see.
+ * We take @link's descriptor from the waiter that installed it (a join).
+ * A quiet link (quiet.c) stays quiet for our own poller (@slot), and for a
+ * second poller, which adds its slot; anyone else makes it loud: the
+ * writer must write its eventfd. Before R2, acq_rel: it is our
+ * read-modify-write the writer's Q2 must see, or whose writer's W1 we
+ * must see.
  */
 static void join_loud(struct eventbuf_item *link, uint64_t w, unsigned int slot)
 {
-	if (st_quiet(w) && st_quiet(w) != slot)
-		atomic_fetch_and_explicit(&link->state, ~ST_QUIET,
-					  memory_order_acq_rel);
+	/* A second poller: add our slot while there is room for it. */
+	while (slot && st_quiet(w) && st_quiet(w) != slot && !st_quiet_b(w)) {
+		if (atomic_compare_exchange_weak_explicit(&link->state, &w,
+				w | ((uint64_t)slot << ST_QUIET_B_SHIFT),
+				memory_order_acq_rel, memory_order_acquire))
+			return;
+	}
+	/* Loud already, or quiet for us already: nothing to change. */
+	if (!st_quiet(w) ||
+	    (slot && (st_quiet(w) == slot || st_quiet_b(w) == slot)))
+		return;
+	atomic_fetch_and_explicit(&link->state, ~(ST_QUIET | ST_QUIET_B),
+				  memory_order_acq_rel);
 }
 
 /*
@@ -279,7 +290,7 @@ void __eventbuf_signal_waiters(struct eventbuf_item *link, uint64_t old)
 	 */
 	do {
 		/* Written: its release resets it (quiet.c, "Recycling"). */
-		new = (old | ST_SIGNALED) & ~ST_QUIET;
+		new = (old | ST_SIGNALED) & ~(ST_QUIET | ST_QUIET_B);
 		if (st_refs(old) == 0)
 			new |= ST_CLOSED;
 	} while (!atomic_compare_exchange_weak_explicit(&link->state, &old,

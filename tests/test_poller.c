@@ -2289,7 +2289,11 @@ static void test_poller_quiet_joined_by_wait_fd(void **state)
 	eventbuf_poller_free(p);
 }
 
-/* A second poller at a link another armed quietly: both are woken. */
+/*
+ * A second poller at a link another armed quietly joins the quiet signal:
+ * both are woken through their rings, and the link's eventfd is not
+ * written (it would fire as a stale event once the ring reported).
+ */
 static void test_poller_quiet_joined_by_poller(void **state)
 {
 	struct eventbuf_poller *p[2];
@@ -2310,10 +2314,73 @@ static void test_poller_quiet_joined_by_poller(void **state)
 	for (int i = 0; i < 2; i++) {
 		assert_true(fd_readable(eventbuf_poller_fd(p[i])));
 		ready_all(p[i]);
+		assert_int_equal(pstats(p[i]).quiet, 1);
+		assert_int_equal(pstats(p[i]).wakeups, 1);
+		assert_int_equal(pstats(p[i]).stale, 0);
+	}
+	assert_objs(o, 2, 1, 1);
+	eventbuf_reader_free(o[1].r);
+	quiet_readers_free(&buf, &o[0], 1);
+	eventbuf_poller_free(p[0]);
+	eventbuf_poller_free(p[1]);
+}
+
+/*
+ * Three pollers at one link: the second joins the first's quiet signal,
+ * the third makes the link loud (the writer writes its eventfd) for all.
+ * Then two pollers, and a blocking reader's descriptor joins: loud too,
+ * and readable as soon as the append returns.
+ */
+static void test_poller_quiet_third_waiter(void **state)
+{
+	struct eventbuf_poller *p[3];
+	struct eventbuf *buf;
+	struct eventbuf_item *head;
+	struct eventbuf_reader *r;
+	const struct eventbuf_item *it;
+	struct obj o[3] = { 0 };
+	int fd, ret;
+
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(poller_new(&p[i]), 0);
+	quiet_readers(p[0], &buf, &o[0], 1);
+	for (int i = 1; i < 3; i++) {
+		poller_add_head_reader(p[i], buf, &o[i].r);
+		assert_int_equal(eventbuf_poller_del_reader(p[i], o[i].r), 0);
+		assert_int_equal(eventbuf_poller_add_reader(p[i], o[i].r,
+							    &o[i]), 0);
+		ready_all(p[i]);
+	}
+	quiet_round(&buf, &o[0], 1, 0);
+	set_want(o, 3, 1);
+	for (int i = 0; i < 3; i++) {
+		assert_true(fd_readable(eventbuf_poller_fd(p[i])));
+		ready_all(p[i]);
 		assert_int_equal(pstats(p[i]).quiet, 0);
 		assert_int_equal(pstats(p[i]).wakeups, 1);
 	}
-	assert_objs(o, 2, 1, 1);
+	assert_objs(o, 3, 1, 1);
+	/* The next link: two pollers, then a blocking reader. */
+	eventbuf_reader_free(o[2].r);
+	eventbuf_poller_free(p[2]);
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r), 0);
+	eventbuf_item_put(head);
+	ret = eventbuf_reader_wait_fd(r, &fd);
+	assert_true(ret == 0 || ret == 1);
+	assert_false(fd_readable(fd));
+	quiet_round(&buf, &o[0], 1, 1);
+	set_want(o, 2, 2);
+	assert_true(fd_readable(fd));
+	for (int i = 0; i < 2; i++) {
+		ready_all(p[i]);
+		assert_int_equal(pstats(p[i]).quiet, 0);
+		assert_int_equal(pstats(p[i]).wakeups, 2);
+	}
+	assert_objs(o, 2, 2, 2);
+	assert_int_equal(eventbuf_reader_next_nonblock(r, &it), 0);
+	eventbuf_reader_free(r);
 	eventbuf_reader_free(o[1].r);
 	quiet_readers_free(&buf, &o[0], 1);
 	eventbuf_poller_free(p[0]);
@@ -2562,6 +2629,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poller_quiet_signal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_quiet_joined_by_wait_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_quiet_joined_by_poller, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_quiet_third_waiter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_quiet_ring_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_quiet_slots, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_quiet_free_pending, setup, teardown),

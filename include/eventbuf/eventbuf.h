@@ -323,7 +323,7 @@ EVENTBUF_API EVENTBUF_MUST_CHECK int eventbuf_head(struct eventbuf *buf,
  * Return:
  * * 0          - success.
  * * -EINVAL    - @item is NULL.
- * * -EOVERFLOW - the item already has 2^29 references.
+ * * -EOVERFLOW - the item already has 2^25 references.
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_item_get(struct eventbuf_item *item);

@@ -52,17 +52,17 @@ extern "C" {
  * - The descriptor works with level- and edge-triggered registration:
  *   when eventbuf_poller_ready() leaves reports for the next call (the
  *   array was full), the poller makes its descriptor fire again.
- * - Quiet signals. A link that only one poller waits on (its objects,
- *   and no blocking reader, exported descriptor or other poller) is
- *   signalled through that poller, not by a write of the link's eventfd:
- *   the writer queues the link's descriptor number in a ring of the
- *   poller's (1,024 entries) and writes the poller's own eventfd only if
- *   the poller took everything queued since its last write. While the
- *   loop works through one pass, publishes to the keys it alone waits on
- *   cost the writer no system call, and the loop no read to reset a
- *   descriptor. The first 15 pollers alive at a time get a ring; the
- *   others, a full ring, and links with other waiters fall back to the
- *   eventfd write. Nothing changes for the caller: the same reports,
+ * - Quiet signals. A link that only pollers wait on, at most two of them
+ *   (their objects, and no blocking reader, exported descriptor or third
+ *   poller), is signalled through those pollers, not by a write of the
+ *   link's eventfd: the writer queues the link's descriptor number in a
+ *   ring of each poller's (1,024 entries) and writes a poller's own
+ *   eventfd only if that poller took everything queued since its last
+ *   write. While the loops work through a pass, publishes to the keys
+ *   they wait on cost the writer no system call, and the loops no read to
+ *   reset a descriptor. The first 15 pollers alive at a time get a ring;
+ *   the others, a full ring, and links with other waiters fall back to
+ *   the eventfd write. Nothing changes for the caller: the same reports,
  *   the same descriptor.
  *
  * Threads. A poller, and every reader and subscription attached to it,
@@ -114,8 +114,8 @@ struct eventbuf_poll_event {
  *              members by eventbuf_poller_group().
  * @quiet:      of @wakeups, those whose writer signalled this poller
  *              directly instead of writing the link's eventfd: a link
- *              only this poller waits on, signalled while it was awake
- *              (see "Quiet signals" above).
+ *              only this poller (and perhaps one other) waits on,
+ *              signalled while it was awake (see "Quiet signals" above).
  */
 struct eventbuf_poller_stats {
 	uint64_t attached;
