@@ -2189,16 +2189,22 @@ static void test_poller_reader_wait_fd_after_detach(void **state)
 #define QUIET_RING_CELLS	1024	/* src/quiet.h, QUIET_RING */
 #define QUIET_POLLERS		15	/* pollers with a ring at a time */
 
+/* A reader of @buf from its head, added to @p with @o as its data. */
+static void add_obj_reader(struct eventbuf_poller *p, struct eventbuf *buf,
+			   struct obj *o)
+{
+	poller_add_head_reader(p, buf, &o->r);
+	assert_int_equal(eventbuf_poller_del_reader(p, o->r), 0);
+	assert_int_equal(eventbuf_poller_add_reader(p, o->r, o), 0);
+}
+
 /* @n readers of fresh buffers on @p, each parked on a link of its own. */
 static void quiet_readers(struct eventbuf_poller *p, struct eventbuf **bufs,
 			  struct obj *objs, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		assert_int_equal(eventbuf_new(&bufs[i]), 0);
-		poller_add_head_reader(p, bufs[i], &objs[i].r);
-		assert_int_equal(eventbuf_poller_del_reader(p, objs[i].r), 0);
-		assert_int_equal(eventbuf_poller_add_reader(p, objs[i].r,
-							    &objs[i]), 0);
+		add_obj_reader(p, bufs[i], &objs[i]);
 	}
 	ready_all(p);
 	assert_int_equal(pstats(p).parked, n);
@@ -2304,9 +2310,7 @@ static void test_poller_quiet_joined_by_poller(void **state)
 	assert_int_equal(poller_new(&p[0]), 0);
 	assert_int_equal(poller_new(&p[1]), 0);
 	quiet_readers(p[0], &buf, &o[0], 1);
-	poller_add_head_reader(p[1], buf, &o[1].r);
-	assert_int_equal(eventbuf_poller_del_reader(p[1], o[1].r), 0);
-	assert_int_equal(eventbuf_poller_add_reader(p[1], o[1].r, &o[1]), 0);
+	add_obj_reader(p[1], buf, &o[1]);
 	ready_all(p[1]);
 	assert_int_equal(pstats(p[1]).parked, 1);
 	quiet_round(&buf, &o[0], 1, 0);
@@ -2346,10 +2350,7 @@ static void test_poller_quiet_third_waiter(void **state)
 		assert_int_equal(poller_new(&p[i]), 0);
 	quiet_readers(p[0], &buf, &o[0], 1);
 	for (int i = 1; i < 3; i++) {
-		poller_add_head_reader(p[i], buf, &o[i].r);
-		assert_int_equal(eventbuf_poller_del_reader(p[i], o[i].r), 0);
-		assert_int_equal(eventbuf_poller_add_reader(p[i], o[i].r,
-							    &o[i]), 0);
+		add_obj_reader(p[i], buf, &o[i]);
 		ready_all(p[i]);
 	}
 	quiet_round(&buf, &o[0], 1, 0);
