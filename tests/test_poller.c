@@ -2198,6 +2198,19 @@ static void add_obj_reader(struct eventbuf_poller *p, struct eventbuf *buf,
 	assert_int_equal(eventbuf_poller_add_reader(p, o->r, o), 0);
 }
 
+/*
+ * @p's descriptor fired for a publish: everything reported is read, and
+ * its counts of wake-ups, and of those that came quietly, are now these.
+ */
+static void expect_woken(struct eventbuf_poller *p, uint64_t quiet,
+			 uint64_t wakeups)
+{
+	assert_true(fd_readable(eventbuf_poller_fd(p)));
+	ready_all(p);
+	assert_int_equal(pstats(p).quiet, quiet);
+	assert_int_equal(pstats(p).wakeups, wakeups);
+}
+
 /* @n readers of fresh buffers on @p, each parked on a link of its own. */
 static void quiet_readers(struct eventbuf_poller *p, struct eventbuf **bufs,
 			  struct obj *objs, size_t n)
@@ -2247,11 +2260,8 @@ static void test_poller_quiet_signal(void **state)
 	assert_false(fd_readable(eventbuf_poller_fd(p)));
 	for (uint64_t round = 0; round < 2; round++) {
 		quiet_round(bufs, objs, 3, round);
-		assert_true(fd_readable(eventbuf_poller_fd(p)));
-		ready_all(p);
+		expect_woken(p, 3 * (round + 1), 3 * (round + 1));
 		assert_objs(objs, 3, round + 1, round + 1);
-		assert_int_equal(pstats(p).quiet, 3 * (round + 1));
-		assert_int_equal(pstats(p).wakeups, 3 * (round + 1));
 		assert_int_equal(pstats(p).stale, 0);
 		assert_false(fd_readable(eventbuf_poller_fd(p)));
 	}
@@ -2316,10 +2326,7 @@ static void test_poller_quiet_joined_by_poller(void **state)
 	quiet_round(&buf, &o[0], 1, 0);
 	set_want(o, 2, 1);
 	for (int i = 0; i < 2; i++) {
-		assert_true(fd_readable(eventbuf_poller_fd(p[i])));
-		ready_all(p[i]);
-		assert_int_equal(pstats(p[i]).quiet, 1);
-		assert_int_equal(pstats(p[i]).wakeups, 1);
+		expect_woken(p[i], 1, 1);
 		assert_int_equal(pstats(p[i]).stale, 0);
 	}
 	assert_objs(o, 2, 1, 1);
@@ -2355,12 +2362,8 @@ static void test_poller_quiet_third_waiter(void **state)
 	}
 	quiet_round(&buf, &o[0], 1, 0);
 	set_want(o, 3, 1);
-	for (int i = 0; i < 3; i++) {
-		assert_true(fd_readable(eventbuf_poller_fd(p[i])));
-		ready_all(p[i]);
-		assert_int_equal(pstats(p[i]).quiet, 0);
-		assert_int_equal(pstats(p[i]).wakeups, 1);
-	}
+	for (int i = 0; i < 3; i++)
+		expect_woken(p[i], 0, 1);
 	assert_objs(o, 3, 1, 1);
 	/* The next link: two pollers, then a blocking reader. */
 	eventbuf_reader_free(o[2].r);
@@ -2374,11 +2377,8 @@ static void test_poller_quiet_third_waiter(void **state)
 	quiet_round(&buf, &o[0], 1, 1);
 	set_want(o, 2, 2);
 	assert_true(fd_readable(fd));
-	for (int i = 0; i < 2; i++) {
-		ready_all(p[i]);
-		assert_int_equal(pstats(p[i]).quiet, 0);
-		assert_int_equal(pstats(p[i]).wakeups, 2);
-	}
+	for (int i = 0; i < 2; i++)
+		expect_woken(p[i], 0, 2);
 	assert_objs(o, 2, 2, 2);
 	assert_int_equal(eventbuf_reader_next_nonblock(r, &it), 0);
 	eventbuf_reader_free(r);
