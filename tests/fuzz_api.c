@@ -12,10 +12,14 @@
  * held item is a position in it.
  *
  * Publisher side: three keys of one topic, publishes of 1-3 events sharing
- * one index, subscriptions that start fresh, resume up to date or from a
- * stale index, reads, unsubscribes, force-closes by key, cache expiry.
- * Model: each key's history of (index, events); each subscription's next
- * expected frame or batch; which key buffers exist and what they cached.
+ * one new index, some of them carrying an old index instead (at or below
+ * what snapshots already hold), subscriptions that start fresh, resume up
+ * to date or from a stale index, reads, unsubscribes, force-closes by key,
+ * cache expiry. Model: each key's history of publishes (the index of each
+ * event); each subscription's next expected frame, its skip point and its
+ * place in the history, from which its next batch is the next run of
+ * events above the skip point; which key buffers exist and what they
+ * cached.
  *
  * Poller: one poller made and freed, readers and subscriptions attached
  * and detached (-EBUSY twice, -ENOENT when not attached, -EISCONN for a
@@ -479,7 +483,9 @@ struct msub {
 	int key;
 	int expect;
 	uint64_t snap;		/* the snapshot's index */
-	uint64_t seen;		/* live batches at or below: delivered */
+	uint64_t skip;		/* live events at or below: seen */
+	size_t h;		/* its place in the key's history: */
+	uint32_t e;		/* publish h, from event e on */
 	int closed;		/* the terminal code once closed */
 	bool attached;		/* counted by its key buffer */
 	bool polled;		/* attached to the poller */
@@ -487,14 +493,16 @@ struct msub {
 };
 
 struct mkey {
-	uint64_t hist[MAX_HIST];	/* index of each publish */
-	uint32_t hist_n[MAX_HIST];	/* and its events */
+	uint64_t hist[MAX_HIST][3];	/* each publish's events' indexes */
+	uint32_t hist_n[MAX_HIST];	/* and how many */
 	size_t nhist;
-	uint64_t last;			/* 0: nothing published */
+	uint64_t last;			/* the greatest published; 0: none */
+	uint64_t head_hi;		/* the greatest of the last publish */
 	bool buffer;			/* a key buffer exists */
 	bool head_live;			/* its head is a publish, not the start */
 	bool cached;
 	uint64_t cache_index;
+	size_t cache_h;			/* the history's length then */
 };
 
 struct pstate {
@@ -570,16 +578,24 @@ static void op_subscribe(struct pstate *p, uint8_t arg, uint8_t arg2)
 		break;
 	}
 	CHECK(eventbuf_subscribe(p->pub, &req, &s->sub) == 0);
-	*s = (struct msub){ .sub = s->sub, .key = key, .attached = true };
-	if (req.index && k->buffer && k->head_live && req.index == k->last) {
+	*s = (struct msub){ .sub = s->sub, .key = key, .attached = true,
+			    .h = k->nhist };
+	/* Up to date: the greatest index of the head's batch. */
+	if (req.index && k->buffer && k->head_live && req.index == k->head_hi) {
 		s->expect = EXPECT_LIVE;
-		s->seen = req.index;
+		s->skip = req.index;
 	} else {
+		/* Every publish before the snapshot (or the cache) is at
+		 * or below its index: the history after it is what is
+		 * left to read. */
 		s->expect = req.index ? EXPECT_NEW_SNAPSHOT : EXPECT_SNAPSHOT;
 		s->snap = k->buffer && k->cached ? k->cache_index : k->last;
+		if (k->buffer && k->cached)
+			s->h = k->cache_h;
 		if (!(k->buffer && k->cached) && p->ttl) {
 			k->cached = true;
 			k->cache_index = k->last;
+			k->cache_h = k->nhist;
 		}
 	}
 	if (!k->buffer) {
@@ -588,13 +604,49 @@ static void op_subscribe(struct pstate *p, uint8_t arg, uint8_t arg2)
 	}
 }
 
-/* The next live batch after @seen in @key's history, or NULL. */
-static size_t next_live(const struct mkey *k, uint64_t seen)
+/*
+ * @s's next batch: the next run of events above its skip point from its
+ * place on, events [*from, *to) of publish *h; false when it has none.
+ */
+static bool next_run(const struct mkey *k, const struct msub *s, size_t *h,
+		     uint32_t *from, uint32_t *to)
 {
-	for (size_t h = 0; h < k->nhist; h++)
-		if (k->hist[h] > seen)
-			return h;
-	return k->nhist;
+	uint32_t e = s->e;
+
+	for (*h = s->h; *h < k->nhist; ++*h, e = 0) {
+		const uint64_t *ix = k->hist[*h];
+		uint32_t n = k->hist_n[*h];
+
+		while (e < n && ix[e] <= s->skip)
+			e++;
+		if (e == n)
+			continue;
+		*from = e;
+		for (*to = e + 1; *to < n && ix[*to] > s->skip;)
+			++*to;
+		return true;
+	}
+	return false;
+}
+
+/* @n events @ev are @s's next batch, per the model; @s moves past it. */
+static void live_seen(struct mkey *k, struct msub *s, int ret,
+		      const struct eventbuf_event *ev, size_t n)
+{
+	uint32_t from, to;
+	size_t h;
+
+	if (!next_run(k, s, &h, &from, &to)) {
+		CHECK(ret == -EAGAIN);
+		return;
+	}
+	CHECK(ret == 0 && n == to - from);
+	for (size_t e = 0; e < n; e++)
+		CHECK(ev[e].index == k->hist[h][from + e] &&
+		      !strcmp(ev[e].key, keys[s->key]) &&
+		      !strcmp(ev[e].payload, "live"));
+	s->h = h;
+	s->e = to;
 }
 
 static void op_sub_read(struct pstate *p, uint8_t arg)
@@ -602,7 +654,7 @@ static void op_sub_read(struct pstate *p, uint8_t arg)
 	struct msub *s = &p->subs[arg % NSUBS];
 	const struct eventbuf_event *ev = NULL;
 	struct mkey *k;
-	size_t n = 0, h;
+	size_t n = 0;
 	int ret;
 
 	op_name = "sub_next";
@@ -635,46 +687,47 @@ static void op_sub_read(struct pstate *p, uint8_t arg)
 		CHECK(ret == 0 && n == 1 && eventbuf_event_is_end_of_snapshot(ev));
 		CHECK(ev->index == s->snap);
 		CHECK(!strcmp(ev->key, keys[s->key]));
-		s->seen = s->snap;
+		s->skip = s->snap;
 		s->expect = EXPECT_LIVE;
 		return;
 	default:
-		h = next_live(k, s->seen);
-		if (h == k->nhist) {
-			CHECK(ret == -EAGAIN);
-			return;
-		}
-		CHECK(ret == 0 && n == k->hist_n[h]);
-		for (size_t e = 0; e < n; e++)
-			CHECK(ev[e].index == k->hist[h] &&
-			      !strcmp(ev[e].key, keys[s->key]) &&
-			      !strcmp(ev[e].payload, "live"));
-		s->seen = k->hist[h];
+		live_seen(k, s, ret, ev, n);
 	}
 }
 
+/*
+ * Event e of the batch has the new index, or, where bit e of @old is set,
+ * an old one (at or below what the key's snapshots hold): the changes of
+ * several commits published together, late.
+ */
 static void op_publish(struct pstate *p, uint8_t arg)
 {
 	int key = arg % NKEYS;
-	uint32_t n = 1 + (arg / NKEYS) % 3;
+	uint32_t n = 1 + (arg / NKEYS) % 3, old = arg / (NKEYS * 3) % 8;
 	struct eventbuf_event ev[3];
 	struct mkey *k = &p->keys[key];
-	uint64_t index = ++p->next_index;
+	uint64_t index = ++p->next_index, hi = 0;
 
 	op_name = "publish";
-	for (uint32_t e = 0; e < n; e++)
-		ev[e] = (struct eventbuf_event){ .index = index, .topic = "t",
+	for (uint32_t e = 0; e < n; e++) {
+		uint64_t ix = (old >> e) & 1 ? k->last - (k->last && e) : index;
+
+		ev[e] = (struct eventbuf_event){ .index = ix, .topic = "t",
 						 .key = keys[key],
 						 .payload = "live" };
+		hi = ix > hi ? ix : hi;
+	}
 	CHECK(eventbuf_publish(p->pub, ev, n, release_cb,
 			       release_rec_new()) == 0);
-	k->last = index;
+	k->last = hi > k->last ? hi : k->last;
 	if (!k->buffer)
 		return;		/* nobody watches: not kept */
 	CHECK(k->nhist < MAX_HIST);
-	k->hist[k->nhist] = index;
+	for (uint32_t e = 0; e < n; e++)
+		k->hist[k->nhist][e] = ev[e].index;
 	k->hist_n[k->nhist++] = n;
 	k->head_live = true;
+	k->head_hi = hi;
 }
 
 static void op_close_key(struct pstate *p, uint8_t arg)
@@ -769,26 +822,26 @@ static bool sub_has_more(struct pstate *p, int i)
 {
 	struct msub *s = &p->subs[i];
 
+	uint32_t from, to;
+	size_t h;
+
 	return s->closed || (s->expect == EXPECT_LIVE &&
-			     next_live(&p->keys[s->key], s->seen) <
-			     p->keys[s->key].nhist);
+			     next_run(&p->keys[s->key], s, &h, &from, &to));
 }
 
-/* A batch a group handed to member @j: the next live batch of its key. */
+/*
+ * A batch a group handed to member @j: its next batch, and a whole
+ * publish (a group never reads one the member's snapshot covered in part).
+ */
 static void group_batch_seen(struct pstate *p, int j,
 			     const struct eventbuf_event *ev, size_t n)
 {
 	struct msub *s = &p->subs[j];
 	struct mkey *k = &p->keys[s->key];
-	size_t h = next_live(k, s->seen);
 
 	CHECK(!s->closed && s->expect == EXPECT_LIVE);
-	CHECK(h < k->nhist && n == k->hist_n[h]);
-	for (size_t e = 0; e < n; e++)
-		CHECK(ev[e].index == k->hist[h] &&
-		      !strcmp(ev[e].key, keys[s->key]) &&
-		      !strcmp(ev[e].payload, "live"));
-	s->seen = k->hist[h];
+	live_seen(k, s, 0, ev, n);
+	CHECK(s->e == k->hist_n[s->h] && n == s->e);
 }
 
 /* A group just handed out: each member an attached subscription, once. */

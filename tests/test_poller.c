@@ -1995,6 +1995,36 @@ static void test_poller_group_merge(void **state)
 	eventbuf_poller_free(p);
 }
 
+/*
+ * A batch that straddles the members' snapshot index is not the group's:
+ * each member reads it on its own, without the event its snapshot
+ * covered; the next batch, wholly above, is the group's again.
+ */
+static void test_poller_group_straddling_batch(void **state)
+{
+	struct eventbuf_event ev[2] = {
+		{ .index = SNAP_INDEX, .topic = "t", .key = "k" },
+		{ .index = SNAP_INDEX + 1, .topic = "t", .key = "k" },
+	};
+	struct obj objs[GROUP_SUBS];
+	struct eventbuf_poller *p;
+
+	(void)state;
+	grouped = 0;
+	group_setup(&p, objs, GROUP_SUBS, 0);
+	assert_int_equal(eventbuf_publish(pub, ev, 2, NULL, NULL), 0);
+	ready_all(p);
+	assert_int_equal(grouped, 0);
+	assert_objs(objs, GROUP_SUBS, SNAP_INDEX + 2, 1);
+	assert_int_equal(publish("k", SNAP_INDEX + 2), 0);
+	ready_all(p);
+	assert_int_equal(grouped, GROUP_SUBS);
+	assert_objs(objs, GROUP_SUBS, SNAP_INDEX + 3, 2);
+	for (int i = 0; i < GROUP_SUBS; i++)
+		eventbuf_unsubscribe(objs[i].s);
+	eventbuf_poller_free(p);
+}
+
 #define LAG_SUBS	200
 #define LAG_LIMIT	16
 #define LAG_EVENTS	1000
@@ -2648,6 +2678,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_poller_group_misuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_group_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_group_merge, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poller_group_straddling_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_group_lag_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_group_untaken_fires_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poller_group_lag_limit_while_open, setup, teardown),

@@ -939,6 +939,130 @@ static void test_publisher_skipped_batches_are_read(void **state)
 	eventbuf_unsubscribe(sub);
 }
 
+/* One batch: event i of @topic at (@keys[i], @index[i]). */
+static int publish_batch(const char *topic, const char *const *keys,
+			 const uint64_t *index, size_t n)
+{
+	struct eventbuf_event ev[8];
+
+	assert_true(n <= 8);
+	for (size_t i = 0; i < n; i++)
+		ev[i] = (struct eventbuf_event){ .index = index[i],
+			.topic = topic, .key = keys[i], .payload = "live" };
+	return eventbuf_publish(fx.pub, ev, n, release_log_cb, &fx.log);
+}
+
+/* The next batch has exactly the indexes @want, in order. */
+static void expect_batch(struct eventbuf_subscription *sub,
+			 const uint64_t *want, size_t n)
+{
+	const struct eventbuf_event *ev = next(sub, n);
+
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(ev[i].index, want[i]);
+		assert_string_equal(ev[i].payload, "live");
+	}
+}
+
+/*
+ * A caller that publishes the changes of several commits in one batch:
+ * a subscriber whose snapshot holds some of them gets the rest, not
+ * nothing. Events at or below the snapshot's index are not repeated, a
+ * batch wholly below it is skipped, and a batch that straddles it is the
+ * events above it, in order.
+ */
+static void test_publisher_straddling_batch_after_snapshot(void **state)
+{
+	static const char *const k3[] = { "k", "k", "k" };
+	static const uint64_t straddles[] = { 9, 10, 11 }, below[] = { 7, 8 };
+	static const uint64_t above[] = { 11 };
+	struct eventbuf_subscription *sub;
+
+	(void)state;
+	fx.snap_index = 10;	/* state committed through 10 */
+	sub = subscribe("k", 0);
+	expect_snapshot(sub, 10);
+	assert_int_equal(publish_batch("test", k3, straddles, 3), 0);
+	expect_batch(sub, above, 1);
+	expect_nothing(sub);
+	assert_int_equal(publish_batch("test", k3, below, 2), 0);
+	expect_nothing(sub);
+	assert_int_equal(publish("test", "k", 12), 0);
+	expect_live(sub, 12);
+	expect_nothing(sub);
+	eventbuf_unsubscribe(sub);
+}
+
+/*
+ * A wildcard batch is sorted by key, so the events its subscriber's
+ * snapshot covered may sit between others: each run above the snapshot's
+ * index is handed out in turn, in the batch's order.
+ */
+static void test_publisher_straddling_wildcard_runs(void **state)
+{
+	static const char *const keys[] = { "d", "b", "a", "c", "e" };
+	static const uint64_t index[] = { 13, 10, 11, 12, 9 };
+	static const uint64_t run1[] = { 11 }, run2[] = { 12, 13 };
+	struct eventbuf_subscribe_req req = { .topic = "wild",
+					      .key = EVENTBUF_KEY_WILDCARD };
+	struct eventbuf_subscription *sub;
+	const struct eventbuf_event *ev;
+
+	(void)state;
+	fx.snap_index = 10;
+	assert_int_equal(eventbuf_subscribe(fx.pub, &req, &sub), 0);
+	expect_snapshot(sub, 10);
+	/* Sorted: a@11 b@10 c@12 d@13 e@9. */
+	assert_int_equal(publish_batch("wild", keys, index, 5), 0);
+	expect_batch(sub, run1, 1);
+	ev = next(sub, 2);
+	assert_string_equal(ev[0].key, "c");
+	assert_string_equal(ev[1].key, "d");
+	assert_int_equal(ev[0].index, run2[0]);
+	assert_int_equal(ev[1].index, run2[1]);
+	expect_nothing(sub);
+	eventbuf_unsubscribe(sub);
+}
+
+/*
+ * The splice links the first batch with any event above the snapshot's
+ * index, even when its first event is below it; and a subscriber that
+ * names the greatest index of the key's newest batch is up to date.
+ */
+static void test_publisher_straddling_batch_splice_and_resume(void **state)
+{
+	static const char *const k2[] = { "k", "k" };
+	static const uint64_t straddles[] = { 9, 11 }, above[] = { 11 };
+	struct eventbuf_subscription *existing, *spliced, *resumed, *stale;
+
+	(void)state;
+	existing = subscribe("k", 0);
+	expect_snapshot(existing, 1);
+	assert_int_equal(publish_batch("test", k2, straddles, 2), 0);
+	fx.snap_index = 10;
+	spliced = subscribe("k", 0);
+	expect_snapshot(spliced, 10);
+	expect_batch(spliced, above, 1);
+	expect_nothing(spliced);
+	assert_int_equal(atomic_load(&fx.calls), 2);
+	resumed = subscribe("k", 11);
+	expect_nothing(resumed);	/* no snapshot, no frame */
+	assert_int_equal(atomic_load(&fx.calls), 2);
+	stale = subscribe("k", 9);	/* 11 may be missing: a snapshot */
+	expect_new_snapshot(stale);
+	expect_snapshot(stale, 10);
+	expect_batch(stale, above, 1);
+	assert_int_equal(atomic_load(&fx.calls), 3);
+	assert_int_equal(publish("test", "k", 12), 0);
+	expect_live(resumed, 12);
+	expect_live(spliced, 12);
+	expect_live(stale, 12);
+	eventbuf_unsubscribe(stale);
+	eventbuf_unsubscribe(resumed);
+	eventbuf_unsubscribe(spliced);
+	eventbuf_unsubscribe(existing);
+}
+
 /* A handler's -EISCONN, a library code of eventbuf.h's table, is -EIO. */
 static void test_publisher_handler_eisconn_is_eio(void **state)
 {
@@ -1423,6 +1547,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_churn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_handler_eisconn_is_eio, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_skipped_batches_are_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_straddling_batch_after_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_straddling_wildcard_runs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_straddling_batch_splice_and_resume, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("publisher", tests, NULL, NULL);

@@ -57,13 +57,17 @@ extern "C" {
  * follow the rules stated once at eventbuf_release_fn in eventbuf.h, which
  * also says in which threads they run.
  *
- * Indexes. Batches carry the index of their first event; in a wildcard buffer
- * the batch's events are sorted by key (a NULL key sorts as "", before every
- * other key; the sort is stable: events of one key keep their order), so that
- * is the first event after sorting. Indexes of a key should grow with each
- * publish: a live batch whose first index is not above the snapshot's index
- * (or the index an up-to-date subscriber resumed from) counts as already seen
- * and is skipped.
+ * Indexes. A wildcard subscriber's batch has its events sorted by key (a
+ * NULL key sorts as "", before every other key; the sort is stable: events
+ * of one key keep their order). Indexes of a key should grow with each
+ * publish. After a snapshot, or when resuming up to date, a subscription
+ * skips every live event whose index is not above the snapshot's index (or
+ * the index it resumed from): those count as already seen. A batch with
+ * events on both sides of that index (one publish of several commits'
+ * changes) is handed out without the ones at or below it, in as many calls
+ * as it has runs of events above it; a batch with none above it is skipped.
+ * A subscriber is up to date (eventbuf_subscribe_req's @index) when it names
+ * the greatest index of the key's last batch.
  */
 
 /* The most events one eventbuf_publish() or eventbuf_snapshot_append()
@@ -138,8 +142,9 @@ struct eventbuf_publisher_config {
  * struct eventbuf_subscribe_req - what to subscribe to
  * @topic:     a registered topic.
  * @key:       the key (not NULL), or EVENTBUF_KEY_WILDCARD.
- * @index:     0 for a fresh subscription, or the last index the subscriber
- *             saw, to resume without a snapshot when nothing was missed.
+ * @index:     0 for a fresh subscription, or the greatest index the
+ *             subscriber saw, to resume without a snapshot when nothing
+ *             was missed.
  * @tag:       the caller's tag (a credential's id, say) for
  *             eventbuf_publisher_close_tag(); 0 for none.
  * @lag_limit: close the subscription with -ENOBUFS once it is this many
@@ -288,14 +293,13 @@ eventbuf_snapshot_append(struct eventbuf_snapshot *snap,
  * @subp: receives the subscription, which the caller frees with
  *        eventbuf_unsubscribe().
  *
- * Up to date (@req->index is the index of the key's newest batch): the
- * subscription continues with what comes next, no snapshot. The newest
- * batch is known only while the key has subscribers (nothing is kept for
- * a key nobody watches): a resume of a key without any gets a snapshot,
- * with a new-snapshot-to-follow event first. Otherwise it
- * starts with a snapshot (cached or built now) and its end of snapshot
- * event, preceded by a new-snapshot-to-follow event when @req->index was
- * not 0.
+ * Up to date (@req->index is the greatest index of the key's newest
+ * batch): the subscription continues with what comes next, no snapshot.
+ * The newest batch is known only while the key has subscribers (nothing
+ * is kept for a key nobody watches): a resume of a key without any gets a
+ * snapshot, with a new-snapshot-to-follow event first. Otherwise it starts
+ * with a snapshot (cached or built now) and its end of snapshot event,
+ * preceded by a new-snapshot-to-follow event when @req->index was not 0.
  *
  * Context: any thread; takes the publisher's mutex and may run the
  * snapshot handler.

@@ -36,6 +36,9 @@ struct keyname {
  * @off on. An item carries it as the payload of its single event.
  * @seq: the batch's sequence number in its key buffer (1, 2, ...), 0 in a
  *       snapshot.
+ * The item's event carries the least index of the group's events
+ * (__eventbuf_append_group()): a subscriber whose snapshot is below it has
+ * seen none of the batch (subscription.c).
  */
 struct group {
 	struct record *rec;
@@ -149,7 +152,11 @@ struct eventbuf_subscription {
 	struct record *cur;		/* record of the batch last returned */
 	struct record *held;		/* a closer's reference on ->cur */
 	bool new_snapshot_pending;
-	uint64_t skip_through;		/* live batches at or below: seen */
+	uint64_t skip_through;		/* live events at or below: seen */
+	/* a live batch partly above ->skip_through, still being handed
+	 * out from ->rest_at on (subscription.c), or NULL */
+	const struct group *rest;
+	uint32_t rest_at;
 	struct eventbuf_event frame;	/* framing events handed out */
 	const char *topic;		/* the publisher's, which we hold */
 	struct keyname *kn;		/* a reference */
@@ -173,7 +180,7 @@ static inline void sub_check(const struct eventbuf_subscription *sub,
 struct start_point {
 	struct eventbuf_item *item;	/* a reference */
 	bool snapshot;
-	uint64_t skip_through;		/* live batches it must not repeat */
+	uint64_t skip_through;		/* live events it must not repeat */
 	uint64_t seq;			/* its key buffer's batches covered */
 	bool failed;			/* the handler failed: an error to read */
 };

@@ -137,7 +137,10 @@ static void group_release(struct eventbuf_event *events, size_t n, void *arg)
 	__eventbuf_record_put(((struct group *)events[0].payload)->rec);
 }
 
-/* Append @g as one item to @buf; the item takes a record reference. */
+/*
+ * Append @g as one item to @buf; the item takes a record reference. The
+ * item's index is the least of the group's (struct group).
+ */
 int __eventbuf_append_group(struct eventbuf *buf, struct group *g)
 {
 	const struct eventbuf_event *first = &g->rec->events[g->off];
@@ -148,6 +151,10 @@ int __eventbuf_append_group(struct eventbuf *buf, struct group *g)
 		.payload = g,
 	};
 	int ret;
+
+	for (uint32_t i = 1; i < g->n; i++)
+		if (first[i].index < ev.index)
+			ev.index = first[i].index;
 
 	__eventbuf_record_get(g->rec);
 	ret = eventbuf_append(buf, &ev, 1, group_release, NULL);

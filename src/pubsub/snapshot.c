@@ -7,13 +7,14 @@
  * publisher appends an end-of-snapshot item (index = the snapshot's, payload
  * = __eventbuf_end_of_snapshot) and splices: starting at the key buffer's
  * head itself (its events may be newer than the snapshot, and starting after
- * it would lose them), it links the first item whose index is above the
- * snapshot's, or, when none is, an item that follows what the head is
- * followed by. All this happens under pub->lock, so no publish can slip
- * between the head and the splice. Should an event at or below the snapshot's
- * index still be appended later (a caller publishing out of order), the
- * subscription skips it (->skip_through): nothing in a snapshot is delivered
- * twice.
+ * it would lose them), it links the first item with an event above the
+ * snapshot's index, or, when none has one, an item
+ * that follows what the head is followed by. All this happens under
+ * pub->lock, so no publish can slip between the head and the splice.
+ * Events at or below the snapshot's index in the items after the splice
+ * (a batch that straddles it, or a caller publishing out of order) are
+ * skipped one by one by the subscription (->skip_through): nothing in a
+ * snapshot is delivered twice, and nothing above it is lost.
  *
  * Cache. With a TTL, the snapshot's first item is kept (a reference) for
  * the next subscribers of the key; a new-snapshot-to-follow event is
@@ -82,9 +83,21 @@ static int snapshot_fail(struct eventbuf *buf, int err)
 	return eventbuf_append_error(buf, err, "snapshot handler failed");
 }
 
+/* The greatest index of a key buffer's live batch. */
+static uint64_t batch_hi(const struct eventbuf_item *it)
+{
+	const struct group *g = eventbuf_item_events(it)[0].payload;
+	const struct eventbuf_event *ev = &g->rec->events[g->off];
+	uint64_t hi = 0;
+
+	for (uint32_t i = 0; i < g->n; i++)
+		hi = ev[i].index > hi ? ev[i].index : hi;
+	return hi;
+}
+
 /*
  * Link the snapshot to the key buffer: from the head itself, the first
- * item with an index above @index, or else an item that yields exactly
+ * item with an event above @index, or else an item that yields exactly
  * what is published after the head.
  */
 static int splice(struct eventbuf *snap, struct keybuf *kb, uint64_t index)
@@ -93,8 +106,7 @@ static int splice(struct eventbuf *snap, struct keybuf *kb, uint64_t index)
 	int ret = eventbuf_head(kb->buf, &cur);
 
 	while (!ret) {
-		if (eventbuf_item_count(cur) &&
-		    eventbuf_item_events(cur)[0].index > index)
+		if (eventbuf_item_count(cur) && batch_hi(cur) > index)
 			break;
 		ret = eventbuf_item_follow_after(cur, &next);
 		if (ret)
@@ -251,10 +263,11 @@ static void *expiry_run(void *arg)
 	return NULL;
 }
 
+/* Up to date: @index is the greatest of the head batch's, the last one
+ * a subscriber that read everything was handed. */
 static bool up_to_date(struct eventbuf_item *head, uint64_t index)
 {
-	return index && eventbuf_item_count(head) &&
-	       eventbuf_item_events(head)[0].index == index;
+	return index && eventbuf_item_count(head) && batch_hi(head) == index;
 }
 
 /*

@@ -82,6 +82,9 @@ static bool sub_batch(const struct eventbuf_item *it, uint64_t skip,
 	const struct eventbuf_event *ev = eventbuf_item_events(it);
 	const struct group *g;
 
+	/* Only a batch wholly above the snapshot (its least index, see
+	 * struct group) is the group's: the members that read one it
+	 * covered, even in part, filter it on their own (read_batch()). */
 	if (!ev || eventbuf_event_is_end_of_snapshot(ev) || ev->index <= skip)
 		return false;
 	g = ev->payload;
@@ -349,6 +352,38 @@ static void hand_out_frame(struct eventbuf_subscription *sub,
 	*n = 1;
 }
 
+/*
+ * Under ->lock: the next run of ->rest's events above ->skip_through,
+ * true if there is one. A batch published after the snapshot may still
+ * carry events the snapshot covered (a caller that publishes the changes
+ * of several commits together): those are skipped one by one, never the
+ * batch as a whole, so nothing above the snapshot's index is lost. What
+ * is handed out is a slice of the record, as for any batch; the reader
+ * still holds the batch's item, which keeps the record, until the batch
+ * is read through.
+ */
+static bool hand_out_rest(struct eventbuf_subscription *sub,
+			  const struct eventbuf_event **events, size_t *n)
+{
+	const struct group *g = sub->rest;
+	const struct eventbuf_event *ev = &g->rec->events[g->off];
+	uint32_t at = sub->rest_at, end;
+
+	while (at < g->n && ev[at].index <= sub->skip_through)
+		at++;
+	if (at == g->n) {
+		sub->rest = NULL;
+		return false;
+	}
+	for (end = at + 1; end < g->n && ev[end].index > sub->skip_through;)
+		end++;
+	sub->rest_at = end;
+	sub->cur = g->rec;
+	*events = &ev[at];
+	*n = end - at;
+	return true;
+}
+
 /* Under ->lock, state open: the next batch, -EAGAIN, or an error. */
 static int read_batch(struct eventbuf_subscription *sub,
 		      const struct eventbuf_event **events, size_t *n)
@@ -381,9 +416,15 @@ static int read_batch(struct eventbuf_subscription *sub,
 		/* read by check_lag() (publisher.c): a skipped batch is read too */
 		if (g->seq)
 			WRITE_ONCE(sub->last_seq, g->seq);
-		/* A live batch the snapshot already covered: skip it. */
-		if (g->seq && ev->index <= sub->skip_through)
+		/* A live batch the snapshot covered, wholly or in part: its
+		 * least index is at or below the snapshot's. */
+		if (g->seq && ev->index <= sub->skip_through) {
+			sub->rest = g;
+			sub->rest_at = 0;
+			if (hand_out_rest(sub, events, n))
+				return 0;
 			continue;
+		}
 		sub->cur = g->rec;
 		*events = &g->rec->events[g->off];
 		*n = g->n;
@@ -422,6 +463,8 @@ int eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
 
 		sub->new_snapshot_pending = false;
 		hand_out_frame(sub, &frame, events, n);
+		ret = 0;
+	} else if (sub->rest && hand_out_rest(sub, events, n)) {
 		ret = 0;
 	} else {
 		ret = read_batch(sub, events, n);
