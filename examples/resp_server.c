@@ -638,6 +638,11 @@ static int subscribe_one(struct worker *w, struct client *c, const char *name,
 	return 0;
 }
 
+/*
+ * One reply per channel, in order: a channel that fails gets an error in
+ * its place and the others are still subscribed, so a client that counts
+ * a reply per channel never waits for one that will not come.
+ */
 static int cmd_subscribe(struct worker *w, struct client *c,
 			 const struct resp_msg *m)
 {
@@ -649,10 +654,12 @@ static int cmd_subscribe(struct worker *w, struct client *c,
 
 			snprintf(text, sizeof(text), "ERR subscribe failed: %s",
 				 strerror(-ret));
-			return resp_put_error(&c->out, text);
+			ret = resp_put_error(&c->out, text);
+		} else {
+			ret = put_sub_reply(&c->out, "subscribe", m->argv[i],
+					    m->len[i], c->nsubs);
 		}
-		if (put_sub_reply(&c->out, "subscribe", m->argv[i], m->len[i],
-				  c->nsubs))
+		if (ret)
 			return -ENOMEM;
 	}
 	return 0;
