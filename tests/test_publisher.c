@@ -994,6 +994,39 @@ static void test_publisher_straddling_batch_after_snapshot(void **state)
 }
 
 /*
+ * A force-close between two runs of one batch: the run handed out stays
+ * valid until the next call, after a grace period too (the subscription
+ * holds its record), and that call reports the close, not the rest.
+ */
+static void test_publisher_straddling_batch_closed_midway(void **state)
+{
+	static const char *const k4[] = { "k", "k", "k", "k" };
+	static const uint64_t index[] = { 11, 9, 12, 10 }, run1[] = { 11 };
+	struct eventbuf_subscription *sub;
+	const struct eventbuf_event *ev;
+	size_t n;
+
+	(void)state;
+	fx.snap_index = 10;
+	sub = subscribe("k", 0);
+	expect_snapshot(sub, 10);
+	assert_int_equal(publish_batch("test", k4, index, 4), 0);
+	expect_batch(sub, run1, 1);
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(eventbuf_publisher_close_key(fx.pub, "test", "k"), 1);
+	eventbuf_barrier();
+	assert_int_equal(release_log_count(&fx.log, 12, 13, 0), 1);
+	assert_int_equal(ev[0].index, 12);	/* still ours to read */
+	assert_string_equal(ev[0].payload, "live");
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n),
+			 -ECONNRESET);
+	eventbuf_unsubscribe(sub);
+	eventbuf_barrier();
+	assert_int_equal(release_log_count(&fx.log, 12, 13, 1), 1);
+}
+
+/*
  * A wildcard batch is sorted by key, so the events its subscriber's
  * snapshot covered may sit between others: each run above the snapshot's
  * index is handed out in turn, in the batch's order.
@@ -1548,6 +1581,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_handler_eisconn_is_eio, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_skipped_batches_are_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_straddling_batch_after_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publisher_straddling_batch_closed_midway, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_straddling_wildcard_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_publisher_straddling_batch_splice_and_resume, setup, teardown),
 	};
