@@ -17,9 +17,9 @@
  * to date or from a stale index, reads, unsubscribes, force-closes by key,
  * cache expiry. Model: each key's history of publishes (the index of each
  * event); each subscription's next expected frame, its skip point and its
- * place in the history, from which its next batch is the next run of
- * events above the skip point; which key buffers exist and what they
- * cached.
+ * place in the history, from which its next batch is the next publish
+ * with events above the skip point, those alone, in order; which key
+ * buffers exist and what they cached.
  *
  * Poller: one poller made and freed, readers and subscriptions attached
  * and detached (-EBUSY twice, -ENOENT when not attached, -EISCONN for a
@@ -484,8 +484,7 @@ struct msub {
 	int expect;
 	uint64_t snap;		/* the snapshot's index */
 	uint64_t skip;		/* live events at or below: seen */
-	size_t h;		/* its place in the key's history: */
-	uint32_t e;		/* publish h, from event e on */
+	size_t h;		/* the next publish of its key's history */
 	int closed;		/* the terminal code once closed */
 	bool attached;		/* counted by its key buffer */
 	bool polled;		/* attached to the poller */
@@ -605,48 +604,44 @@ static void op_subscribe(struct pstate *p, uint8_t arg, uint8_t arg2)
 }
 
 /*
- * @s's next batch: the next run of events above its skip point from its
- * place on, events [*from, *to) of publish *h; false when it has none.
+ * @s's next batch: the indexes above its skip point of the next publish
+ * that has any, from its place on (*h), in @want; how many (0: none).
  */
-static bool next_run(const struct mkey *k, const struct msub *s, size_t *h,
-		     uint32_t *from, uint32_t *to)
+static uint32_t next_batch(const struct mkey *k, const struct msub *s,
+			   size_t *h, uint64_t *want)
 {
-	uint32_t e = s->e;
+	for (*h = s->h; *h < k->nhist; ++*h) {
+		uint32_t n = 0;
 
-	for (*h = s->h; *h < k->nhist; ++*h, e = 0) {
-		const uint64_t *ix = k->hist[*h];
-		uint32_t n = k->hist_n[*h];
-
-		while (e < n && ix[e] <= s->skip)
-			e++;
-		if (e == n)
-			continue;
-		*from = e;
-		for (*to = e + 1; *to < n && ix[*to] > s->skip;)
-			++*to;
-		return true;
+		for (uint32_t e = 0; e < k->hist_n[*h]; e++)
+			if (k->hist[*h][e] > s->skip)
+				want[n++] = k->hist[*h][e];
+		if (n)
+			return n;
 	}
-	return false;
+	return 0;
 }
 
-/* @n events @ev are @s's next batch, per the model; @s moves past it. */
-static void live_seen(struct mkey *k, struct msub *s, int ret,
+/*
+ * @n events @ev are @s's next batch, per the model; @s moves past it.
+ * Returns whether that was all of its publish.
+ */
+static bool live_seen(struct mkey *k, struct msub *s, int ret,
 		      const struct eventbuf_event *ev, size_t n)
 {
-	uint32_t from, to;
-	size_t h;
+	uint64_t want[3];
+	uint32_t got = next_batch(k, s, &s->h, want);
 
-	if (!next_run(k, s, &h, &from, &to)) {
+	if (!got) {
 		CHECK(ret == -EAGAIN);
-		return;
+		return false;
 	}
-	CHECK(ret == 0 && n == to - from);
+	CHECK(ret == 0 && n == got);
 	for (size_t e = 0; e < n; e++)
-		CHECK(ev[e].index == k->hist[h][from + e] &&
+		CHECK(ev[e].index == want[e] &&
 		      !strcmp(ev[e].key, keys[s->key]) &&
 		      !strcmp(ev[e].payload, "live"));
-	s->h = h;
-	s->e = to;
+	return got == k->hist_n[s->h++];
 }
 
 static void op_sub_read(struct pstate *p, uint8_t arg)
@@ -822,11 +817,11 @@ static bool sub_has_more(struct pstate *p, int i)
 {
 	struct msub *s = &p->subs[i];
 
-	uint32_t from, to;
+	uint64_t want[3];
 	size_t h;
 
 	return s->closed || (s->expect == EXPECT_LIVE &&
-			     next_run(&p->keys[s->key], s, &h, &from, &to));
+			     next_batch(&p->keys[s->key], s, &h, want));
 }
 
 /*
@@ -840,8 +835,7 @@ static void group_batch_seen(struct pstate *p, int j,
 	struct mkey *k = &p->keys[s->key];
 
 	CHECK(!s->closed && s->expect == EXPECT_LIVE);
-	live_seen(k, s, 0, ev, n);
-	CHECK(s->e == k->hist_n[s->h] && n == s->e);
+	CHECK(live_seen(k, s, 0, ev, n));
 }
 
 /* A group just handed out: each member an attached subscription, once. */

@@ -1021,6 +1021,57 @@ static void gpublish(struct eventbuf_publisher *pub, uint64_t index)
 }
 
 /*
+ * A batch that straddles the snapshot, its events above it not side by
+ * side (6, 4, 7 after a snapshot at 5): handing them out copies them,
+ * and the copy's realloc() fails. The read returns -ENOMEM, not terminal;
+ * the poller reports the subscription again at once, without a publish;
+ * the next read hands out 6 and 7 as one batch, then nothing.
+ */
+static void test_faults_straddling_copy(void **state)
+{
+	struct eventbuf_publisher *pub = pub_new(0);
+	struct eventbuf_subscribe_req req = { .topic = "t", .key = "k" };
+	struct eventbuf_event live[3] = {
+		{ .index = 6, .topic = "t", .key = "k" },
+		{ .index = 4, .topic = "t", .key = "k" },
+		{ .index = 7, .topic = "t", .key = "k" },
+	};
+	struct eventbuf_poll_event evs[2];
+	const struct eventbuf_event *ev;
+	struct eventbuf_subscription *sub;
+	struct eventbuf_poller *p;
+	size_t n;
+	int ret;
+
+	(void)state;
+	assert_int_equal(eventbuf_poller_new(&p), 0);
+	assert_int_equal(eventbuf_subscribe(pub, &req, &sub), 0);
+	assert_int_equal(eventbuf_poller_add_sub(p, sub, sub), 0);
+	assert_int_equal(eventbuf_poller_ready(p, evs, 2), 1);
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), 0);
+	assert_int_equal(ev->index, 5);		/* the snapshot */
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), 0);
+	assert_true(eventbuf_event_is_end_of_snapshot(ev));
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -EAGAIN);
+	assert_int_equal(eventbuf_publish(pub, live, 3, NULL, NULL), 0);
+	assert_int_equal(eventbuf_poller_ready(p, evs, 2), 1);
+	fail_from(0);
+	ret = eventbuf_sub_next_nonblock(sub, &ev, &n);
+	assert_true(disarm());
+	assert_int_equal(ret, -ENOMEM);
+	assert_int_equal(eventbuf_poller_ready(p, evs, 2), 1);
+	assert_ptr_equal(evs[0].sub, sub);
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ev[0].index, 6);
+	assert_int_equal(ev[1].index, 7);
+	assert_int_equal(eventbuf_sub_next_nonblock(sub, &ev, &n), -EAGAIN);
+	eventbuf_unsubscribe(sub);
+	eventbuf_poller_free(p);
+	pub_free(pub, 0);
+}
+
+/*
  * A cohort of four subscriptions whose link fires with every site on the
  * way failing in turn, the eventfd pool emptied so that arming its next
  * link needs a new eventfd: the queue of fired entries (realloc), the
@@ -1158,6 +1209,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_faults_subscribe_emfile, teardown),
 		cmocka_unit_test_teardown(test_faults_poller_new, teardown),
 		cmocka_unit_test_teardown(test_faults_poller_park, teardown),
+		cmocka_unit_test_teardown(test_faults_straddling_copy, teardown),
 		cmocka_unit_test_teardown(test_faults_poller_group, teardown),
 	};
 

@@ -64,8 +64,9 @@ extern "C" {
  * skips every live event whose index is not above the snapshot's index (or
  * the index it resumed from): those count as already seen. A batch with
  * events on both sides of that index (one publish of several commits'
- * changes) is handed out without the ones at or below it, in as many calls
- * as it has runs of events above it; a batch with none above it is skipped.
+ * changes) is handed out as one batch without the ones at or below it (a
+ * copy the subscription owns, when they are not side by side); a batch
+ * with none above it is skipped.
  * A subscriber is up to date (eventbuf_subscribe_req's @index) when it names
  * the greatest index of the key's last batch.
  */
@@ -345,8 +346,10 @@ EVENTBUF_API void eventbuf_unsubscribe(struct eventbuf_subscription *sub);
  * Return: 0; -EAGAIN (nothing yet: wait for eventbuf_sub_fd() or the
  * poller, with which the subscription is parked now); -EINVAL; -EMFILE,
  * -ENFILE, -ENOMEM, -ENOSPC, -EOVERFLOW (nothing yet, and no descriptor to
- * wait on: retry later; not terminal; an attached subscription is
- * reported again); a terminal code (see the DOC block above).
+ * wait on, or -ENOMEM: no memory to copy a batch that straddles the
+ * snapshot, see "Indexes" above: retry later; not terminal, nothing is
+ * lost; an attached subscription is reported again); a terminal code
+ * (see the DOC block above).
  */
 EVENTBUF_API EVENTBUF_MUST_CHECK int
 eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,

@@ -153,10 +153,11 @@ struct eventbuf_subscription {
 	struct record *held;		/* a closer's reference on ->cur */
 	bool new_snapshot_pending;
 	uint64_t skip_through;		/* live events at or below: seen */
-	/* a live batch partly above ->skip_through, still being handed
-	 * out from ->rest_at on (subscription.c), or NULL */
-	const struct group *rest;
-	uint32_t rest_at;
+	/* the events of a live batch partly above ->skip_through, handed
+	 * out as one batch (subscription.c); ours, freed with us */
+	struct eventbuf_event *above;
+	uint32_t above_cap;
+	const struct group *retry;	/* such a batch not handed out yet */
 	struct eventbuf_event frame;	/* framing events handed out */
 	const char *topic;		/* the publisher's, which we hold */
 	struct keyname *kn;		/* a reference */

@@ -284,6 +284,7 @@ void __eventbuf_sub_free(struct eventbuf_subscription *sub)
 		close(sub->kick_fd);
 		close(sub->epfd);
 	}
+	free(sub->above);
 	__eventbuf_publisher_unref(sub->pub);
 	handle_free(sub);
 }
@@ -353,35 +354,65 @@ static void hand_out_frame(struct eventbuf_subscription *sub,
 }
 
 /*
- * Under ->lock: the next run of ->rest's events above ->skip_through,
- * true if there is one. A batch published after the snapshot may still
- * carry events the snapshot covered (a caller that publishes the changes
- * of several commits together): those are skipped one by one, never the
- * batch as a whole, so nothing above the snapshot's index is lost. What
- * is handed out is a slice of the record, as for any batch; the reader
- * still holds the batch's item, which keeps the record, until the batch
- * is read through.
+ * Under ->lock: the events of live batch @g above ->skip_through, as one
+ * batch. A batch published after the snapshot may still carry events the
+ * snapshot covered (a caller that publishes several commits' changes
+ * together): those are left out one by one, never the batch as a whole,
+ * so nothing above the snapshot's index is lost and nothing at or below
+ * it is repeated. One batch, not one per run of events above: a wildcard
+ * batch is sorted by key, not index, and a subscriber that stopped
+ * between runs and resumed from the greatest index it saw would be up to
+ * date without the runs it missed.
+ *
+ * A contiguous slice is the record's, as for any batch; otherwise the
+ * events are copied to ->above, ours until the next call. The record
+ * stays the reader's item's, or the closer's (->cur). Returns 0, -EAGAIN
+ * (nothing above: the batch is skipped), or -ENOMEM with @g kept in
+ * ->retry for the next call (the reader still holds its item), which a
+ * poller reports at once.
  */
-static bool hand_out_rest(struct eventbuf_subscription *sub,
+static int hand_out_above(struct eventbuf_subscription *sub,
+			  const struct group *g,
 			  const struct eventbuf_event **events, size_t *n)
 {
-	const struct group *g = sub->rest;
 	const struct eventbuf_event *ev = &g->rec->events[g->off];
-	uint32_t at = sub->rest_at, end;
+	uint64_t skip = sub->skip_through;
+	uint32_t first = g->n, last = 0, count = 0;
 
-	while (at < g->n && ev[at].index <= sub->skip_through)
-		at++;
-	if (at == g->n) {
-		sub->rest = NULL;
-		return false;
+	sub->retry = NULL;
+	for (uint32_t i = 0; i < g->n; i++) {
+		if (ev[i].index <= skip)
+			continue;
+		first = first < i ? first : i;
+		last = i;
+		count++;
 	}
-	for (end = at + 1; end < g->n && ev[end].index > sub->skip_through;)
-		end++;
-	sub->rest_at = end;
+	if (!count)
+		return -EAGAIN;
+	if (count == last - first + 1) {
+		*events = &ev[first];
+	} else {
+		if (count > sub->above_cap) {
+			void *p = realloc(sub->above, count * sizeof(*ev));
+
+			if (!p) {
+				sub->retry = g;
+				if (sub->pn.poller)
+					__eventbuf_poller_retry(&sub->pn);
+				return -ENOMEM;
+			}
+			sub->above = p;
+			sub->above_cap = count;
+		}
+		count = 0;
+		for (uint32_t i = first; i <= last; i++)
+			if (ev[i].index > skip)
+				sub->above[count++] = ev[i];
+		*events = sub->above;
+	}
 	sub->cur = g->rec;
-	*events = &ev[at];
-	*n = end - at;
-	return true;
+	*n = count;
+	return 0;
 }
 
 /* Under ->lock, state open: the next batch, -EAGAIN, or an error. */
@@ -419,11 +450,10 @@ static int read_batch(struct eventbuf_subscription *sub,
 		/* A live batch the snapshot covered, wholly or in part: its
 		 * least index is at or below the snapshot's. */
 		if (g->seq && ev->index <= sub->skip_through) {
-			sub->rest = g;
-			sub->rest_at = 0;
-			if (hand_out_rest(sub, events, n))
-				return 0;
-			continue;
+			ret = hand_out_above(sub, g, events, n);
+			if (ret == -EAGAIN)
+				continue;
+			return ret;
 		}
 		sub->cur = g->rec;
 		*events = &g->rec->events[g->off];
@@ -464,8 +494,8 @@ int eventbuf_sub_next_nonblock(struct eventbuf_subscription *sub,
 		sub->new_snapshot_pending = false;
 		hand_out_frame(sub, &frame, events, n);
 		ret = 0;
-	} else if (sub->rest && hand_out_rest(sub, events, n)) {
-		ret = 0;
+	} else if (sub->retry) {
+		ret = hand_out_above(sub, sub->retry, events, n);
 	} else {
 		ret = read_batch(sub, events, n);
 	}
