@@ -66,9 +66,9 @@ extern "C" {
  * events on both sides of that index (one publish of several commits'
  * changes) is handed out as one batch without the ones at or below it (a
  * copy the subscription owns, when they are not side by side); a batch
- * with none above it is skipped.
- * A subscriber is up to date (eventbuf_subscribe_req's @index) when it names
- * the greatest index of the key's last batch.
+ * with none above it is skipped. A subscriber is up to date
+ * (eventbuf_subscribe_req's @index) when it names the greatest index of
+ * the key's last batch.
  */
 
 /* The most events one eventbuf_publish() or eventbuf_snapshot_append()

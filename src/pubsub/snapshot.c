@@ -8,9 +8,9 @@
  * = __eventbuf_end_of_snapshot) and splices: starting at the key buffer's
  * head itself (its events may be newer than the snapshot, and starting after
  * it would lose them), it links the first item with an event above the
- * snapshot's index, or, when none has one, an item
- * that follows what the head is followed by. All this happens under
- * pub->lock, so no publish can slip between the head and the splice.
+ * snapshot's index, or, when none has one, an item that follows what the
+ * head is followed by. All this happens under pub->lock, so no publish
+ * can slip between the head and the splice.
  * Events at or below the snapshot's index in the items after the splice
  * (a batch that straddles it, or a caller publishing out of order) are
  * skipped one by one by the subscription (->skip_through): nothing in a
