@@ -11,15 +11,16 @@
  * follow-after. Model: the list of items since the start; a reader or a
  * held item is a position in it.
  *
- * Publisher side: three keys of one topic, publishes of 1-3 events sharing
- * one new index, some of them carrying an old index instead (at or below
- * what snapshots already hold), subscriptions that start fresh, resume up
- * to date or from a stale index, reads, unsubscribes, force-closes by key,
- * cache expiry. Model: each key's history of publishes (the index of each
- * event); each subscription's next expected frame, its skip point and its
- * place in the history, from which its next batch is the next publish
- * with events above the skip point, those alone, in order; which key
- * buffers exist and what they cached.
+ * Publisher side: three keys of one topic and its wildcard, publishes of
+ * 1-3 events over one or two keys sharing one new index, some of them
+ * carrying an old index instead (at or below what snapshots already
+ * hold), subscriptions that start fresh, resume up to date or from a
+ * stale index, reads, unsubscribes, force-closes by key, cache expiry.
+ * Model: each key's history of batches (each event's index and key; the
+ * wildcard's has every publish, sorted by key); each subscription's next
+ * expected frame, its skip point and its place in the history, from which
+ * its next batch is the next one with events above the skip point, those
+ * alone, in order; which key buffers exist and what they cached.
  *
  * Poller: one poller made and freed, readers and subscriptions attached
  * and detached (-EBUSY twice, -ENOENT when not attached, -EISCONN for a
@@ -78,7 +79,9 @@
 #define MAX_ITEMS 512
 #define NREADERS 4
 #define NHELD 4
-#define NKEYS 3
+#define NKEYS 4		/* three keys and the wildcard */
+#define NREAL 3		/* the keys a publish may name */
+#define WILD 3		/* keys[WILD] is EVENTBUF_KEY_WILDCARD */
 #define NSUBS 6
 #define MAX_HIST MAX_OPS	/* a key's publishes: at most one per operation */
 
@@ -474,7 +477,7 @@ static void bstate_free(struct bstate *b)
 /* The publisher model                                                 */
 /* ------------------------------------------------------------------ */
 
-static const char *const keys[NKEYS] = { "a", "b", "c" };
+static const char *const keys[NKEYS] = { "a", "b", "c", EVENTBUF_KEY_WILDCARD };
 
 enum { EXPECT_NEW_SNAPSHOT, EXPECT_SNAPSHOT, EXPECT_EOS, EXPECT_LIVE };
 
@@ -493,6 +496,7 @@ struct msub {
 
 struct mkey {
 	uint64_t hist[MAX_HIST][3];	/* each publish's events' indexes */
+	uint8_t hist_key[MAX_HIST][3];	/* and keys */
 	uint32_t hist_n[MAX_HIST];	/* and how many */
 	size_t nhist;
 	uint64_t last;			/* the greatest published; 0: none */
@@ -512,12 +516,16 @@ struct pstate {
 	struct msub subs[NSUBS];
 };
 
-/* The handler writes the key's last publish: one event, its index. */
+/*
+ * The handler writes the key's last publish (the topic's, for the
+ * wildcard): one event, its index.
+ */
 static int handler(void *arg, const char *topic, const char *key,
 		   struct eventbuf_snapshot *snap, uint64_t *index)
 {
 	struct pstate *p = arg;
-	struct mkey *k = &p->keys[key[0] - 'a'];
+	struct mkey *k = &p->keys[strcmp(key, EVENTBUF_KEY_WILDCARD) ?
+				  key[0] - 'a' : WILD];
 	struct eventbuf_event ev = { .index = k->last, .topic = topic,
 				     .key = key, .payload = "snapshot" };
 
@@ -604,18 +612,22 @@ static void op_subscribe(struct pstate *p, uint8_t arg, uint8_t arg2)
 }
 
 /*
- * @s's next batch: the indexes above its skip point of the next publish
- * that has any, from its place on (*h), in @want; how many (0: none).
+ * @s's next batch: the events above its skip point of the next publish
+ * that has any, from its place on (*h): their indexes in @want, their
+ * keys in @wkey; how many (0: none).
  */
 static uint32_t next_batch(const struct mkey *k, const struct msub *s,
-			   size_t *h, uint64_t *want)
+			   size_t *h, uint64_t *want, uint8_t *wkey)
 {
 	for (*h = s->h; *h < k->nhist; ++*h) {
 		uint32_t n = 0;
 
-		for (uint32_t e = 0; e < k->hist_n[*h]; e++)
-			if (k->hist[*h][e] > s->skip)
-				want[n++] = k->hist[*h][e];
+		for (uint32_t e = 0; e < k->hist_n[*h]; e++) {
+			if (k->hist[*h][e] <= s->skip)
+				continue;
+			wkey[n] = k->hist_key[*h][e];
+			want[n++] = k->hist[*h][e];
+		}
 		if (n)
 			return n;
 	}
@@ -630,7 +642,8 @@ static bool live_seen(struct mkey *k, struct msub *s, int ret,
 		      const struct eventbuf_event *ev, size_t n)
 {
 	uint64_t want[3];
-	uint32_t got = next_batch(k, s, &s->h, want);
+	uint8_t wkey[3];
+	uint32_t got = next_batch(k, s, &s->h, want, wkey);
 
 	if (!got) {
 		CHECK(ret == -EAGAIN);
@@ -639,7 +652,7 @@ static bool live_seen(struct mkey *k, struct msub *s, int ret,
 	CHECK(ret == 0 && n == got);
 	for (size_t e = 0; e < n; e++)
 		CHECK(ev[e].index == want[e] &&
-		      !strcmp(ev[e].key, keys[s->key]) &&
+		      !strcmp(ev[e].key, keys[wkey[e]]) &&
 		      !strcmp(ev[e].payload, "live"));
 	return got == k->hist_n[s->h++];
 }
@@ -691,38 +704,70 @@ static void op_sub_read(struct pstate *p, uint8_t arg)
 }
 
 /*
- * Event e of the batch has the new index, or, where bit e of @old is set,
- * an old one (at or below what the key's snapshots hold): the changes of
- * several commits published together, late.
+ * A batch of what @key's buffer gets of @ev (the wildcard's: all of it,
+ * sorted by key, stably), if it has a buffer. Its last index grows.
  */
-static void op_publish(struct pstate *p, uint8_t arg)
+static void key_gets(struct mkey *k, int key, const struct eventbuf_event *ev,
+		     const uint8_t *evkey, uint32_t n)
 {
-	int key = arg % NKEYS;
-	uint32_t n = 1 + (arg / NKEYS) % 3, old = arg / (NKEYS * 3) % 8;
-	struct eventbuf_event ev[3];
-	struct mkey *k = &p->keys[key];
-	uint64_t index = ++p->next_index, hi = 0;
+	uint64_t hi = 0;
+	uint32_t m = 0;
 
-	op_name = "publish";
-	for (uint32_t e = 0; e < n; e++) {
-		uint64_t ix = (old >> e) & 1 ? k->last - (k->last && e) : index;
-
-		ev[e] = (struct eventbuf_event){ .index = ix, .topic = "t",
-						 .key = keys[key],
-						 .payload = "live" };
-		hi = ix > hi ? ix : hi;
+	for (int want = 0; want < NREAL; want++) {
+		for (uint32_t e = 0; e < n; e++) {
+			if (key == WILD ? evkey[e] != want : evkey[e] != key)
+				continue;
+			if (k->buffer) {
+				CHECK(k->nhist < MAX_HIST);
+				k->hist[k->nhist][m] = ev[e].index;
+				k->hist_key[k->nhist][m] = evkey[e];
+			}
+			m++;
+			hi = ev[e].index > hi ? ev[e].index : hi;
+		}
+		if (key != WILD)
+			break;
 	}
-	CHECK(eventbuf_publish(p->pub, ev, n, release_cb,
-			       release_rec_new()) == 0);
+	if (!m)
+		return;		/* nothing of this key */
 	k->last = hi > k->last ? hi : k->last;
 	if (!k->buffer)
 		return;		/* nobody watches: not kept */
-	CHECK(k->nhist < MAX_HIST);
-	for (uint32_t e = 0; e < n; e++)
-		k->hist[k->nhist][e] = ev[e].index;
-	k->hist_n[k->nhist++] = n;
+	k->hist_n[k->nhist++] = m;
 	k->head_live = true;
 	k->head_hi = hi;
+}
+
+/*
+ * Event e of the batch is of key @arg % 3, or of the next key where bit e
+ * of @keymix is set; it has the new index, or, where bit e of @old is
+ * set, an old one (at or below what its key's snapshots hold): the
+ * changes of several commits published together, late.
+ */
+static void op_publish(struct pstate *p, uint8_t arg, uint8_t keymix)
+{
+	uint32_t n = 1 + (arg / NREAL) % 3, old = arg / (NREAL * 3) % 8;
+	struct eventbuf_event ev[3];
+	uint64_t index = ++p->next_index;
+	uint8_t evkey[3];
+
+	op_name = "publish";
+	for (uint32_t e = 0; e < n; e++) {
+		int key = (arg % NREAL + ((keymix >> e) & 1)) % NREAL;
+		uint64_t last = p->keys[key].last;
+		uint64_t ix = (old >> e) & 1 ? last - (last && e) : index;
+
+		evkey[e] = (uint8_t)key;
+		ev[e] = (struct eventbuf_event){ .index = ix, .topic = "t",
+						 .key = keys[key],
+						 .payload = "live" };
+	}
+	CHECK(eventbuf_publish(p->pub, ev, n, release_cb,
+			       release_rec_new()) == 0);
+	/* The wildcard's last index is the topic's, old events included
+	 * (its handler's snapshot index). */
+	for (int key = 0; key < NKEYS; key++)
+		key_gets(&p->keys[key], key, ev, evkey, n);
 }
 
 static void op_close_key(struct pstate *p, uint8_t arg)
@@ -777,7 +822,8 @@ static void pstate_init(struct pstate *p, bool ttl)
 	memset(p, 0, sizeof(*p));
 	p->ttl = ttl;
 	CHECK(eventbuf_publisher_new(&cfg, &p->pub) == 0);
-	CHECK(eventbuf_publisher_register(p->pub, "t", handler, p, 0) == 0);
+	CHECK(eventbuf_publisher_register(p->pub, "t", handler, p,
+					  EVENTBUF_TOPIC_WILDCARD) == 0);
 }
 
 static void pstate_free(struct pstate *p)
@@ -818,10 +864,11 @@ static bool sub_has_more(struct pstate *p, int i)
 	struct msub *s = &p->subs[i];
 
 	uint64_t want[3];
+	uint8_t wkey[3];
 	size_t h;
 
 	return s->closed || (s->expect == EXPECT_LIVE &&
-			     next_batch(&p->keys[s->key], s, &h, want));
+			     next_batch(&p->keys[s->key], s, &h, want, wkey));
 }
 
 /*
@@ -1091,7 +1138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 9:		op_park(&b, arg); break;
 		case 10:	op_held(&b, arg); break;
 		case 11:	op_subscribe(&p, arg, data[i] / 16); break;
-		case 12:	op_publish(&p, arg); break;
+		case 12:	op_publish(&p, arg, data[i] / 16); break;
 		case 13:	op_sub_read(&p, arg); break;
 		case 14:	op_close_key(&p, arg); break;
 		default:
