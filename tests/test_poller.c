@@ -2229,6 +2229,25 @@ static void add_obj_reader(struct eventbuf_poller *p, struct eventbuf *buf,
 }
 
 /*
+ * A reader at @buf's head that waits on its own descriptor (*fdp), which
+ * nothing has made readable yet: it joins the link's waiters loudly.
+ */
+static struct eventbuf_reader *head_fd_waiter(struct eventbuf *buf, int *fdp)
+{
+	struct eventbuf_item *head;
+	struct eventbuf_reader *r;
+	int ret;
+
+	assert_int_equal(eventbuf_head(buf, &head), 0);
+	assert_int_equal(eventbuf_reader_new(head, &r), 0);
+	eventbuf_item_put(head);
+	ret = eventbuf_reader_wait_fd(r, fdp);
+	assert_true(ret == 0 || ret == 1);
+	assert_false(fd_readable(*fdp));
+	return r;
+}
+
+/*
  * @p's descriptor fired for a publish: everything reported is read, and
  * its counts of wake-ups, and of those that came quietly, are now these.
  */
@@ -2309,20 +2328,14 @@ static void test_poller_quiet_joined_by_wait_fd(void **state)
 	struct eventbuf *buf;
 	struct obj o = { 0 };
 	struct eventbuf_poller *p;
-	struct eventbuf_item *head;
 	struct eventbuf_reader *r2;
 	const struct eventbuf_item *it;
-	int fd, ret;
+	int fd;
 
 	(void)state;
 	assert_int_equal(poller_new(&p), 0);
 	quiet_readers(p, &buf, &o, 1);
-	assert_int_equal(eventbuf_head(buf, &head), 0);
-	assert_int_equal(eventbuf_reader_new(head, &r2), 0);
-	eventbuf_item_put(head);
-	ret = eventbuf_reader_wait_fd(r2, &fd);
-	assert_true(ret == 0 || ret == 1);
-	assert_false(fd_readable(fd));
+	r2 = head_fd_waiter(buf, &fd);
 	quiet_round(&buf, &o, 1, 0);
 	assert_true(fd_readable(fd));
 	ready_all(p);
@@ -2376,11 +2389,10 @@ static void test_poller_quiet_third_waiter(void **state)
 {
 	struct eventbuf_poller *p[3];
 	struct eventbuf *buf;
-	struct eventbuf_item *head;
 	struct eventbuf_reader *r;
 	const struct eventbuf_item *it;
 	struct obj o[3] = { 0 };
-	int fd, ret;
+	int fd;
 
 	(void)state;
 	for (int i = 0; i < 3; i++)
@@ -2398,12 +2410,7 @@ static void test_poller_quiet_third_waiter(void **state)
 	/* The next link: two pollers, then a blocking reader. */
 	eventbuf_reader_free(o[2].r);
 	eventbuf_poller_free(p[2]);
-	assert_int_equal(eventbuf_head(buf, &head), 0);
-	assert_int_equal(eventbuf_reader_new(head, &r), 0);
-	eventbuf_item_put(head);
-	ret = eventbuf_reader_wait_fd(r, &fd);
-	assert_true(ret == 0 || ret == 1);
-	assert_false(fd_readable(fd));
+	r = head_fd_waiter(buf, &fd);
 	quiet_round(&buf, &o[0], 1, 1);
 	set_want(o, 2, 2);
 	assert_true(fd_readable(fd));
