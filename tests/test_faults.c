@@ -1023,7 +1023,7 @@ static void gpublish(struct eventbuf_publisher *pub, uint64_t index)
 /*
  * A batch that straddles the snapshot, its events above it not side by
  * side (6, 4, 7 after a snapshot at 5): handing them out copies them,
- * and the copy's realloc() fails. The read returns -ENOMEM, not terminal;
+ * and the copy's malloc() fails. The read returns -ENOMEM, not terminal;
  * the poller reports the subscription again at once, without a publish;
  * the next read hands out 6 and 7 as one batch, then nothing.
  */

@@ -154,9 +154,8 @@ struct eventbuf_subscription {
 	bool new_snapshot_pending;
 	uint64_t skip_through;		/* live events at or below: seen */
 	/* the events of a live batch partly above ->skip_through, handed
-	 * out as one batch (subscription.c); ours, freed with us */
+	 * out as one batch (subscription.c); ours, freed at the next call */
 	struct eventbuf_event *above;
-	uint32_t above_cap;
 	const struct group *retry;	/* such a batch not handed out yet */
 	struct eventbuf_event frame;	/* framing events handed out */
 	const char *topic;		/* the publisher's, which we hold */

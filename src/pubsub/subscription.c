@@ -214,6 +214,8 @@ static void drop_held(struct eventbuf_subscription *sub)
 		__eventbuf_record_put(sub->held);
 	sub->held = NULL;
 	sub->cur = NULL;
+	free(sub->above);
+	sub->above = NULL;
 }
 
 /*
@@ -284,7 +286,6 @@ void __eventbuf_sub_free(struct eventbuf_subscription *sub)
 		close(sub->kick_fd);
 		close(sub->epfd);
 	}
-	free(sub->above);
 	__eventbuf_publisher_unref(sub->pub);
 	handle_free(sub);
 }
@@ -365,7 +366,9 @@ static void hand_out_frame(struct eventbuf_subscription *sub,
  * date without the runs it missed.
  *
  * A contiguous slice is the record's, as for any batch; otherwise the
- * events are copied to ->above, ours until the next call. The record
+ * events are copied to ->above, ours until the next call frees it (kept,
+ * a copy the size of the largest such batch would stay with each of
+ * thousands of subscribers that met one after a snapshot). The record
  * stays the reader's item's, or the closer's (->cur). Returns 0, -EAGAIN
  * (nothing above: the batch is skipped), or -ENOMEM with @g kept in
  * ->retry for the next call (the reader still holds its item), which a
@@ -392,17 +395,12 @@ static int hand_out_above(struct eventbuf_subscription *sub,
 	if (count == last - first + 1) {
 		*events = &ev[first];
 	} else {
-		if (count > sub->above_cap) {
-			void *p = realloc(sub->above, count * sizeof(*ev));
-
-			if (!p) {
-				sub->retry = g;
-				if (sub->pn.poller)
-					__eventbuf_poller_retry(&sub->pn);
-				return -ENOMEM;
-			}
-			sub->above = p;
-			sub->above_cap = count;
+		sub->above = malloc(count * sizeof(*ev));
+		if (!sub->above) {
+			sub->retry = g;
+			if (sub->pn.poller)
+				__eventbuf_poller_retry(&sub->pn);
+			return -ENOMEM;
 		}
 		count = 0;
 		for (uint32_t i = first; i <= last; i++)
